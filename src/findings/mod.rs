@@ -1,0 +1,1 @@
+//! Findings: checks over a timeline, one check per file.

@@ -1,0 +1,26 @@
+//! `rehearse`: a staging rehearsal harness for PostgreSQL schema migrations.
+//!
+//! Data flows one way, and the modules say so:
+//!
+//! ```text
+//! scenario file -> provision (a Postgres) -> seed -> rehearsal
+//!     (replicas + app workloads + lock sampler, all emitting timestamped events)
+//! -> timeline (plain, serialisable data) -> findings (one check per file)
+//! -> report (terminal / JSON / ...) -> exit code
+//! ```
+//!
+//! Only [`provision`], [`seed`], [`migrate`] and [`rehearsal`] talk to
+//! Postgres. [`timeline`], [`findings`] and [`report`] work on plain data and
+//! are tested from recorded timelines.
+
+pub mod cli;
+pub mod exit;
+pub mod findings;
+pub mod migrate;
+pub mod provision;
+pub mod rehearsal;
+pub mod report;
+pub mod scenario;
+pub mod seed;
+pub mod testing;
+pub mod timeline;

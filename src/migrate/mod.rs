@@ -1,0 +1,1 @@
+//! Migration sources (the layouts of real tools) and the runners that apply them.

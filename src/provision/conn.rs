@@ -1,0 +1,159 @@
+//! Connection settings handed out by every backend.
+//!
+//! The password lives here and nowhere else: `Debug` and `Display` never show
+//! it, and [`ConnInfo::display_url`] is what goes into output and reports.
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio_postgres::NoTls;
+
+use super::ProvisionError;
+
+/// Where a throwaway database can be reached.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// Always a loopback address for the local and Docker backends.
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub(crate) password: Option<String>,
+    pub dbname: String,
+}
+
+impl ConnInfo {
+    #[must_use]
+    pub fn new(host: impl Into<String>, port: u16, user: impl Into<String>) -> Self {
+        Self {
+            host: host.into(),
+            port,
+            user: user.into(),
+            password: None,
+            dbname: "postgres".into(),
+        }
+    }
+
+    #[must_use]
+    pub fn with_password(mut self, password: Option<String>) -> Self {
+        self.password = password;
+        self
+    }
+
+    #[must_use]
+    pub fn with_dbname(mut self, dbname: impl Into<String>) -> Self {
+        self.dbname = dbname.into();
+        self
+    }
+
+    /// The password, for callers that must hand it to another process
+    /// (`DATABASE_URL` of a user's migration tool). Never print it.
+    #[must_use]
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
+    /// A `postgres://` URL including the password: for child processes only.
+    #[must_use]
+    pub fn url_with_password(&self) -> String {
+        self.url(true)
+    }
+
+    /// A `postgres://` URL safe to print: the password is left out.
+    #[must_use]
+    pub fn display_url(&self) -> String {
+        self.url(false)
+    }
+
+    fn url(&self, with_password: bool) -> String {
+        let mut url = url::Url::parse("postgres://localhost").expect("static url parses");
+        // Setting parts on a parsed URL percent-encodes them correctly, which
+        // matters for passwords and database names with reserved characters.
+        let _ = url.set_host(Some(&self.host));
+        let _ = url.set_port(Some(self.port));
+        let _ = url.set_username(&self.user);
+        if with_password {
+            let _ = url.set_password(self.password.as_deref());
+        }
+        url.set_path(&self.dbname);
+        url.to_string()
+    }
+
+    /// The `tokio_postgres` configuration, with a connect timeout so no
+    /// connection attempt can hang.
+    #[must_use]
+    pub fn pg_config(&self, application_name: &str) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&self.host)
+            .port(self.port)
+            .user(&self.user)
+            .dbname(&self.dbname)
+            .application_name(application_name)
+            .connect_timeout(Duration::from_secs(10));
+        if let Some(password) = &self.password {
+            config.password(password);
+        }
+        config
+    }
+
+    /// Opens a connection and drives it on a background task.
+    pub async fn connect(
+        &self,
+        application_name: &str,
+    ) -> Result<tokio_postgres::Client, ProvisionError> {
+        let (client, connection) = self
+            .pg_config(application_name)
+            .connect(NoTls)
+            .await
+            .map_err(|source| ProvisionError::Connect {
+                target: self.display_url(),
+                message: crate::provision::describe_pg_error(&source),
+            })?;
+        tokio::spawn(async move {
+            // Errors surface on the client side; the task only drives I/O.
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+}
+
+impl fmt::Debug for ConnInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnInfo")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("dbname", &self.dbname)
+            .finish()
+    }
+}
+
+impl fmt::Display for ConnInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display_url())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_and_debug_never_show_the_password() {
+        let info = ConnInfo::new("127.0.0.1", 5432, "rehearse")
+            .with_password(Some("canary-Secret-42".into()))
+            .with_dbname("app");
+        assert!(!format!("{info}").contains("canary"));
+        assert!(!format!("{info:?}").contains("canary"));
+        assert!(!info.display_url().contains("canary"));
+        assert_eq!(info.display_url(), "postgres://rehearse@127.0.0.1:5432/app");
+        assert!(info.url_with_password().contains("canary-Secret-42"));
+    }
+
+    #[test]
+    fn reserved_characters_are_percent_encoded() {
+        let info = ConnInfo::new("127.0.0.1", 1, "u").with_password(Some("a@b/c".into()));
+        assert_eq!(info.url_with_password(), "postgres://u:a%40b%2Fc@127.0.0.1:1/postgres");
+    }
+}

@@ -1,0 +1,1 @@
+//! Scenario files: what a rehearsal does, parsed with spans.

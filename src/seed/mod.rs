@@ -1,0 +1,1 @@
+//! Seeding: fills a freshly migrated database with realistic generated data.

@@ -1,0 +1,1 @@
+//! The timeline: plain, serialisable, timestamped events of a rehearsal.
