@@ -1,9 +1,161 @@
-//! The `rehearse` command line.
+//! The `rehearse` command line: argument parsing, signal handling and exit
+//! codes. Each subcommand lives in its own file and only calls the library.
+
+mod doctor;
+mod gc;
+mod provision;
+mod run;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::exit::Exit;
+use crate::provision::{Backend, ProvisionOptions};
+
+/// Rehearse PostgreSQL schema migrations on a throwaway, seeded Postgres:
+/// concurrent replicas, live traffic, locks and compatibility.
+#[derive(Debug, Parser)]
+#[command(name = "rehearse", version, about, long_about = None)]
+pub struct Cli {
+    /// Print nothing but errors and the final verdicts.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Rehearse scenario files (a file, a scenario folder or a folder of them).
+    Run(run::RunArgs),
+    /// Start a throwaway Postgres and keep it until Ctrl-C.
+    Provision(provision::ProvisionArgs),
+    /// Which backends work here, with versions, and why not.
+    Doctor(doctor::DoctorArgs),
+    /// Remove containers and local clusters left behind by killed runs.
+    Gc(gc::GcArgs),
+}
+
+/// Flags every command that provisions a Postgres shares.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct BackendArgs {
+    /// Where the throwaway Postgres runs.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    backend: Backend,
+    /// An existing server to create throwaway databases on (url backend).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Postgres major version (selects the Docker tag or local binaries).
+    #[arg(long = "pg-version", value_name = "MAJOR")]
+    pg_major: Option<u32>,
+    /// Production-like durability (fsync on); slower, timings closer to production.
+    #[arg(long)]
+    durable: bool,
+    /// Docker image to use instead of the pinned official `postgres` tag.
+    #[arg(long, env = crate::provision::DOCKER_IMAGE_ENV)]
+    docker_image: Option<String>,
+    /// Directory holding initdb and postgres (local backend).
+    #[arg(long, env = crate::provision::LOCAL_BIN_ENV)]
+    pg_bin: Option<PathBuf>,
+    /// Where local clusters are created (default /dev/shm, else the temp dir).
+    #[arg(long, env = crate::provision::LOCAL_TMPDIR_ENV)]
+    tmp_dir: Option<PathBuf>,
+    /// Seconds to wait for a Postgres to start and answer.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    startup_timeout: u64,
+}
+
+impl BackendArgs {
+    /// Provisioning options; an explicit `--backend` wins over a scenario's.
+    pub(crate) fn options(&self, scenario_backend: Option<Backend>) -> ProvisionOptions {
+        let backend = match (self.backend, scenario_backend) {
+            (Backend::Auto, Some(from_scenario)) => from_scenario,
+            (flag, _) => flag,
+        };
+        ProvisionOptions {
+            backend,
+            pg_major: self.pg_major,
+            // Only the url and auto backends look at a URL: a DATABASE_URL in
+            // the environment must not divert an explicit local or docker.
+            database_url: match backend {
+                Backend::Url | Backend::Auto => self.database_url.clone(),
+                Backend::Local | Backend::Docker => None,
+            },
+            durable: self.durable,
+            docker_image: self.docker_image.clone(),
+            pg_bin_dir: self.pg_bin.clone(),
+            tmp_dir: self.tmp_dir.clone(),
+            startup_timeout: Duration::from_secs(self.startup_timeout),
+            ..ProvisionOptions::default()
+        }
+    }
+}
 
 /// Entry point of the binary.
 #[must_use]
 pub fn main() -> std::process::ExitCode {
-    Exit::Pass.into()
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { Exit::BadInput } else { Exit::Pass }.into();
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("rehearse: cannot start the async runtime: {e}");
+            return Exit::Infrastructure.into();
+        }
+    };
+    let exit = runtime.block_on(run_with_signals(cli));
+    runtime.shutdown_timeout(Duration::from_secs(10));
+    exit.into()
+}
+
+/// Runs the command; on SIGINT or SIGTERM drops it (every handle cleans up
+/// in its `Drop`) and returns 130 or 143.
+async fn run_with_signals(cli: Cli) -> Exit {
+    let (Ok(mut sigint), Ok(mut sigterm)) =
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        eprintln!("rehearse: cannot install signal handlers");
+        return Exit::Infrastructure;
+    };
+    let quiet = cli.quiet;
+    let exit = tokio::select! {
+        exit = dispatch(cli) => return exit,
+        _ = sigint.recv() => Exit::Interrupted,
+        _ = sigterm.recv() => Exit::Terminated,
+    };
+    // The command's future is dropped by now, and with it every Postgres
+    // handle. A container whose start was cut short has no handle yet: sweep
+    // what this process still owns.
+    crate::provision::gc::collect_own().await;
+    if !quiet {
+        eprintln!("rehearse: stopped by signal, cleaned up");
+    }
+    exit
+}
+
+async fn dispatch(cli: Cli) -> Exit {
+    match cli.command {
+        Command::Run(args) => run::run(args, cli.quiet).await,
+        Command::Provision(args) => provision::provision(args, cli.quiet).await,
+        Command::Doctor(args) => doctor::doctor(args).await,
+        Command::Gc(args) => gc::gc(args).await,
+    }
+}
+
+/// Prints an error on one line and returns its exit code.
+pub(crate) fn fail(error: &dyn std::fmt::Display, exit: Exit) -> Exit {
+    eprintln!("rehearse: error: {error}");
+    exit
+}
+
+pub(crate) fn provision_exit(error: &crate::provision::ProvisionError) -> Exit {
+    if error.is_bad_input() { Exit::BadInput } else { Exit::Infrastructure }
 }

@@ -1,8 +1,68 @@
 //! Provisioning: a throwaway Postgres on one of three backends.
+//!
+//! [`Postgres::start`] returns a handle that hands out connection settings and
+//! cleans up after itself: explicitly with [`Postgres::shutdown`], or on
+//! `Drop` (normal exit, panic, and the CLI's SIGINT/SIGTERM handling, which
+//! drops every handle before exiting). What a SIGKILL leaves behind carries a
+//! label or an owner file, and [`gc::collect`] removes it.
 
 mod conn;
+mod docker;
+pub mod doctor;
+pub mod gc;
+mod local;
+mod owner;
+mod server;
+mod template;
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 pub use conn::ConnInfo;
+pub use docker::{DOCKER_IMAGE_ENV, DockerImage};
+pub use local::{LOCAL_BIN_ENV, LOCAL_TMPDIR_ENV, PgBinaries};
+pub use owner::RunId;
+pub use template::Template;
+
+use docker::DockerInstance;
+use local::LocalCluster;
+use server::ServerDatabase;
+
+/// Which kind of Postgres a rehearsal runs on.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// Docker when a daemon answers and the image is present or can be
+    /// pulled; otherwise local binaries.
+    #[default]
+    Auto,
+    /// A container through testcontainers.
+    Docker,
+    /// A cluster from the Postgres binaries installed on this machine.
+    Local,
+    /// A throwaway database on an existing server (`--database-url`).
+    Url,
+}
+
+impl Backend {
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Backend::Auto => "auto",
+            Backend::Docker => "docker",
+            Backend::Local => "local",
+            Backend::Url => "url",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Errors of the provisioning stage. Messages are lowercase, carry the
 /// identifying values and never a password.
@@ -10,8 +70,47 @@ pub use conn::ConnInfo;
 pub enum ProvisionError {
     #[error("cannot connect to {target}: {message}")]
     Connect { target: String, message: String },
-    #[error("{0}")]
-    Other(String),
+    #[error("bad database url: {0}")]
+    BadUrl(String),
+    #[error("the url backend needs a database url: pass --database-url or set DATABASE_URL")]
+    MissingUrl,
+    #[error("docker is not available: {0}")]
+    DockerUnavailable(String),
+    #[error(
+        "docker image {image} is not present and could not be pulled: {reason}; build one \
+         offline with ci/build-postgres-image.sh and set {env}=rehearse-postgres:15",
+        env = DOCKER_IMAGE_ENV
+    )]
+    ImageUnavailable { image: String, reason: String },
+    #[error("docker container from {image} failed: {reason}")]
+    Container { image: String, reason: String },
+    #[error("no local postgres binaries: {0}")]
+    NoBinaries(String),
+    #[error("temp dir {path}: {reason}")]
+    TempDir { path: PathBuf, reason: String },
+    #[error("local cluster: {0}")]
+    Local(String),
+    #[error("postgres did not become ready within {seconds} s on {target}: {last_error}")]
+    NotReady { target: String, seconds: u64, last_error: String },
+    #[error(
+        "no backend works here: docker: {docker}; local: {local}. Start a docker daemon (and \
+         build or pull a postgres image), install the postgres server binaries (e.g. apt-get \
+         install postgresql), or pass --database-url"
+    )]
+    NoBackend { docker: String, local: String },
+    #[error("server reports postgres {found}, but {wanted} was asked for")]
+    VersionMismatch { wanted: u32, found: String },
+    #[error("{operation} on {target}: {message}")]
+    Sql { operation: String, target: String, message: String },
+}
+
+impl ProvisionError {
+    /// Whether the user can fix this by changing their input (exit code 2)
+    /// rather than the environment (exit code 3).
+    #[must_use]
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, ProvisionError::BadUrl(_) | ProvisionError::MissingUrl)
+    }
 }
 
 /// One line describing a Postgres error: SQLSTATE and message when the server
@@ -19,13 +118,360 @@ pub enum ProvisionError {
 #[must_use]
 pub fn describe_pg_error(error: &tokio_postgres::Error) -> String {
     if let Some(db) = error.as_db_error() {
-        return format!("{} ({})", db.message(), db.code().code());
+        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
     }
     let mut message = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
-        message = format!("{message}: {cause}");
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
         source = cause.source();
     }
     message
+}
+
+/// How to provision. `Default` gives the auto backend with fast settings.
+#[derive(Debug, Clone)]
+pub struct ProvisionOptions {
+    pub backend: Backend,
+    /// Postgres major version asked for; `None` takes what the backend has
+    /// (local: the newest installed; docker: [`docker::DEFAULT_MAJOR`]).
+    pub pg_major: Option<u32>,
+    /// For the url backend (and auto, where it wins over the others).
+    pub database_url: Option<String>,
+    /// Production-like durability (fsync on). Off by default: it changes
+    /// timings, so benchmarks say which one they used.
+    pub durable: bool,
+    /// Docker image override; defaults to `$REHEARSE_DOCKER_IMAGE`, then the
+    /// pinned official tag for the major version.
+    pub docker_image: Option<String>,
+    /// Directory holding `initdb` and `postgres`; defaults to
+    /// `$REHEARSE_PG_BIN`, then PATH and `/usr/lib/postgresql/*/bin`.
+    pub pg_bin_dir: Option<PathBuf>,
+    /// Where local clusters live; defaults to `$REHEARSE_TMPDIR`, then
+    /// `/dev/shm` (tmpfs), then the system temp dir.
+    pub tmp_dir: Option<PathBuf>,
+    /// Bound on starting and becoming ready (pull excluded).
+    pub startup_timeout: Duration,
+    /// Bound on pulling a missing Docker image.
+    pub pull_timeout: Duration,
+    pub run_id: RunId,
+}
+
+impl Default for ProvisionOptions {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Auto,
+            pg_major: None,
+            database_url: None,
+            durable: false,
+            docker_image: None,
+            pg_bin_dir: None,
+            tmp_dir: None,
+            startup_timeout: Duration::from_secs(60),
+            pull_timeout: Duration::from_secs(300),
+            run_id: RunId::new(),
+        }
+    }
+}
+
+impl ProvisionOptions {
+    #[must_use]
+    pub fn with_backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    #[must_use]
+    pub fn with_pg_major(mut self, major: Option<u32>) -> Self {
+        self.pg_major = major;
+        self
+    }
+
+    #[must_use]
+    pub fn with_database_url(mut self, url: Option<String>) -> Self {
+        self.database_url = url;
+        self
+    }
+
+    #[must_use]
+    pub fn with_durable(mut self, durable: bool) -> Self {
+        self.durable = durable;
+        self
+    }
+
+    #[must_use]
+    pub fn with_tmp_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.tmp_dir = dir;
+        self
+    }
+
+    #[must_use]
+    pub fn with_startup_timeout(mut self, timeout: Duration) -> Self {
+        self.startup_timeout = timeout;
+        self
+    }
+}
+
+/// Something a handle owns and must clean up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resource {
+    /// A local cluster's directory (data, socket, log).
+    Directory(std::path::PathBuf),
+    /// A process we started (the postmaster).
+    Process(u32),
+    /// A Docker container id.
+    Container(String),
+    /// A database created on someone else's server.
+    Database(String),
+}
+
+enum Instance {
+    Local(LocalCluster),
+    Docker(DockerInstance),
+    Server(ServerDatabase),
+}
+
+/// A throwaway Postgres: a local cluster, a container, or a database on an
+/// existing server. Cleans up on drop.
+pub struct Postgres {
+    /// `None` once stopped. Behind a mutex so a shared handle (the test
+    /// suite's server) can be stopped through `&self`.
+    instance: std::sync::Mutex<Option<Instance>>,
+    backend: Backend,
+    conn: ConnInfo,
+    version: String,
+    version_num: u32,
+    notes: Vec<String>,
+    run_id: RunId,
+}
+
+impl Postgres {
+    /// Starts (or, for the url backend, creates) a throwaway Postgres.
+    pub async fn start(options: &ProvisionOptions) -> Result<Postgres, ProvisionError> {
+        let mut notes = Vec::new();
+        let backend = match options.backend {
+            Backend::Auto => choose_auto(options, &mut notes).await?,
+            other => other,
+        };
+        let (instance, conn) = match backend {
+            Backend::Local => {
+                let cluster = LocalCluster::start(options).await?;
+                let conn = cluster.conn().clone();
+                (Instance::Local(cluster), conn)
+            }
+            Backend::Docker => {
+                let container = DockerInstance::start(options).await?;
+                let conn = container.conn().clone();
+                (Instance::Docker(container), conn)
+            }
+            Backend::Url => {
+                let database = ServerDatabase::create(options).await?;
+                let conn = database.conn().clone();
+                (Instance::Server(database), conn)
+            }
+            Backend::Auto => unreachable!("auto resolved above"),
+        };
+        let mut postgres = Postgres {
+            instance: std::sync::Mutex::new(Some(instance)),
+            backend,
+            conn,
+            version: String::new(),
+            version_num: 0,
+            notes,
+            run_id: options.run_id.clone(),
+        };
+        let client = postgres.conn.connect("rehearse-provision").await?;
+        let row = client
+            .query_one(
+                "SELECT current_setting('server_version'), \
+                 current_setting('server_version_num')::int",
+                &[],
+            )
+            .await
+            .map_err(|e| postgres.sql_error("reading the server version", &e))?;
+        postgres.version = row.get(0);
+        postgres.version_num = u32::try_from(row.get::<_, i32>(1)).unwrap_or(0);
+        if let Some(wanted) = options.pg_major {
+            if postgres.major() != wanted && backend != Backend::Url {
+                return Err(ProvisionError::VersionMismatch {
+                    wanted,
+                    found: postgres.version.clone(),
+                });
+            }
+        }
+        Ok(postgres)
+    }
+
+    /// Connection settings of the throwaway database.
+    #[must_use]
+    pub fn conn(&self) -> &ConnInfo {
+        &self.conn
+    }
+
+    /// The backend actually used (never `Auto`).
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// `server_version`, e.g. `15.18 (Debian 15.18-0+deb12u1)`.
+    #[must_use]
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The major version, e.g. 15.
+    #[must_use]
+    pub fn major(&self) -> u32 {
+        self.version_num / 10_000
+    }
+
+    /// Why auto chose what it chose, one line each.
+    #[must_use]
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    #[must_use]
+    pub fn run_id(&self) -> &RunId {
+        &self.run_id
+    }
+
+    /// What this handle owns right now, for checks that nothing leaks.
+    #[must_use]
+    pub fn resources(&self) -> Vec<Resource> {
+        match &*self.lock_instance() {
+            Some(Instance::Local(cluster)) => cluster.resources(),
+            Some(Instance::Docker(container)) => container.resources(),
+            Some(Instance::Server(database)) => database.resources(),
+            None => Vec::new(),
+        }
+    }
+
+    /// A short description for humans: backend, version, where.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let detail = match &*self.lock_instance() {
+            Some(Instance::Local(cluster)) => format!("binaries {}", cluster.bin_dir().display()),
+            Some(Instance::Docker(container)) => format!("image {}", container.image()),
+            Some(Instance::Server(_)) => "existing server".to_string(),
+            None => "stopped".to_string(),
+        };
+        format!(
+            "{} backend, postgres {}, {}, {}",
+            self.backend,
+            self.version,
+            detail,
+            self.conn.display_url()
+        )
+    }
+
+    /// Stops the server (local, docker) or drops every database this handle
+    /// created (url), reporting errors instead of swallowing them.
+    pub async fn shutdown(self) -> Result<(), ProvisionError> {
+        self.stop().await
+    }
+
+    /// Like [`Postgres::shutdown`], through a shared reference; later calls
+    /// do nothing.
+    pub async fn stop(&self) -> Result<(), ProvisionError> {
+        let instance = self.lock_instance().take();
+        match instance {
+            Some(Instance::Local(cluster)) => cluster.stop(),
+            Some(Instance::Docker(container)) => container.stop().await,
+            Some(Instance::Server(database)) => database.drop_all().await,
+            None => Ok(()),
+        }
+    }
+
+    fn sql_error(&self, operation: &str, error: &tokio_postgres::Error) -> ProvisionError {
+        ProvisionError::Sql {
+            operation: operation.to_string(),
+            target: self.conn.display_url(),
+            message: describe_pg_error(error),
+        }
+    }
+
+    /// Records a database this handle must drop on cleanup (url backend);
+    /// on servers of its own the whole server goes away anyway.
+    fn track_database(&self, name: &str) {
+        if let Some(Instance::Server(database)) = &*self.lock_instance() {
+            database.track(name);
+        }
+    }
+
+    fn untrack_database(&self, name: &str) {
+        if let Some(Instance::Server(database)) = &*self.lock_instance() {
+            database.untrack(name);
+        }
+    }
+
+    fn lock_instance(&self) -> std::sync::MutexGuard<'_, Option<Instance>> {
+        // A panic while holding this lock cannot leave the Option in a
+        // half-updated state, so a poisoned lock is still usable.
+        self.instance.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Auto: Docker when a daemon answers and the image is usable, otherwise
+/// local binaries, otherwise one error naming every remedy.
+async fn choose_auto(
+    options: &ProvisionOptions,
+    notes: &mut Vec<String>,
+) -> Result<Backend, ProvisionError> {
+    if options.database_url.is_some() {
+        notes.push("auto: using the server from --database-url / DATABASE_URL".into());
+        return Ok(Backend::Url);
+    }
+    let docker_reason = match docker::probe(options).await {
+        Ok(()) => return Ok(Backend::Docker),
+        Err(e) => e.to_string(),
+    };
+    match PgBinaries::find(options.pg_bin_dir.as_deref(), options.pg_major) {
+        Ok(_) => {
+            notes.push(format!("auto: using local binaries because {docker_reason}"));
+            Ok(Backend::Local)
+        }
+        Err(local) => Err(ProvisionError::NoBackend { docker: docker_reason, local: local.to_string() }),
+    }
+}
+
+/// Quotes an identifier for SQL (`"a""b"`).
+#[must_use]
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a string literal for SQL (`'it''s'`).
+#[must_use]
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// A random password of letters and digits.
+pub(crate) fn random_password() -> String {
+    use rand::RngExt;
+    const CHARS: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rng();
+    (0..24).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect()
+}
+
+/// Runs a cleanup future to completion from synchronous code (a `Drop`),
+/// whether or not a Tokio runtime is running on this thread: on a fresh
+/// thread with its own runtime, so it can neither deadlock a current-thread
+/// runtime nor be cancelled with it.
+pub(crate) fn block_on_cleanup<F>(future: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let worker = std::thread::spawn(move || {
+        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime.block_on(future),
+            Err(e) => eprintln!("rehearse: cleanup could not start a runtime: {e}"),
+        }
+    });
+    let _ = worker.join();
 }

@@ -1,1 +1,80 @@
 //! Reports rendered from the timeline and findings.
+//!
+//! One serialisable model ([`RunReport`]), versioned, rendered by one writer
+//! per format. Every writer takes an `impl io::Write`. Connection URLs appear
+//! without passwords only.
+
+mod json;
+mod target;
+
+pub use json::write_json;
+pub use target::{ReportFormat, ReportTarget, parse_targets};
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the JSON report's shape; bumped on incompatible changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Everything one `rehearse run` did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReport {
+    pub schema_version: u32,
+    pub tool_version: String,
+    pub run_id: String,
+    /// RFC 3339.
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub scenarios: Vec<ScenarioReport>,
+}
+
+/// One scenario's outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScenarioReport {
+    pub name: String,
+    pub path: String,
+    pub verdict: Verdict,
+    /// Backend and server actually used, when provisioning got that far.
+    pub backend: Option<String>,
+    pub postgres_version: Option<String>,
+    /// The stages that ran, in order, with their durations.
+    pub stages: Vec<StageReport>,
+    /// Why the scenario could not be rehearsed (verdict `error`).
+    pub error: Option<String>,
+}
+
+/// A pipeline stage that ran.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageReport {
+    pub stage: String,
+    pub duration_ms: u64,
+    /// One line on what the stage did (e.g. "3 migrations applied").
+    pub summary: String,
+}
+
+/// A scenario's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Ran, and met its expectations.
+    Pass,
+    /// Ran, and its findings fail its expectations.
+    Fail,
+    /// Could not be rehearsed (infrastructure or input problem).
+    Error,
+}
+
+impl RunReport {
+    /// The exit code this report calls for: errors beat failures beat passes.
+    #[must_use]
+    pub fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        let worst = |v: Verdict| self.scenarios.iter().any(|s| s.verdict == v);
+        if worst(Verdict::Error) {
+            Exit::Infrastructure
+        } else if worst(Verdict::Fail) {
+            Exit::FindingsFail
+        } else {
+            Exit::Pass
+        }
+    }
+}

@@ -1,1 +1,262 @@
-//! Scenario files: what a rehearsal does, parsed with spans.
+//! Scenario files: what a rehearsal does.
+//!
+//! A scenario is a TOML file under `scenarios/`, or a folder holding
+//! `scenario.toml` with its migrations and workloads beside it. Parsing keeps
+//! spans, so every error names `file:line:column` and the offending key;
+//! unknown keys are rejected. The format is documented in
+//! `docs/scenario-format.md`.
+
+mod discover;
+mod error;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+pub use discover::discover;
+pub use error::ScenarioError;
+
+use crate::provision::Backend;
+
+/// The scenario file as written, before paths are resolved.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    backend: Option<Backend>,
+    #[serde(default)]
+    postgres: Option<Spanned<u32>>,
+    migrations: RawMigrations,
+    #[serde(default)]
+    seed: Option<RawSeed>,
+    #[serde(default)]
+    expect: Expectations,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMigrations {
+    dir: Spanned<PathBuf>,
+    #[serde(default)]
+    layout: Option<Spanned<String>>,
+    #[serde(default)]
+    baseline: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSeed {
+    #[serde(default)]
+    spec: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    scale: Option<Spanned<f64>>,
+    #[serde(default)]
+    hostile: bool,
+}
+
+/// What a scenario expects; decides pass or fail.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expectations {
+    /// Check ids that must be found (and are then allowed), e.g. a race the
+    /// scenario exists to demonstrate.
+    #[serde(default)]
+    pub findings: Vec<String>,
+    /// Check ids tolerated when found.
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+/// A loaded, validated scenario with absolute paths.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Scenario {
+    pub name: String,
+    pub description: Option<String>,
+    /// The scenario file.
+    pub path: PathBuf,
+    /// `None`: whatever the command line says (default auto).
+    pub backend: Option<Backend>,
+    /// Postgres major version asked for.
+    pub postgres: Option<u32>,
+    pub migrations: MigrationsSpec,
+    pub seed: Option<SeedSpecRef>,
+    pub expect: Expectations,
+}
+
+/// Where the migrations are and which of them production already has.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MigrationsSpec {
+    pub dir: PathBuf,
+    /// Layout name (`auto`, `sqlx`, `flyway`, ...); `None` means auto.
+    pub layout: Option<String>,
+    /// Last version production already has; later ones are pending.
+    pub baseline: Option<String>,
+}
+
+/// How to seed the database after the baseline.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SeedSpecRef {
+    /// A seeds file; `None` seeds from the schema alone.
+    pub spec: Option<PathBuf>,
+    pub seed: u64,
+    pub scale: f64,
+    pub hostile: bool,
+}
+
+/// Oldest and newest major versions a scenario may ask for.
+const SUPPORTED_MAJORS: std::ops::RangeInclusive<u32> = 12..=18;
+
+impl Scenario {
+    /// Loads a scenario file, or the `scenario.toml` in a folder.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let file = if path.is_dir() { path.join("scenario.toml") } else { path.to_path_buf() };
+        let text = std::fs::read_to_string(&file).map_err(|e| ScenarioError::Io {
+            path: file.clone(),
+            message: e.to_string(),
+        })?;
+        Self::parse(&text, &file)
+    }
+
+    /// Parses scenario text; `path` names the file in errors and anchors
+    /// relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+        let raw: RawScenario = toml::from_str(text).map_err(|e| {
+            let at = e.span().map_or(0, |span| span.start);
+            ScenarioError::at(path, text, at, e.message().trim_end().to_string())
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let error_at = |span: std::ops::Range<usize>, message: String| {
+            ScenarioError::at(path, text, span.start, message)
+        };
+
+        let name = raw.name.get_ref().trim().to_string();
+        if name.is_empty() {
+            return Err(error_at(raw.name.span(), "`name` must not be empty".into()));
+        }
+        if let Some(version) = &raw.postgres {
+            if !SUPPORTED_MAJORS.contains(version.get_ref()) {
+                return Err(error_at(
+                    version.span(),
+                    format!(
+                        "`postgres` = {} is not a supported major version ({}-{})",
+                        version.get_ref(),
+                        SUPPORTED_MAJORS.start(),
+                        SUPPORTED_MAJORS.end()
+                    ),
+                ));
+            }
+        }
+        let dir = base.join(raw.migrations.dir.get_ref());
+        if !dir.is_dir() {
+            return Err(error_at(
+                raw.migrations.dir.span(),
+                format!("`migrations.dir`: {} is not a directory", dir.display()),
+            ));
+        }
+        let seed = match raw.seed {
+            None => None,
+            Some(seed) => {
+                let spec = match seed.spec {
+                    None => None,
+                    Some(spec) => {
+                        let resolved = base.join(spec.get_ref());
+                        if !resolved.is_file() {
+                            return Err(error_at(
+                                spec.span(),
+                                format!("`seed.spec`: {} does not exist", resolved.display()),
+                            ));
+                        }
+                        Some(resolved)
+                    }
+                };
+                let scale = match seed.scale {
+                    Some(scale) if !(*scale.get_ref() > 0.0 && scale.get_ref().is_finite()) => {
+                        return Err(error_at(
+                            scale.span(),
+                            "`seed.scale` must be a positive number".into(),
+                        ));
+                    }
+                    Some(scale) => *scale.get_ref(),
+                    None => 1.0,
+                };
+                Some(SeedSpecRef { spec, seed: seed.seed.unwrap_or(42), scale, hostile: seed.hostile })
+            }
+        };
+        Ok(Scenario {
+            name,
+            description: raw.description,
+            path: path.to_path_buf(),
+            backend: raw.backend,
+            postgres: raw.postgres.map(Spanned::into_inner),
+            migrations: MigrationsSpec {
+                dir,
+                layout: raw.migrations.layout.map(Spanned::into_inner),
+                baseline: raw.migrations.baseline.map(Spanned::into_inner),
+            },
+            seed,
+            expect: raw.expect,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        // The crate's own directory always exists, so `dir = "src"` is valid.
+        Scenario::parse(text, &Path::new(env!("CARGO_MANIFEST_DIR")).join("s.toml"))
+    }
+
+    #[test]
+    fn a_minimal_scenario_parses() {
+        let s = parse("name = \"x\"\n[migrations]\ndir = \"src\"\nbaseline = \"0001\"\n").unwrap();
+        assert_eq!(s.name, "x");
+        assert_eq!(s.migrations.baseline.as_deref(), Some("0001"));
+        assert!(s.migrations.dir.ends_with("src"));
+        assert!(s.seed.is_none());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_line_and_column() {
+        let err = parse("name = \"x\"\n[migrations]\ndir = \"src\"\nbasline = \"1\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("s.toml:4:1:"), "{text}");
+        assert!(text.contains("unknown field `basline`"), "{text}");
+    }
+
+    #[test]
+    fn a_missing_directory_points_at_its_value() {
+        let err = parse("name = \"x\"\n[migrations]\ndir = \"nope\"\n").unwrap_err().to_string();
+        assert!(err.contains("s.toml:3:7:"), "{err}");
+        assert!(err.contains("is not a directory"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = parse("name = \"x\"\npostgres = 9\n[migrations]\ndir = \"src\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("s.toml:2:12:") && err.contains("`postgres` = 9"), "{err}");
+        let err = parse("name = \"x\"\nbackend = \"podman\"\n[migrations]\ndir = \"src\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("s.toml:2:11:") && err.contains("podman"), "{err}");
+        let err = parse("name = \"x\"\n[migrations]\ndir = \"src\"\n[seed]\nscale = -1.0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("s.toml:5:9:") && err.contains("seed.scale"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_required_key_is_named() {
+        let err = parse("name = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("missing field `migrations`"), "{err}");
+    }
+}

@@ -1,0 +1,109 @@
+//! `rehearse run`: rehearse scenario files and write reports.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+
+use super::{BackendArgs, fail};
+use crate::exit::Exit;
+use crate::provision::RunId;
+use crate::rehearsal::rehearse_scenario;
+use crate::report::{ReportFormat, ReportTarget, RunReport, SCHEMA_VERSION, Verdict, parse_targets, write_json};
+use crate::scenario::{Scenario, ScenarioError, discover};
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Scenario files or folders (default: scenarios/).
+    #[arg(value_name = "SCENARIO", default_value = "scenarios")]
+    paths: Vec<PathBuf>,
+    #[command(flatten)]
+    backend: BackendArgs,
+    /// Reports to write, comma-separated FORMAT=PATH items, e.g. json=report.json.
+    #[arg(long, value_parser = parse_targets)]
+    report: Option<Vec<ReportTarget>>,
+}
+
+pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
+    let scenarios = match load_all(&args.paths) {
+        Ok(scenarios) => scenarios,
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("rehearse: error: {error}");
+            }
+            return Exit::BadInput;
+        }
+    };
+    let run_id = RunId::new();
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let started = Instant::now();
+    let mut reports = Vec::new();
+    for scenario in &scenarios {
+        if !quiet {
+            eprintln!("rehearse: {} ({})", scenario.name, scenario.path.display());
+        }
+        let options = crate::provision::ProvisionOptions {
+            run_id: run_id.clone(),
+            ..args.backend.options(scenario.backend)
+        };
+        let report = rehearse_scenario(scenario, &options).await;
+        println!("{:<5} {}{}", verdict_word(report.verdict), report.name, match &report.error {
+            Some(error) => format!(": {error}"),
+            None => String::new(),
+        });
+        reports.push(report);
+    }
+    let report = RunReport {
+        schema_version: SCHEMA_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        run_id: run_id.to_string(),
+        started_at,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        scenarios: reports,
+    };
+    for target in args.report.iter().flatten() {
+        if let Err(e) = write_report(&report, target) {
+            return fail(&format!("writing {}: {e}", target.path.display()), Exit::Infrastructure);
+        }
+    }
+    report.exit()
+}
+
+fn verdict_word(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Pass => "PASS",
+        Verdict::Fail => "FAIL",
+        Verdict::Error => "ERROR",
+    }
+}
+
+/// Loads every scenario, collecting all errors rather than stopping at the first.
+fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, Vec<ScenarioError>> {
+    let mut scenarios = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        match discover(path) {
+            Ok(files) => {
+                for file in files {
+                    match Scenario::load(&file) {
+                        Ok(scenario) => scenarios.push(scenario),
+                        Err(e) => errors.push(e),
+                    }
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() { Ok(scenarios) } else { Err(errors) }
+}
+
+fn write_report(report: &RunReport, target: &ReportTarget) -> std::io::Result<()> {
+    if let Some(parent) = target.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&target.path)?);
+    match target.format {
+        ReportFormat::Json => write_json(report, &mut file)?,
+    }
+    std::io::Write::flush(&mut file)
+}
