@@ -133,9 +133,13 @@ fn start_shared() -> Shared {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Shared>();
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     let (stopped_tx, stopped_rx) = std::sync::mpsc::channel::<()>();
-    let options = ProvisionOptions::default().with_backend(test_backend()).with_database_url(
-        std::env::var("DATABASE_URL").ok().filter(|_| test_backend() == Backend::Url),
-    );
+    let options = ProvisionOptions::default()
+        .with_backend(test_backend())
+        .with_database_url(
+            std::env::var("DATABASE_URL")
+                .ok()
+                .filter(|_| test_backend() == Backend::Url),
+        );
     std::thread::Builder::new()
         .name("rehearse-test-server".into())
         .spawn(move || {

@@ -55,11 +55,22 @@ async fn assert_released(resources: &[Resource], admin: Option<&Postgres>) {
 async fn lifecycle(postgres: Postgres, admin: Option<&Postgres>) {
     let resources = postgres.resources();
     assert!(!resources.is_empty(), "a running instance owns something");
-    assert_eq!(postgres.conn().host, "127.0.0.1", "connect through loopback only");
+    assert_eq!(
+        postgres.conn().host,
+        "127.0.0.1",
+        "connect through loopback only"
+    );
     let client = postgres.conn().connect("lifecycle").await.unwrap();
-    let version: String = client.query_one("SELECT version()", &[]).await.unwrap().get(0);
+    let version: String = client
+        .query_one("SELECT version()", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert!(version.starts_with("PostgreSQL "), "{version}");
-    assert!(version.contains(postgres.version().split(' ').next().unwrap()), "{version}");
+    assert!(
+        version.contains(postgres.version().split(' ').next().unwrap()),
+        "{version}"
+    );
     client
         .batch_execute(
             "CREATE TABLE t (id bigint PRIMARY KEY, note text NOT NULL); \
@@ -75,7 +86,9 @@ async fn lifecycle(postgres: Postgres, admin: Option<&Postgres>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_backend_lifecycle() {
-    let Some(postgres) = start_or_skip(&options(Backend::Local)).await else { return };
+    let Some(postgres) = start_or_skip(&options(Backend::Local)).await else {
+        return;
+    };
     assert_eq!(postgres.backend(), Backend::Local);
     assert!(matches!(postgres.resources()[0], Resource::Directory(_)));
     lifecycle(postgres, None).await;
@@ -83,23 +96,41 @@ async fn local_backend_lifecycle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_backend_lifecycle() {
-    let Some(postgres) = start_or_skip(&options(Backend::Docker)).await else { return };
+    let Some(postgres) = start_or_skip(&options(Backend::Docker)).await else {
+        return;
+    };
     assert_eq!(postgres.backend(), Backend::Docker);
     lifecycle(postgres, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn url_backend_lifecycle_touches_only_its_own_database() {
-    let Some((server, options)) = url_options().await else { return };
+    let Some((server, options)) = url_options().await else {
+        return;
+    };
     let admin = server.conn().connect("check").await.unwrap();
-    let before: i64 =
-        admin.query_one("SELECT count(*) FROM pg_database", &[]).await.unwrap().get(0);
+    let before: i64 = admin
+        .query_one("SELECT count(*) FROM pg_database", &[])
+        .await
+        .unwrap()
+        .get(0);
     let postgres = Postgres::start(&options).await.unwrap();
     assert_eq!(postgres.backend(), Backend::Url);
-    assert!(postgres.conn().dbname.starts_with("rehearse_"), "{}", postgres.conn().dbname);
+    assert!(
+        postgres.conn().dbname.starts_with("rehearse_"),
+        "{}",
+        postgres.conn().dbname
+    );
     lifecycle(postgres, Some(&server)).await;
-    let after: i64 = admin.query_one("SELECT count(*) FROM pg_database", &[]).await.unwrap().get(0);
-    assert_eq!(before, after, "the url backend left a database behind or dropped one");
+    let after: i64 = admin
+        .query_one("SELECT count(*) FROM pg_database", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        before, after,
+        "the url backend left a database behind or dropped one"
+    );
     server.shutdown().await.unwrap();
 }
 
@@ -121,7 +152,9 @@ async fn concurrent_instances_are_isolated(
     for (i, postgres) in instances.iter().enumerate() {
         let client = postgres.conn().connect("marker").await.unwrap();
         client
-            .batch_execute(&format!("CREATE TABLE marker (who int); INSERT INTO marker VALUES ({i})"))
+            .batch_execute(&format!(
+                "CREATE TABLE marker (who int); INSERT INTO marker VALUES ({i})"
+            ))
             .await
             .unwrap();
     }
@@ -129,7 +162,11 @@ async fn concurrent_instances_are_isolated(
         let client = postgres.conn().connect("marker").await.unwrap();
         let rows = client.query("SELECT who FROM marker", &[]).await.unwrap();
         let seen: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
-        assert_eq!(seen, vec![i32::try_from(i).unwrap()], "instance {i} saw {seen:?}");
+        assert_eq!(
+            seen,
+            vec![i32::try_from(i).unwrap()],
+            "instance {i} saw {seen:?}"
+        );
     }
     let mut resources = Vec::new();
     for postgres in instances {
@@ -142,14 +179,18 @@ async fn concurrent_instances_are_isolated(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_local_instances_at_once() {
     // Probe first so a machine without binaries skips loudly (or fails in CI).
-    let Some(probe) = start_or_skip(&options(Backend::Local)).await else { return };
+    let Some(probe) = start_or_skip(&options(Backend::Local)).await else {
+        return;
+    };
     probe.shutdown().await.unwrap();
     concurrent_instances_are_isolated(options(Backend::Local), 16, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_docker_instances_at_once() {
-    let Some(probe) = start_or_skip(&options(Backend::Docker)).await else { return };
+    let Some(probe) = start_or_skip(&options(Backend::Docker)).await else {
+        return;
+    };
     probe.shutdown().await.unwrap();
     concurrent_instances_are_isolated(
         options(Backend::Docker).with_startup_timeout(Duration::from_secs(120)),
@@ -161,7 +202,9 @@ async fn sixteen_docker_instances_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_url_databases_at_once() {
-    let Some((server, options)) = url_options().await else { return };
+    let Some((server, options)) = url_options().await else {
+        return;
+    };
     concurrent_instances_are_isolated(options, 16, Some(&server)).await;
     server.shutdown().await.unwrap();
 }
@@ -169,7 +212,9 @@ async fn sixteen_url_databases_at_once() {
 /// A clone has the template's data, and changes on either side stay there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn template_clones_are_identical_and_independent() {
-    let Some(server) = shared_server() else { return };
+    let Some(server) = shared_server() else {
+        return;
+    };
     let key = format!("clone-test-{:x}", rand::random::<u32>());
     let template = server
         .template(&key, |conn| async move {
@@ -186,7 +231,9 @@ async fn template_clones_are_identical_and_independent() {
         .unwrap();
     assert!(template.built);
     let again = server
-        .template(&key, |_| async { Err::<(), String>("must not rebuild".into()) })
+        .template(&key, |_| async {
+            Err::<(), String>("must not rebuild".into())
+        })
         .await
         .unwrap();
     assert!(!again.built, "the second request reuses the template");
@@ -194,7 +241,8 @@ async fn template_clones_are_identical_and_independent() {
     let a = server.clone_database(&template, None).await.unwrap();
     let b = server.clone_database(&template, None).await.unwrap();
     let (a, b) = (a.connect("a").await.unwrap(), b.connect("b").await.unwrap());
-    let checksum = "SELECT count(*)::text || ':' || md5(string_agg(name, ',' ORDER BY id)) FROM items";
+    let checksum =
+        "SELECT count(*)::text || ':' || md5(string_agg(name, ',' ORDER BY id)) FROM items";
     let sum_a: String = a.query_one(checksum, &[]).await.unwrap().get(0);
     let sum_b: String = b.query_one(checksum, &[]).await.unwrap().get(0);
     assert_eq!(sum_a, sum_b);

@@ -15,13 +15,24 @@ pub(crate) struct DoctorArgs {
 pub(crate) async fn doctor(args: DoctorArgs) -> Exit {
     let options = args.backend.options(Some(Backend::Auto));
     let statuses = check_all(&options).await;
-    for BackendStatus { backend, ok, detail } in &statuses {
-        println!("{:<7} {:<4} {detail}", backend.name(), if *ok { "ok" } else { "no" });
+    for BackendStatus {
+        backend,
+        ok,
+        detail,
+    } in &statuses
+    {
+        println!(
+            "{:<7} {:<4} {detail}",
+            backend.name(),
+            if *ok { "ok" } else { "no" }
+        );
     }
     if statuses.iter().any(|s| s.ok) {
         Exit::Pass
     } else {
-        eprintln!("rehearse: error: no backend works here; see the lines above for what each needs");
+        eprintln!(
+            "rehearse: error: no backend works here; see the lines above for what each needs"
+        );
         Exit::Infrastructure
     }
 }

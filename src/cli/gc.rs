@@ -24,7 +24,10 @@ pub(crate) async fn gc(args: GcArgs) -> Exit {
         println!("nothing to remove");
     }
     if report.in_use > 0 {
-        println!("left {} in use by running rehearse processes (--all removes them)", report.in_use);
+        println!(
+            "left {} in use by running rehearse processes (--all removes them)",
+            report.in_use
+        );
     }
     if let Some(reason) = &report.docker_skipped {
         println!("docker not checked: {reason}");
@@ -32,5 +35,9 @@ pub(crate) async fn gc(args: GcArgs) -> Exit {
     for error in &report.errors {
         eprintln!("rehearse: error: {error}");
     }
-    if report.errors.is_empty() { Exit::Pass } else { Exit::Infrastructure }
+    if report.errors.is_empty() {
+        Exit::Pass
+    } else {
+        Exit::Infrastructure
+    }
 }

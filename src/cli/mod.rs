@@ -101,10 +101,18 @@ pub fn main() -> std::process::ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { Exit::BadInput } else { Exit::Pass }.into();
+            return if e.use_stderr() {
+                Exit::BadInput
+            } else {
+                Exit::Pass
+            }
+            .into();
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("rehearse: cannot start the async runtime: {e}");
@@ -119,9 +127,10 @@ pub fn main() -> std::process::ExitCode {
 /// Runs the command; on SIGINT or SIGTERM drops it (every handle cleans up
 /// in its `Drop`) and returns 130 or 143.
 async fn run_with_signals(cli: Cli) -> Exit {
-    let (Ok(mut sigint), Ok(mut sigterm)) =
-        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
+    let (Ok(mut sigint), Ok(mut sigterm)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         eprintln!("rehearse: cannot install signal handlers");
         return Exit::Infrastructure;
     };
@@ -157,5 +166,9 @@ pub(crate) fn fail(error: &dyn std::fmt::Display, exit: Exit) -> Exit {
 }
 
 pub(crate) fn provision_exit(error: &crate::provision::ProvisionError) -> Exit {
-    if error.is_bad_input() { Exit::BadInput } else { Exit::Infrastructure }
+    if error.is_bad_input() {
+        Exit::BadInput
+    } else {
+        Exit::Infrastructure
+    }
 }

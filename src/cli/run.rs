@@ -9,7 +9,9 @@ use super::{BackendArgs, fail};
 use crate::exit::Exit;
 use crate::provision::RunId;
 use crate::rehearsal::rehearse_scenario;
-use crate::report::{ReportFormat, ReportTarget, RunReport, SCHEMA_VERSION, Verdict, parse_targets, write_json};
+use crate::report::{
+    ReportFormat, ReportTarget, RunReport, SCHEMA_VERSION, Verdict, parse_targets, write_json,
+};
 use crate::scenario::{Scenario, ScenarioError, discover};
 
 #[derive(Debug, Args)]
@@ -47,10 +49,15 @@ pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
             ..args.backend.options(scenario.backend)
         };
         let report = rehearse_scenario(scenario, &options).await;
-        println!("{:<5} {}{}", verdict_word(report.verdict), report.name, match &report.error {
-            Some(error) => format!(": {error}"),
-            None => String::new(),
-        });
+        println!(
+            "{:<5} {}{}",
+            verdict_word(report.verdict),
+            report.name,
+            match &report.error {
+                Some(error) => format!(": {error}"),
+                None => String::new(),
+            }
+        );
         reports.push(report);
     }
     let report = RunReport {
@@ -63,7 +70,10 @@ pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
     };
     for target in args.report.iter().flatten() {
         if let Err(e) = write_report(&report, target) {
-            return fail(&format!("writing {}: {e}", target.path.display()), Exit::Infrastructure);
+            return fail(
+                &format!("writing {}: {e}", target.path.display()),
+                Exit::Infrastructure,
+            );
         }
     }
     report.exit()
@@ -94,7 +104,11 @@ fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, Vec<ScenarioError>> {
             Err(e) => errors.push(e),
         }
     }
-    if errors.is_empty() { Ok(scenarios) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(scenarios)
+    } else {
+        Err(errors)
+    }
 }
 
 fn write_report(report: &RunReport, target: &ReportTarget) -> std::io::Result<()> {

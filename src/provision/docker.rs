@@ -18,7 +18,9 @@ use testcontainers::{ContainerAsync, ImageExt};
 use testcontainers_modules::postgres::Postgres as PostgresImage;
 
 use super::owner::Owner;
-use super::{ConnInfo, ProvisionError, ProvisionOptions, describe_pg_error, random_password};
+use super::{
+    ConnInfo, ProvisionError, ProvisionOptions, ServerVersion, describe_pg_error, random_password,
+};
 
 /// Environment variable overriding the image (`name` or `name:tag`).
 pub const DOCKER_IMAGE_ENV: &str = "REHEARSE_DOCKER_IMAGE";
@@ -61,21 +63,29 @@ impl DockerImage {
     /// The image for these options: the explicit override, then
     /// `$REHEARSE_DOCKER_IMAGE`, then the pinned official tag.
     pub fn resolve(options: &ProvisionOptions) -> Result<DockerImage, ProvisionError> {
-        let explicit = options
-            .docker_image
-            .clone()
-            .or_else(|| std::env::var(DOCKER_IMAGE_ENV).ok().filter(|s| !s.is_empty()));
+        let explicit = options.docker_image.clone().or_else(|| {
+            std::env::var(DOCKER_IMAGE_ENV)
+                .ok()
+                .filter(|s| !s.is_empty())
+        });
         if let Some(reference) = explicit {
             return Ok(Self::parse(&reference));
         }
         let major = options.pg_major.unwrap_or(DEFAULT_MAJOR);
-        let tag = PINNED_TAGS.iter().find(|(m, _)| *m == major).map(|(_, t)| *t).ok_or_else(|| {
-            ProvisionError::DockerUnavailable(format!(
-                "no pinned postgres image for major version {major} (known: 13-18); set \
+        let tag = PINNED_TAGS
+            .iter()
+            .find(|(m, _)| *m == major)
+            .map(|(_, t)| *t)
+            .ok_or_else(|| {
+                ProvisionError::DockerUnavailable(format!(
+                    "no pinned postgres image for major version {major} (known: 13-18); set \
                  {DOCKER_IMAGE_ENV} to an image of that version"
-            ))
-        })?;
-        Ok(DockerImage { name: "postgres".into(), tag: tag.into() })
+                ))
+            })?;
+        Ok(DockerImage {
+            name: "postgres".into(),
+            tag: tag.into(),
+        })
     }
 
     fn parse(reference: &str) -> DockerImage {
@@ -87,7 +97,10 @@ impl DockerImage {
                 name: reference[..slash + i].to_string(),
                 tag: reference[slash + i + 1..].to_string(),
             },
-            None => DockerImage { name: reference.to_string(), tag: "latest".into() },
+            None => DockerImage {
+                name: reference.to_string(),
+                tag: "latest".into(),
+            },
         }
     }
 }
@@ -153,9 +166,12 @@ async fn ensure_image(
         }
         Ok(())
     };
-    tokio::time::timeout(timeout, pull)
-        .await
-        .map_err(|_| unavailable(format!("pull did not finish within {} s", timeout.as_secs())))?
+    tokio::time::timeout(timeout, pull).await.map_err(|_| {
+        unavailable(format!(
+            "pull did not finish within {} s",
+            timeout.as_secs()
+        ))
+    })?
 }
 
 /// A running container; removed on drop (testcontainers' own drop blocks
@@ -164,10 +180,13 @@ pub(crate) struct DockerInstance {
     container: Option<ContainerAsync<PostgresImage>>,
     image: DockerImage,
     conn: ConnInfo,
+    version: ServerVersion,
 }
 
 impl DockerInstance {
-    pub(crate) async fn start(options: &ProvisionOptions) -> Result<DockerInstance, ProvisionError> {
+    pub(crate) async fn start(
+        options: &ProvisionOptions,
+    ) -> Result<DockerInstance, ProvisionError> {
         let docker = client().await?;
         let image = DockerImage::resolve(options)?;
         ensure_image(&docker, &image, options.pull_timeout).await?;
@@ -176,12 +195,19 @@ impl DockerInstance {
         let password = random_password();
         let owner = Owner::current(&options.run_id);
         let image_name = image.to_string();
-        let failed = |reason: String| ProvisionError::Container { image: image_name.clone(), reason };
+        let failed = |reason: String| ProvisionError::Container {
+            image: image_name.clone(),
+            reason,
+        };
 
         let mut args: Vec<String> = Vec::new();
         let mut settings = vec!["max_connections=300"];
         if !options.durable {
-            settings.extend(["fsync=off", "synchronous_commit=off", "full_page_writes=off"]);
+            settings.extend([
+                "fsync=off",
+                "synchronous_commit=off",
+                "full_page_writes=off",
+            ]);
         }
         for setting in settings {
             args.push("-c".into());
@@ -197,7 +223,10 @@ impl DockerInstance {
             .with_labels([
                 (LABEL_MANAGED, "true".to_string()),
                 (LABEL_RUN_ID, options.run_id.to_string()),
-                (LABEL_OWNER, serde_json::to_string(&owner).unwrap_or_default()),
+                (
+                    LABEL_OWNER,
+                    serde_json::to_string(&owner).unwrap_or_default(),
+                ),
                 (LABEL_HOST, hostname()),
             ])
             // Port 0: Docker picks a free host port; the modifier below pins
@@ -209,20 +238,28 @@ impl DockerInstance {
                     host_ip: Some("127.0.0.1".into()),
                     host_port: Some(String::new()),
                 };
-                host_config.port_bindings =
-                    Some(HashMap::from([("5432/tcp".to_string(), Some(vec![binding]))]));
+                host_config.port_bindings = Some(HashMap::from([(
+                    "5432/tcp".to_string(),
+                    Some(vec![binding]),
+                )]));
             })
             // Readiness is our authenticated query below, not a log line.
             .with_ready_conditions(Vec::new())
             .with_startup_timeout(options.startup_timeout);
         let container = tokio::time::timeout(options.startup_timeout, request.start())
             .await
-            .map_err(|_| failed(format!("not started within {} s", options.startup_timeout.as_secs())))?
+            .map_err(|_| {
+                failed(format!(
+                    "not started within {} s",
+                    options.startup_timeout.as_secs()
+                ))
+            })?
             .map_err(|e| failed(e.to_string()))?;
         let mut instance = DockerInstance {
             container: Some(container),
             image,
             conn: ConnInfo::new("127.0.0.1", 0, SUPERUSER),
+            version: ServerVersion::default(),
         };
         let port = instance
             .container
@@ -232,7 +269,7 @@ impl DockerInstance {
             .await
             .map_err(|e| failed(format!("no port published for 5432: {e}")))?;
         instance.conn = ConnInfo::new("127.0.0.1", port, SUPERUSER).with_password(Some(password));
-        wait_ready(&instance.conn, deadline).await?;
+        instance.version = wait_ready(&instance.conn, deadline).await?;
         Ok(instance)
     }
 
@@ -241,7 +278,14 @@ impl DockerInstance {
     }
 
     pub(crate) fn resources(&self) -> Vec<super::Resource> {
-        self.container.iter().map(|c| super::Resource::Container(c.id().to_string())).collect()
+        self.container
+            .iter()
+            .map(|c| super::Resource::Container(c.id().to_string()))
+            .collect()
+    }
+
+    pub(crate) fn version(&self) -> &ServerVersion {
+        &self.version
     }
 
     pub(crate) fn image(&self) -> &DockerImage {
@@ -262,7 +306,7 @@ impl DockerInstance {
 /// Polls an authenticated `SELECT 1` until it answers or the deadline passes.
 /// The official image first runs a temporary server on the unix socket only,
 /// so a TCP answer means the final server is up.
-async fn wait_ready(conn: &ConnInfo, deadline: Instant) -> Result<(), ProvisionError> {
+async fn wait_ready(conn: &ConnInfo, deadline: Instant) -> Result<ServerVersion, ProvisionError> {
     let started = Instant::now();
     let mut config = conn.pg_config("rehearse-ready");
     config.connect_timeout(Duration::from_secs(2));
@@ -271,11 +315,11 @@ async fn wait_ready(conn: &ConnInfo, deadline: Instant) -> Result<(), ProvisionE
         match config.connect(tokio_postgres::NoTls).await {
             Ok((client, connection)) => {
                 let driver = tokio::spawn(connection);
-                let result = client.simple_query("SELECT 1").await;
+                let result = ServerVersion::read(&client, "").await;
                 drop(client);
                 let _ = driver.await;
                 match result {
-                    Ok(_) => return Ok(()),
+                    Ok(version) => return Ok(version),
                     Err(e) => last_error = describe_pg_error(&e),
                 }
             }
@@ -307,28 +351,48 @@ mod tests {
     fn image_references_split_name_and_tag() {
         assert_eq!(
             DockerImage::parse("rehearse-postgres:15"),
-            DockerImage { name: "rehearse-postgres".into(), tag: "15".into() }
+            DockerImage {
+                name: "rehearse-postgres".into(),
+                tag: "15".into()
+            }
         );
         assert_eq!(
             DockerImage::parse("registry:5000/pg"),
-            DockerImage { name: "registry:5000/pg".into(), tag: "latest".into() }
+            DockerImage {
+                name: "registry:5000/pg".into(),
+                tag: "latest".into()
+            }
         );
         assert_eq!(DockerImage::parse("a/b:1.2").tag, "1.2");
     }
 
     #[test]
     fn a_major_version_selects_a_pinned_official_tag() {
-        let options = ProvisionOptions { pg_major: Some(15), ..ProvisionOptions::default() };
+        let options = ProvisionOptions {
+            pg_major: Some(15),
+            ..ProvisionOptions::default()
+        };
         if std::env::var_os(DOCKER_IMAGE_ENV).is_none() {
             let image = DockerImage::resolve(&options).unwrap();
             assert_eq!(image.to_string(), "postgres:15.14-bookworm");
-            let options = ProvisionOptions { pg_major: Some(9), ..options };
-            assert!(DockerImage::resolve(&options).unwrap_err().to_string().contains("9"));
+            let options = ProvisionOptions {
+                pg_major: Some(9),
+                ..options
+            };
+            assert!(
+                DockerImage::resolve(&options)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("9")
+            );
         }
         let options = ProvisionOptions {
             docker_image: Some("mine:7".into()),
             ..ProvisionOptions::default()
         };
-        assert_eq!(DockerImage::resolve(&options).unwrap().to_string(), "mine:7");
+        assert_eq!(
+            DockerImage::resolve(&options).unwrap().to_string(),
+            "mine:7"
+        );
     }
 }

@@ -38,10 +38,15 @@ pub async fn collect(all: bool) -> GcReport {
 
 fn collect_clusters(all: bool, report: &mut GcReport) {
     for root in tmp_roots() {
-        let Ok(entries) = fs::read_dir(&root) else { continue };
+        let Ok(entries) = fs::read_dir(&root) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let dir = entry.path();
-            let is_ours = entry.file_name().to_string_lossy().starts_with(INSTANCE_PREFIX)
+            let is_ours = entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(INSTANCE_PREFIX)
                 && dir.join(OWNER_FILE).is_file();
             if !is_ours {
                 continue;
@@ -58,7 +63,9 @@ fn collect_clusters(all: bool, report: &mut GcReport) {
             }
             match fs::remove_dir_all(&dir) {
                 Ok(()) => report.clusters_removed.push(dir),
-                Err(e) => report.errors.push(format!("removing {}: {e}", dir.display())),
+                Err(e) => report
+                    .errors
+                    .push(format!("removing {}: {e}", dir.display())),
             }
         }
     }
@@ -67,7 +74,9 @@ fn collect_clusters(all: bool, report: &mut GcReport) {
 /// SIGQUIT to an orphaned postmaster, after checking the pid really is a
 /// postgres running on that directory (pids are recycled).
 fn stop_orphan_postmaster(pid: i32, dir: &std::path::Path) {
-    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else { return };
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return;
+    };
     let cmdline = String::from_utf8_lossy(&cmdline);
     if !cmdline.contains("postgres") || !cmdline.contains(&*dir.to_string_lossy()) {
         return;
@@ -99,7 +108,10 @@ async fn collect_containers(all: bool, report: &mut GcReport) {
         "label".to_string(),
         vec![format!("{LABEL_MANAGED}=true")],
     )]);
-    let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
     let containers = match docker.list_containers(Some(options)).await {
         Ok(list) => list,
         Err(e) => {
@@ -111,8 +123,9 @@ async fn collect_containers(all: bool, report: &mut GcReport) {
     for container in containers {
         let Some(id) = container.id else { continue };
         let labels = container.labels.unwrap_or_default();
-        let owner: Option<Owner> =
-            labels.get(LABEL_OWNER).and_then(|text| serde_json::from_str(text).ok());
+        let owner: Option<Owner> = labels
+            .get(LABEL_OWNER)
+            .and_then(|text| serde_json::from_str(text).ok());
         // An owner on another host cannot be checked from here: only `all`
         // removes those.
         let same_host = labels.get(LABEL_HOST).is_some_and(|h| *h == here);
@@ -121,9 +134,14 @@ async fn collect_containers(all: bool, report: &mut GcReport) {
             report.in_use += 1;
             continue;
         }
-        let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
         match docker.remove_container(&id, Some(options)).await {
-            Ok(()) => report.containers_removed.push(id.chars().take(12).collect()),
+            Ok(()) => report
+                .containers_removed
+                .push(id.chars().take(12).collect()),
             Err(e) => report.errors.push(format!("removing container {id}: {e}")),
         }
     }
@@ -137,23 +155,35 @@ pub async fn collect_own() {
         return;
     }
     use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
-    let Ok(docker) = super::docker::client().await else { return };
+    let Ok(docker) = super::docker::client().await else {
+        return;
+    };
     let me = std::process::id();
     let filters = std::collections::HashMap::from([(
         "label".to_string(),
         vec![format!("{LABEL_MANAGED}=true")],
     )]);
-    let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-    let Ok(containers) = docker.list_containers(Some(options)).await else { return };
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let Ok(containers) = docker.list_containers(Some(options)).await else {
+        return;
+    };
     for container in containers {
         let labels = container.labels.unwrap_or_default();
-        let owner: Option<Owner> =
-            labels.get(LABEL_OWNER).and_then(|text| serde_json::from_str(text).ok());
-        if owner.is_some_and(|o| o.pid == me) && labels.get(LABEL_HOST).is_some_and(|h| *h == hostname()) {
-            if let Some(id) = container.id {
-                let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-                let _ = docker.remove_container(&id, Some(options)).await;
-            }
+        let owner: Option<Owner> = labels
+            .get(LABEL_OWNER)
+            .and_then(|text| serde_json::from_str(text).ok());
+        if owner.is_some_and(|o| o.pid == me)
+            && labels.get(LABEL_HOST).is_some_and(|h| *h == hostname())
+            && let Some(id) = container.id
+        {
+            let options = RemoveContainerOptionsBuilder::default()
+                .force(true)
+                .v(true)
+                .build();
+            let _ = docker.remove_container(&id, Some(options)).await;
         }
     }
 }

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use conn::ConnInfo;
-pub use docker::{DOCKER_IMAGE_ENV, DockerImage};
+pub use docker::{DEFAULT_MAJOR as DOCKER_DEFAULT_MAJOR, DOCKER_IMAGE_ENV, DockerImage};
 pub use local::{LOCAL_BIN_ENV, LOCAL_TMPDIR_ENV, PgBinaries};
 pub use owner::RunId;
 pub use template::Template;
@@ -30,7 +30,15 @@ use server::ServerDatabase;
 
 /// Which kind of Postgres a rehearsal runs on.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum Backend {
@@ -91,7 +99,11 @@ pub enum ProvisionError {
     #[error("local cluster: {0}")]
     Local(String),
     #[error("postgres did not become ready within {seconds} s on {target}: {last_error}")]
-    NotReady { target: String, seconds: u64, last_error: String },
+    NotReady {
+        target: String,
+        seconds: u64,
+        last_error: String,
+    },
     #[error(
         "no backend works here: docker: {docker}; local: {local}. Start a docker daemon (and \
          build or pull a postgres image), install the postgres server binaries (e.g. apt-get \
@@ -101,7 +113,11 @@ pub enum ProvisionError {
     #[error("server reports postgres {found}, but {wanted} was asked for")]
     VersionMismatch { wanted: u32, found: String },
     #[error("{operation} on {target}: {message}")]
-    Sql { operation: String, target: String, message: String },
+    Sql {
+        operation: String,
+        target: String,
+        message: String,
+    },
 }
 
 impl ProvisionError {
@@ -137,7 +153,7 @@ pub fn describe_pg_error(error: &tokio_postgres::Error) -> String {
 pub struct ProvisionOptions {
     pub backend: Backend,
     /// Postgres major version asked for; `None` takes what the backend has
-    /// (local: the newest installed; docker: [`docker::DEFAULT_MAJOR`]).
+    /// (local: the newest installed; docker: [`DOCKER_DEFAULT_MAJOR`]).
     pub pg_major: Option<u32>,
     /// For the url backend (and auto, where it wins over the others).
     pub database_url: Option<String>,
@@ -228,6 +244,44 @@ pub enum Resource {
     Database(String),
 }
 
+/// `server_version` and `server_version_num` of a server.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ServerVersion {
+    pub(crate) text: String,
+    pub(crate) num: u32,
+}
+
+impl ServerVersion {
+    /// Runs `before` (may be empty) and reads the version, in one round trip.
+    pub(crate) async fn read(
+        client: &tokio_postgres::Client,
+        before: &str,
+    ) -> Result<ServerVersion, tokio_postgres::Error> {
+        let sql = format!(
+            "{before}{sep}SELECT current_setting('server_version'), \
+             current_setting('server_version_num')",
+            sep = if before.is_empty() { "" } else { "; " }
+        );
+        let messages = client.simple_query(&sql).await?;
+        let row = messages.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        });
+        Ok(ServerVersion {
+            text: row.and_then(|r| r.get(0)).unwrap_or_default().to_string(),
+            num: row
+                .and_then(|r| r.get(1))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+        })
+    }
+}
+
+// The local variant is the common one; boxing it would buy nothing.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per Postgres handle, never in bulk"
+)]
 enum Instance {
     Local(LocalCluster),
     Docker(DockerInstance),
@@ -256,51 +310,43 @@ impl Postgres {
             Backend::Auto => choose_auto(options, &mut notes).await?,
             other => other,
         };
-        let (instance, conn) = match backend {
+        // Each backend reads the version on the connection it made anyway
+        // to check readiness: another connection would cost ~40 ms.
+        let (instance, conn, version) = match backend {
             Backend::Local => {
                 let cluster = LocalCluster::start(options).await?;
-                let conn = cluster.conn().clone();
-                (Instance::Local(cluster), conn)
+                let (conn, version) = (cluster.conn().clone(), cluster.version().clone());
+                (Instance::Local(cluster), conn, version)
             }
             Backend::Docker => {
                 let container = DockerInstance::start(options).await?;
-                let conn = container.conn().clone();
-                (Instance::Docker(container), conn)
+                let (conn, version) = (container.conn().clone(), container.version().clone());
+                (Instance::Docker(container), conn, version)
             }
             Backend::Url => {
                 let database = ServerDatabase::create(options).await?;
-                let conn = database.conn().clone();
-                (Instance::Server(database), conn)
+                let (conn, version) = (database.conn().clone(), database.version().clone());
+                (Instance::Server(database), conn, version)
             }
             Backend::Auto => unreachable!("auto resolved above"),
         };
-        let mut postgres = Postgres {
+        let postgres = Postgres {
             instance: std::sync::Mutex::new(Some(instance)),
             backend,
             conn,
-            version: String::new(),
-            version_num: 0,
+            version: version.text,
+            version_num: version.num,
             notes,
             run_id: options.run_id.clone(),
         };
-        let client = postgres.conn.connect("rehearse-provision").await?;
-        let row = client
-            .query_one(
-                "SELECT current_setting('server_version'), \
-                 current_setting('server_version_num')::int",
-                &[],
-            )
-            .await
-            .map_err(|e| postgres.sql_error("reading the server version", &e))?;
-        postgres.version = row.get(0);
-        postgres.version_num = u32::try_from(row.get::<_, i32>(1)).unwrap_or(0);
-        if let Some(wanted) = options.pg_major {
-            if postgres.major() != wanted && backend != Backend::Url {
-                return Err(ProvisionError::VersionMismatch {
-                    wanted,
-                    found: postgres.version.clone(),
-                });
-            }
+        if let Some(wanted) = options.pg_major
+            && postgres.major() != wanted
+            && backend != Backend::Url
+        {
+            return Err(ProvisionError::VersionMismatch {
+                wanted,
+                found: postgres.version.clone(),
+            });
         }
         Ok(postgres)
     }
@@ -412,7 +458,9 @@ impl Postgres {
     fn lock_instance(&self) -> std::sync::MutexGuard<'_, Option<Instance>> {
         // A panic while holding this lock cannot leave the Option in a
         // half-updated state, so a poisoned lock is still usable.
-        self.instance.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.instance
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -432,10 +480,15 @@ async fn choose_auto(
     };
     match PgBinaries::find(options.pg_bin_dir.as_deref(), options.pg_major) {
         Ok(_) => {
-            notes.push(format!("auto: using local binaries because {docker_reason}"));
+            notes.push(format!(
+                "auto: using local binaries because {docker_reason}"
+            ));
             Ok(Backend::Local)
         }
-        Err(local) => Err(ProvisionError::NoBackend { docker: docker_reason, local: local.to_string() }),
+        Err(local) => Err(ProvisionError::NoBackend {
+            docker: docker_reason,
+            local: local.to_string(),
+        }),
     }
 }
 
@@ -456,7 +509,9 @@ pub(crate) fn random_password() -> String {
     use rand::RngExt;
     const CHARS: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::rng();
-    (0..24).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect()
+    (0..24)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
 }
 
 /// Runs a cleanup future to completion from synchronous code (a `Drop`),
@@ -468,7 +523,10 @@ where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
     let worker = std::thread::spawn(move || {
-        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
             Ok(runtime) => runtime.block_on(future),
             Err(e) => eprintln!("rehearse: cleanup could not start a runtime: {e}"),
         }

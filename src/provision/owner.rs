@@ -56,7 +56,11 @@ impl Owner {
     #[must_use]
     pub fn current(run_id: &RunId) -> Self {
         let pid = std::process::id();
-        Owner { pid, start_ticks: process_start_ticks(pid).unwrap_or(0), run_id: run_id.clone() }
+        Owner {
+            pid,
+            start_ticks: process_start_ticks(pid).unwrap_or(0),
+            run_id: run_id.clone(),
+        }
     }
 
     /// Whether the owning process still runs.
@@ -93,9 +97,18 @@ mod tests {
         let me = Owner::current(&RunId::new());
         assert!(me.start_ticks > 0);
         assert!(me.is_alive());
-        let recycled = Owner { start_ticks: me.start_ticks + 1, ..me.clone() };
-        assert!(!recycled.is_alive(), "a different start time means another process");
-        let gone = Owner { pid: u32::MAX - 1, ..me };
+        let recycled = Owner {
+            start_ticks: me.start_ticks + 1,
+            ..me.clone()
+        };
+        assert!(
+            !recycled.is_alive(),
+            "a different start time means another process"
+        );
+        let gone = Owner {
+            pid: u32::MAX - 1,
+            ..me
+        };
         assert!(!gone.is_alive());
     }
 

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use tokio_postgres::config::Host;
 
 use super::{
-    ConnInfo, ProvisionError, ProvisionOptions, block_on_cleanup, describe_pg_error, quote_ident,
+    ConnInfo, ProvisionError, ProvisionOptions, ServerVersion, block_on_cleanup, describe_pg_error,
+    quote_ident,
 };
 
 /// A database we created on someone else's server, plus every further
@@ -17,13 +18,18 @@ use super::{
 pub(crate) struct ServerDatabase {
     admin: ConnInfo,
     conn: ConnInfo,
+    version: ServerVersion,
     created: Arc<Mutex<Vec<String>>>,
 }
 
 /// Parses a `postgres://` URL or key=value string without ever echoing the
 /// password in an error.
 pub(crate) fn parse_url(url: &str) -> Result<ConnInfo, ProvisionError> {
-    let password_of = || url::Url::parse(url).ok().and_then(|u| u.password().map(str::to_string));
+    let password_of = || {
+        url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.password().map(str::to_string))
+    };
     let scrub = |message: String| match password_of() {
         Some(p) if !p.is_empty() => message.replace(&p, "<redacted>"),
         _ => message,
@@ -41,13 +47,19 @@ pub(crate) fn parse_url(url: &str) -> Result<ConnInfo, ProvisionError> {
         .map(str::to_string)
         .or_else(|| std::env::var("USER").ok())
         .ok_or_else(|| ProvisionError::BadUrl("no user name in the url".into()))?;
-    let password = config.get_password().map(|p| String::from_utf8_lossy(p).into_owned());
+    let password = config
+        .get_password()
+        .map(|p| String::from_utf8_lossy(p).into_owned());
     let dbname = config.get_dbname().unwrap_or("postgres").to_string();
-    Ok(ConnInfo::new(host, port, user).with_password(password).with_dbname(dbname))
+    Ok(ConnInfo::new(host, port, user)
+        .with_password(password)
+        .with_dbname(dbname))
 }
 
 impl ServerDatabase {
-    pub(crate) async fn create(options: &ProvisionOptions) -> Result<ServerDatabase, ProvisionError> {
+    pub(crate) async fn create(
+        options: &ProvisionOptions,
+    ) -> Result<ServerDatabase, ProvisionError> {
         let url = options
             .database_url
             .clone()
@@ -70,8 +82,25 @@ impl ServerDatabase {
                 target: admin.display_url(),
                 message: describe_pg_error(&e),
             })?;
+        let created = Arc::new(Mutex::new(vec![name.clone()]));
+        let version = ServerVersion::read(&client, "")
+            .await
+            .map_err(|e| ProvisionError::Sql {
+                operation: "reading the server version".into(),
+                target: admin.display_url(),
+                message: describe_pg_error(&e),
+            });
         let conn = admin.clone().with_dbname(&name);
-        Ok(ServerDatabase { admin, conn, created: Arc::new(Mutex::new(vec![name])) })
+        // Constructed before checking `version`, so a failure still drops
+        // the database just created.
+        let mut database = ServerDatabase {
+            admin,
+            conn,
+            version: ServerVersion::default(),
+            created,
+        };
+        database.version = version?;
+        Ok(database)
     }
 
     pub(crate) fn conn(&self) -> &ConnInfo {
@@ -80,15 +109,29 @@ impl ServerDatabase {
 
     pub(crate) fn resources(&self) -> Vec<super::Resource> {
         let names = self.created.lock().expect("not poisoned");
-        names.iter().cloned().map(super::Resource::Database).collect()
+        names
+            .iter()
+            .cloned()
+            .map(super::Resource::Database)
+            .collect()
+    }
+
+    pub(crate) fn version(&self) -> &ServerVersion {
+        &self.version
     }
 
     pub(crate) fn track(&self, name: &str) {
-        self.created.lock().expect("not poisoned").push(name.to_string());
+        self.created
+            .lock()
+            .expect("not poisoned")
+            .push(name.to_string());
     }
 
     pub(crate) fn untrack(&self, name: &str) {
-        self.created.lock().expect("not poisoned").retain(|n| n != name);
+        self.created
+            .lock()
+            .expect("not poisoned")
+            .retain(|n| n != name);
     }
 
     pub(crate) async fn drop_all(self) -> Result<(), ProvisionError> {
@@ -124,8 +167,9 @@ async fn drop_databases(admin: &ConnInfo, mut names: Vec<String>) -> Result<(), 
         let _ = client
             .batch_execute(&format!("ALTER DATABASE {ident} WITH IS_TEMPLATE false"))
             .await;
-        if let Err(e) =
-            client.batch_execute(&format!("DROP DATABASE IF EXISTS {ident} WITH (FORCE)")).await
+        if let Err(e) = client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {ident} WITH (FORCE)"))
+            .await
         {
             first_error.get_or_insert(ProvisionError::Sql {
                 operation: format!("dropping database {name}"),

@@ -31,10 +31,8 @@ static CLONE_COUNTER: AtomicU32 = AtomicU32::new(0);
 // SQL of this module, kept together.
 const SQL_TEMPLATE_LOCK: &str = "SELECT pg_advisory_lock(hashtext($1))";
 const SQL_TEMPLATE_UNLOCK: &str = "SELECT pg_advisory_unlock(hashtext($1))";
-const SQL_TEMPLATE_EXISTS: &str =
-    "SELECT 1 FROM pg_database WHERE datname = $1 AND datistemplate";
-const SQL_TERMINATE_USERS: &str =
-    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+const SQL_TEMPLATE_EXISTS: &str = "SELECT 1 FROM pg_database WHERE datname = $1 AND datistemplate";
+const SQL_TERMINATE_USERS: &str = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
      WHERE datname = $1 AND pid <> pg_backend_pid()";
 
 impl Postgres {
@@ -50,7 +48,11 @@ impl Postgres {
         F: FnOnce(ConnInfo) -> Fut,
         Fut: Future<Output = Result<(), E>>,
     {
-        let short: String = key.chars().filter(char::is_ascii_alphanumeric).take(16).collect();
+        let short: String = key
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(16)
+            .collect();
         // On someone else's server everything we create carries the run id
         // and goes away with the run; on our own servers templates are shared
         // by every handle of the process (the test suite's shared server).
@@ -86,7 +88,10 @@ impl Postgres {
             .await
             .map_err(|e| self.sql_error("looking up the template", &e))?;
         if exists.is_some() {
-            return Ok(Template { name: name.to_string(), built: false });
+            return Ok(Template {
+                name: name.to_string(),
+                built: false,
+            });
         }
         let building = format!("{name}_building");
         let ident = quote_ident(&building);
@@ -104,7 +109,10 @@ impl Postgres {
         }
         if let Err(source) = prepare(self.conn.clone().with_dbname(&building)).await {
             let _ = self.drop_database(&building).await;
-            return Err(TemplateError::Prepare { name: name.to_string(), source });
+            return Err(TemplateError::Prepare {
+                name: name.to_string(),
+                source,
+            });
         }
         // Clients dropped by `prepare` close their connections
         // asynchronously; make sure none is left before renaming.
@@ -113,8 +121,11 @@ impl Postgres {
             .await
             .map_err(|e| self.sql_error("disconnecting template users", &e))?;
         let final_ident = quote_ident(name);
-        self.retry_while_in_use(admin, &format!("ALTER DATABASE {ident} RENAME TO {final_ident}"))
-            .await?;
+        self.retry_while_in_use(
+            admin,
+            &format!("ALTER DATABASE {ident} RENAME TO {final_ident}"),
+        )
+        .await?;
         self.untrack_database(&building);
         self.track_database(name);
         // ALLOW_CONNECTIONS false: nobody can connect to it and so block a
@@ -125,7 +136,10 @@ impl Postgres {
             ))
             .await
             .map_err(|e| self.sql_error(&format!("marking {name} as template"), &e))?;
-        Ok(Template { name: name.to_string(), built: true })
+        Ok(Template {
+            name: name.to_string(),
+            built: true,
+        })
     }
 
     /// A fresh copy of `template`, named `name` or a generated name.
@@ -135,7 +149,11 @@ impl Postgres {
         name: Option<&str>,
     ) -> Result<ConnInfo, ProvisionError> {
         let name = name.map_or_else(|| self.generated_name("clone"), str::to_string);
-        let strategy = if self.major() >= 15 { " STRATEGY FILE_COPY" } else { "" };
+        let strategy = if self.major() >= 15 {
+            " STRATEGY FILE_COPY"
+        } else {
+            ""
+        };
         let admin = self.admin().await?;
         self.track_database(&name);
         let sql = format!(
@@ -163,7 +181,9 @@ impl Postgres {
     pub async fn drop_database(&self, name: &str) -> Result<(), ProvisionError> {
         let admin = self.admin().await?;
         let ident = quote_ident(name);
-        let _ = admin.batch_execute(&format!("ALTER DATABASE {ident} WITH IS_TEMPLATE false")).await;
+        let _ = admin
+            .batch_execute(&format!("ALTER DATABASE {ident} WITH IS_TEMPLATE false"))
+            .await;
         admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS {ident} WITH (FORCE)"))
             .await

@@ -70,8 +70,15 @@ async fn run_stages(
     stages: &mut Stages,
 ) -> Result<Verdict, String> {
     let started = Instant::now();
-    let client = postgres.conn().connect("rehearse").await.map_err(|e| e.to_string())?;
-    client.simple_query("SELECT 1").await.map_err(|e| e.to_string())?;
+    let client = postgres
+        .conn()
+        .connect("rehearse")
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .simple_query("SELECT 1")
+        .await
+        .map_err(|e| e.to_string())?;
     stages.record("connect", started, "connected".into());
     Ok(Verdict::Pass)
 }

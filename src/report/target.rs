@@ -20,9 +20,9 @@ pub fn parse_targets(text: &str) -> Result<Vec<ReportTarget>, String> {
     text.split(',')
         .filter(|item| !item.trim().is_empty())
         .map(|item| {
-            let (format, path) = item.split_once('=').ok_or_else(|| {
-                format!("`{item}`: expected FORMAT=PATH, e.g. json=report.json")
-            })?;
+            let (format, path) = item
+                .split_once('=')
+                .ok_or_else(|| format!("`{item}`: expected FORMAT=PATH, e.g. json=report.json"))?;
             let format = match format.trim() {
                 "json" => ReportFormat::Json,
                 other => return Err(format!("`{other}`: unknown report format (known: json)")),
@@ -30,7 +30,10 @@ pub fn parse_targets(text: &str) -> Result<Vec<ReportTarget>, String> {
             if path.trim().is_empty() {
                 return Err(format!("`{item}`: the path is empty"));
             }
-            Ok(ReportTarget { format, path: PathBuf::from(path.trim()) })
+            Ok(ReportTarget {
+                format,
+                path: PathBuf::from(path.trim()),
+            })
         })
         .collect()
 }
@@ -42,8 +45,18 @@ mod tests {
     #[test]
     fn targets_parse_and_bad_ones_say_why() {
         let targets = parse_targets("json=a.json").unwrap();
-        assert_eq!(targets, vec![ReportTarget { format: ReportFormat::Json, path: "a.json".into() }]);
-        assert!(parse_targets("xml=a").unwrap_err().contains("unknown report format"));
+        assert_eq!(
+            targets,
+            vec![ReportTarget {
+                format: ReportFormat::Json,
+                path: "a.json".into()
+            }]
+        );
+        assert!(
+            parse_targets("xml=a")
+                .unwrap_err()
+                .contains("unknown report format")
+        );
         assert!(parse_targets("a.json").unwrap_err().contains("FORMAT=PATH"));
         assert!(parse_targets("json=").unwrap_err().contains("empty"));
     }

@@ -7,7 +7,10 @@ use super::ScenarioError;
 /// Scenario files under `path`, sorted: the file itself; a folder's
 /// `scenario.toml`; otherwise every `*.toml` file and scenario folder below.
 pub fn discover(path: &Path) -> Result<Vec<PathBuf>, ScenarioError> {
-    let io = |e: std::io::Error| ScenarioError::Io { path: path.to_path_buf(), message: e.to_string() };
+    let io = |e: std::io::Error| ScenarioError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
     let meta = std::fs::metadata(path).map_err(io)?;
     if meta.is_file() {
         return Ok(vec![path.to_path_buf()]);
@@ -15,7 +18,9 @@ pub fn discover(path: &Path) -> Result<Vec<PathBuf>, ScenarioError> {
     let mut found = Vec::new();
     collect(path, &mut found).map_err(io)?;
     if found.is_empty() {
-        return Err(ScenarioError::Empty { path: path.to_path_buf() });
+        return Err(ScenarioError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     found.sort();
     Ok(found)

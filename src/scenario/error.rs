@@ -7,7 +7,12 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     #[error("{}:{line}:{column}: {message}", path.display())]
-    At { path: PathBuf, line: usize, column: usize, message: String },
+    At {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("{}: {message}", path.display())]
     Io { path: PathBuf, message: String },
     #[error("{}: no scenarios found (expected *.toml files or folders with scenario.toml)", path.display())]
@@ -19,7 +24,12 @@ impl ScenarioError {
     /// column (in characters).
     pub(crate) fn at(path: &Path, text: &str, offset: usize, message: String) -> ScenarioError {
         let (line, column) = line_column(text, offset);
-        ScenarioError::At { path: path.to_path_buf(), line, column, message }
+        ScenarioError::At {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message,
+        }
     }
 }
 
@@ -27,7 +37,11 @@ impl ScenarioError {
 #[must_use]
 pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
-    let before = &text[..text.floor_char_boundary(offset)];
+    let mut end = offset;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)

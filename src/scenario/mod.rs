@@ -115,7 +115,11 @@ const SUPPORTED_MAJORS: std::ops::RangeInclusive<u32> = 12..=18;
 impl Scenario {
     /// Loads a scenario file, or the `scenario.toml` in a folder.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-        let file = if path.is_dir() { path.join("scenario.toml") } else { path.to_path_buf() };
+        let file = if path.is_dir() {
+            path.join("scenario.toml")
+        } else {
+            path.to_path_buf()
+        };
         let text = std::fs::read_to_string(&file).map_err(|e| ScenarioError::Io {
             path: file.clone(),
             message: e.to_string(),
@@ -139,18 +143,18 @@ impl Scenario {
         if name.is_empty() {
             return Err(error_at(raw.name.span(), "`name` must not be empty".into()));
         }
-        if let Some(version) = &raw.postgres {
-            if !SUPPORTED_MAJORS.contains(version.get_ref()) {
-                return Err(error_at(
-                    version.span(),
-                    format!(
-                        "`postgres` = {} is not a supported major version ({}-{})",
-                        version.get_ref(),
-                        SUPPORTED_MAJORS.start(),
-                        SUPPORTED_MAJORS.end()
-                    ),
-                ));
-            }
+        if let Some(version) = &raw.postgres
+            && !SUPPORTED_MAJORS.contains(version.get_ref())
+        {
+            return Err(error_at(
+                version.span(),
+                format!(
+                    "`postgres` = {} is not a supported major version ({}-{})",
+                    version.get_ref(),
+                    SUPPORTED_MAJORS.start(),
+                    SUPPORTED_MAJORS.end()
+                ),
+            ));
         }
         let dir = base.join(raw.migrations.dir.get_ref());
         if !dir.is_dir() {
@@ -185,7 +189,12 @@ impl Scenario {
                     Some(scale) => *scale.get_ref(),
                     None => 1.0,
                 };
-                Some(SeedSpecRef { spec, seed: seed.seed.unwrap_or(42), scale, hostile: seed.hostile })
+                Some(SeedSpecRef {
+                    spec,
+                    seed: seed.seed.unwrap_or(42),
+                    scale,
+                    hostile: seed.hostile,
+                })
             }
         };
         Ok(Scenario {
@@ -225,7 +234,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected_with_line_and_column() {
-        let err = parse("name = \"x\"\n[migrations]\ndir = \"src\"\nbasline = \"1\"\n").unwrap_err();
+        let err =
+            parse("name = \"x\"\n[migrations]\ndir = \"src\"\nbasline = \"1\"\n").unwrap_err();
         let text = err.to_string();
         assert!(text.contains("s.toml:4:1:"), "{text}");
         assert!(text.contains("unknown field `basline`"), "{text}");
@@ -233,7 +243,9 @@ mod tests {
 
     #[test]
     fn a_missing_directory_points_at_its_value() {
-        let err = parse("name = \"x\"\n[migrations]\ndir = \"nope\"\n").unwrap_err().to_string();
+        let err = parse("name = \"x\"\n[migrations]\ndir = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("s.toml:3:7:"), "{err}");
         assert!(err.contains("is not a directory"), "{err}");
     }
@@ -243,15 +255,24 @@ mod tests {
         let err = parse("name = \"x\"\npostgres = 9\n[migrations]\ndir = \"src\"\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("s.toml:2:12:") && err.contains("`postgres` = 9"), "{err}");
+        assert!(
+            err.contains("s.toml:2:12:") && err.contains("`postgres` = 9"),
+            "{err}"
+        );
         let err = parse("name = \"x\"\nbackend = \"podman\"\n[migrations]\ndir = \"src\"\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("s.toml:2:11:") && err.contains("podman"), "{err}");
+        assert!(
+            err.contains("s.toml:2:11:") && err.contains("podman"),
+            "{err}"
+        );
         let err = parse("name = \"x\"\n[migrations]\ndir = \"src\"\n[seed]\nscale = -1.0\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("s.toml:5:9:") && err.contains("seed.scale"), "{err}");
+        assert!(
+            err.contains("s.toml:5:9:") && err.contains("seed.scale"),
+            "{err}"
+        );
     }
 
     #[test]
