@@ -10,7 +10,8 @@ use crate::exit::Exit;
 use crate::provision::RunId;
 use crate::rehearsal::rehearse_scenario;
 use crate::report::{
-    ReportFormat, ReportTarget, RunReport, SCHEMA_VERSION, Verdict, parse_targets, write_json,
+    ReportFormat, ReportTarget, ReportTargets, RunReport, SCHEMA_VERSION, Verdict, parse_targets,
+    write_json,
 };
 use crate::scenario::{Scenario, ScenarioError, discover};
 
@@ -23,7 +24,7 @@ pub(crate) struct RunArgs {
     backend: BackendArgs,
     /// Reports to write, comma-separated FORMAT=PATH items, e.g. json=report.json.
     #[arg(long, value_parser = parse_targets)]
-    report: Option<Vec<ReportTarget>>,
+    report: Option<ReportTargets>,
 }
 
 pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
@@ -68,7 +69,7 @@ pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         scenarios: reports,
     };
-    for target in args.report.iter().flatten() {
+    for target in args.report.iter().flat_map(|targets| &targets.0) {
         if let Err(e) = write_report(&report, target) {
             return fail(
                 &format!("writing {}: {e}", target.path.display()),

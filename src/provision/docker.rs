@@ -63,11 +63,18 @@ impl DockerImage {
     /// The image for these options: the explicit override, then
     /// `$REHEARSE_DOCKER_IMAGE`, then the pinned official tag.
     pub fn resolve(options: &ProvisionOptions) -> Result<DockerImage, ProvisionError> {
-        let explicit = options.docker_image.clone().or_else(|| {
-            std::env::var(DOCKER_IMAGE_ENV)
-                .ok()
-                .filter(|s| !s.is_empty())
-        });
+        Self::resolve_with(options, std::env::var(DOCKER_IMAGE_ENV).ok())
+    }
+
+    /// [`DockerImage::resolve`] with the environment's override passed in.
+    fn resolve_with(
+        options: &ProvisionOptions,
+        from_env: Option<String>,
+    ) -> Result<DockerImage, ProvisionError> {
+        let explicit = options
+            .docker_image
+            .clone()
+            .or_else(|| from_env.filter(|s| !s.is_empty()));
         if let Some(reference) = explicit {
             return Ok(Self::parse(&reference));
         }
@@ -372,27 +379,26 @@ mod tests {
             pg_major: Some(15),
             ..ProvisionOptions::default()
         };
-        if std::env::var_os(DOCKER_IMAGE_ENV).is_none() {
-            let image = DockerImage::resolve(&options).unwrap();
-            assert_eq!(image.to_string(), "postgres:15.14-bookworm");
-            let options = ProvisionOptions {
-                pg_major: Some(9),
-                ..options
-            };
-            assert!(
-                DockerImage::resolve(&options)
-                    .unwrap_err()
-                    .to_string()
-                    .contains("9")
-            );
-        }
-        let options = ProvisionOptions {
+        let image = DockerImage::resolve_with(&options, None).unwrap();
+        assert_eq!(image.to_string(), "postgres:15.14-bookworm");
+        let old = ProvisionOptions {
+            pg_major: Some(9),
+            ..ProvisionOptions::default()
+        };
+        assert!(
+            DockerImage::resolve_with(&old, None)
+                .unwrap_err()
+                .to_string()
+                .contains("9")
+        );
+        // The environment's override beats the pinned tag; the option beats both.
+        let from_env = DockerImage::resolve_with(&options, Some("offline:15".into())).unwrap();
+        assert_eq!(from_env.to_string(), "offline:15");
+        let explicit = ProvisionOptions {
             docker_image: Some("mine:7".into()),
             ..ProvisionOptions::default()
         };
-        assert_eq!(
-            DockerImage::resolve(&options).unwrap().to_string(),
-            "mine:7"
-        );
+        let image = DockerImage::resolve_with(&explicit, Some("offline:15".into())).unwrap();
+        assert_eq!(image.to_string(), "mine:7");
     }
 }

@@ -49,6 +49,9 @@ pub async fn rehearse_scenario(scenario: &Scenario, options: &ProvisionOptions) 
             return report;
         }
     };
+    for note in postgres.notes() {
+        eprintln!("rehearse: {note}");
+    }
     stages.record("provision", started, postgres.describe());
     report.backend = Some(postgres.backend().to_string());
     report.postgres_version = Some(postgres.version().to_string());

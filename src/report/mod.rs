@@ -8,7 +8,7 @@ mod json;
 mod target;
 
 pub use json::write_json;
-pub use target::{ReportFormat, ReportTarget, parse_targets};
+pub use target::{ReportFormat, ReportTarget, ReportTargets, parse_targets};
 
 use serde::{Deserialize, Serialize};
 

@@ -15,8 +15,13 @@ pub struct ReportTarget {
     pub path: PathBuf,
 }
 
+/// The items of one `--report` value (a newtype, so clap treats it as one
+/// value rather than a list of them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportTargets(pub Vec<ReportTarget>);
+
 /// Parses `json=out/report.json[,FORMAT=PATH...]`.
-pub fn parse_targets(text: &str) -> Result<Vec<ReportTarget>, String> {
+pub fn parse_targets(text: &str) -> Result<ReportTargets, String> {
     text.split(',')
         .filter(|item| !item.trim().is_empty())
         .map(|item| {
@@ -35,7 +40,8 @@ pub fn parse_targets(text: &str) -> Result<Vec<ReportTarget>, String> {
                 path: PathBuf::from(path.trim()),
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
+        .map(ReportTargets)
 }
 
 #[cfg(test)]
@@ -46,7 +52,7 @@ mod tests {
     fn targets_parse_and_bad_ones_say_why() {
         let targets = parse_targets("json=a.json").unwrap();
         assert_eq!(
-            targets,
+            targets.0,
             vec![ReportTarget {
                 format: ReportFormat::Json,
                 path: "a.json".into()

@@ -1,0 +1,88 @@
+//! `rehearse run` as users run it: scenarios in, reports and exit codes out.
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rehearse");
+
+fn rehearse(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(BIN)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run rehearse");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn run_writes_a_json_report_without_passwords() {
+    if rehearse::provision::PgBinaries::find(None, None).is_err() {
+        let _: Option<()> = rehearse::testing::skip("local postgres binaries", &"none found");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out/report.json");
+    let target = format!("json={}", path.display());
+    let (code, stdout, stderr) = rehearse(&[
+        "run",
+        "scenarios/smoke",
+        "--backend",
+        "local",
+        "--report",
+        &target,
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("PASS") && stdout.contains("smoke"),
+        "{stdout}"
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(report["schema_version"], 1);
+    let scenario = &report["scenarios"][0];
+    assert_eq!(scenario["verdict"], "pass");
+    assert_eq!(scenario["backend"], "local");
+    let version = scenario["postgres_version"].as_str().unwrap();
+    assert!(
+        version.starts_with(|c: char| c.is_ascii_digit()),
+        "{version}"
+    );
+    assert_eq!(scenario["stages"][0]["stage"], "provision");
+    // The local backend's password is random per instance: the URL in the
+    // report names the user and no password.
+    assert!(text.contains("postgres://postgres@127.0.0.1:"), "{text}");
+    assert!(
+        !text.contains("postgres://postgres:"),
+        "a password reached the report: {text}"
+    );
+}
+
+#[test]
+fn a_bad_scenario_exits_2_naming_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("migrations")).unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "name = \"x\"\n[migrations]\ndir = \"migrations\"\nlayuot = \"sqlx\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = rehearse(&["run", file.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:4:1:", file.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("unknown field `layuot`"), "{stderr}");
+}
+
+#[test]
+fn an_empty_folder_is_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = rehearse(&["run", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no scenarios found"), "{stderr}");
+}
