@@ -96,7 +96,6 @@ fn stop_orphan_postmaster(pid: i32, dir: &std::path::Path) {
 }
 
 async fn collect_containers(all: bool, report: &mut GcReport) {
-    use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
     let docker = match super::docker::client().await {
         Ok(docker) => docker,
         Err(e) => {
@@ -104,41 +103,27 @@ async fn collect_containers(all: bool, report: &mut GcReport) {
             return;
         }
     };
-    let filters = std::collections::HashMap::from([(
-        "label".to_string(),
-        vec![format!("{LABEL_MANAGED}=true")],
-    )]);
-    let options = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
-    let containers = match docker.list_containers(Some(options)).await {
+    let containers = match managed_containers(&docker).await {
         Ok(list) => list,
         Err(e) => {
             report.errors.push(format!("listing containers: {e}"));
             return;
         }
     };
-    let here = hostname();
-    for container in containers {
-        let Some(id) = container.id else { continue };
-        let labels = container.labels.unwrap_or_default();
-        let owner: Option<Owner> = labels
-            .get(LABEL_OWNER)
-            .and_then(|text| serde_json::from_str(text).ok());
+    for ManagedContainer {
+        id,
+        owner,
+        same_host,
+    } in containers
+    {
         // An owner on another host cannot be checked from here: only `all`
         // removes those.
-        let same_host = labels.get(LABEL_HOST).is_some_and(|h| *h == here);
         let owner_alive = !same_host || owner.as_ref().is_some_and(Owner::is_alive);
         if !all && owner_alive {
             report.in_use += 1;
             continue;
         }
-        let options = RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .v(true)
-            .build();
-        match docker.remove_container(&id, Some(options)).await {
+        match remove_container(&docker, &id).await {
             Ok(()) => report
                 .containers_removed
                 .push(id.chars().take(12).collect()),
@@ -154,11 +139,32 @@ pub async fn collect_own() {
     if !super::docker::WAS_USED.load(std::sync::atomic::Ordering::Relaxed) {
         return;
     }
-    use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
     let Ok(docker) = super::docker::client().await else {
         return;
     };
+    let Ok(containers) = managed_containers(&docker).await else {
+        return;
+    };
     let me = std::process::id();
+    for container in containers {
+        if container.same_host && container.owner.is_some_and(|o| o.pid == me) {
+            let _ = remove_container(&docker, &container.id).await;
+        }
+    }
+}
+
+/// A container carrying our labels.
+struct ManagedContainer {
+    id: String,
+    owner: Option<Owner>,
+    /// Whether the owner label names this host (so its pid can be checked).
+    same_host: bool,
+}
+
+async fn managed_containers(
+    docker: &bollard::Docker,
+) -> Result<Vec<ManagedContainer>, bollard::errors::Error> {
+    use bollard::query_parameters::ListContainersOptionsBuilder;
     let filters = std::collections::HashMap::from([(
         "label".to_string(),
         vec![format!("{LABEL_MANAGED}=true")],
@@ -167,23 +173,31 @@ pub async fn collect_own() {
         .all(true)
         .filters(&filters)
         .build();
-    let Ok(containers) = docker.list_containers(Some(options)).await else {
-        return;
-    };
-    for container in containers {
-        let labels = container.labels.unwrap_or_default();
-        let owner: Option<Owner> = labels
-            .get(LABEL_OWNER)
-            .and_then(|text| serde_json::from_str(text).ok());
-        if owner.is_some_and(|o| o.pid == me)
-            && labels.get(LABEL_HOST).is_some_and(|h| *h == hostname())
-            && let Some(id) = container.id
-        {
-            let options = RemoveContainerOptionsBuilder::default()
-                .force(true)
-                .v(true)
-                .build();
-            let _ = docker.remove_container(&id, Some(options)).await;
-        }
-    }
+    let here = hostname();
+    let containers = docker.list_containers(Some(options)).await?;
+    Ok(containers
+        .into_iter()
+        .filter_map(|container| {
+            let labels = container.labels.unwrap_or_default();
+            Some(ManagedContainer {
+                id: container.id?,
+                owner: labels
+                    .get(LABEL_OWNER)
+                    .and_then(|text| serde_json::from_str(text).ok()),
+                same_host: labels.get(LABEL_HOST).is_some_and(|h| *h == here),
+            })
+        })
+        .collect())
+}
+
+async fn remove_container(
+    docker: &bollard::Docker,
+    id: &str,
+) -> Result<(), bollard::errors::Error> {
+    use bollard::query_parameters::RemoveContainerOptionsBuilder;
+    let options = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    docker.remove_container(id, Some(options)).await
 }
