@@ -3,3 +3,7 @@
 pub mod source;
 
 pub use source::{Layout, MigrateError, Migration, MigrationKind, MigrationSet, Statement};
+pub mod runner;
+pub mod snapshot;
+
+pub use runner::{RunnerError, RunnerKind, application_name, apply_serial, bookkeeping_state};
