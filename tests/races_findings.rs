@@ -119,7 +119,7 @@ async fn concurrent_index_behind_a_session_lock_deadlocks_or_hangs_and_is_detect
         ("0001_users.sql", "CREATE TABLE users (id int, email text);"),
         (
             "0002_idx.sql",
-            "-- no-transaction\nCREATE INDEX CONCURRENTLY users_email ON users (email);",
+            "-- no-transaction\nSELECT pg_sleep(0.3);\nCREATE INDEX CONCURRENTLY users_email ON users (email);",
         ),
     ]);
     let (pending, reference) = prepared(&db, &set, "0001", RunnerKind::SessionAdvisoryLock).await;

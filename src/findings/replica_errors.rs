@@ -47,6 +47,10 @@ fn explain(state: Option<&SqlState>, sample: &str) -> (Severity, &'static str) {
             Severity::Warning,
             "the migration lock was busy and the replica failed fast: it must be restarted (crash loop) until the migration is done",
         ),
+        None if sample.contains("dirty database") => (
+            Severity::Error,
+            "an earlier failure left the bookkeeping dirty, and the runner refuses to migrate past it",
+        ),
         _ => (Severity::Error, "the replica failed"),
     }
 }

@@ -13,16 +13,26 @@ const NOISE_US: u64 = 1_000;
 const LONG_US: u64 = 5_000_000;
 
 pub(super) fn check(record: &RaceRecord) -> Vec<Finding> {
-    let waits: Vec<(String, u64)> = record
+    let acquired: Vec<(&crate::timeline::Event, i64, u64)> = record
         .timeline
         .events
         .iter()
         .filter_map(|e| match e.kind {
-            EventKind::LockAcquired { waited_us, .. } if waited_us >= NOISE_US => {
-                Some((actor_name(e.actor), waited_us))
-            }
+            EventKind::LockAcquired { key, waited_us, .. } => Some((e, key, waited_us)),
             _ => None,
         })
+        .collect();
+    // A wait counts only if another actor got the same lock first: a lone
+    // actor's round trip under load is not waiting.
+    let waits: Vec<(String, u64)> = acquired
+        .iter()
+        .filter(|(e, key, waited)| {
+            *waited >= NOISE_US
+                && acquired
+                    .iter()
+                    .any(|(o, k, _)| k == key && o.actor != e.actor && o.at_us <= e.at_us)
+        })
+        .map(|(e, _, waited)| (actor_name(e.actor), *waited))
         .collect();
     let Some((longest_actor, longest)) = waits.iter().max_by_key(|(_, w)| *w).cloned() else {
         return Vec::new();
@@ -52,7 +62,7 @@ mod tests {
 
     fn acquired(n: u32, waited_us: u64) -> crate::timeline::Event {
         ev(
-            1,
+            u64::from(n),
             Actor::Replica(n),
             EventKind::LockAcquired {
                 key: 1,
@@ -82,5 +92,9 @@ mod tests {
     #[test]
     fn good_no_waiting() {
         assert!(check(&record(vec![acquired(0, 5)])).is_empty());
+        assert!(
+            check(&record(vec![acquired(0, 50_000)])).is_empty(),
+            "alone: no one to wait for"
+        );
     }
 }
