@@ -46,7 +46,9 @@ pub fn classify(record: &RaceRecord) -> Vec<FaultClass> {
             .any(|a| compare_versions(a, &f.version).is_eq())
     };
     let mut out = Vec::new();
-    if recorded {
+    if f.process_killed {
+        // Which statement the user's tool was running is unknown.
+    } else if recorded {
         out.push(FaultClass::After);
     } else if f.transactional || (f.index == 0 && f.mid_statement) {
         out.push(FaultClass::Before);
@@ -113,19 +115,27 @@ pub(super) fn check(record: &RaceRecord) -> Vec<Finding> {
             (sev, "a re-run converges".to_string())
         }
     };
-    let where_ = format!(
-        "migration {} statement {} (line {})",
-        f.version,
-        f.index + 1,
-        f.line
-    );
+    let where_ = if f.process_killed {
+        "a random point (process killed)".to_string()
+    } else {
+        format!(
+            "migration {} statement {} (line {})",
+            f.version,
+            f.index + 1,
+            f.line
+        )
+    };
     vec![Finding::new(
         CheckId::FaultRecovery,
         severity,
         format!(
             "replica {} was killed at {where_}; state left: {}; {verdict}",
             f.replica,
-            names.join(", ")
+            if names.is_empty() {
+                "nothing detectable".to_string()
+            } else {
+                names.join(", ")
+            }
         ),
         json!({ "fault": f, "state": names, "verdict": verdict,
                 "rerun_error": converged.as_ref().and_then(|c| c.0.clone()) }),
@@ -155,6 +165,7 @@ mod tests {
                 line: 3,
                 transactional,
                 mid_statement: true,
+                process_killed: false,
             },
             rerun: Some(RerunRecord {
                 error: rerun_error.map(String::from),

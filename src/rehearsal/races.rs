@@ -135,8 +135,11 @@ impl RaceConfig {
                     f.replica, self.count
                 ));
             }
-            if self.runner == RunnerKind::Command {
-                return bad("fault injection at a statement needs a built-in runner".into());
+            if self.runner == RunnerKind::Command && f.statement.is_some() {
+                return bad(
+                    "the command runner cannot stop at a statement: leave fault.statement unset"
+                        .into(),
+                );
             }
         }
         Ok(())
@@ -249,6 +252,12 @@ pub async fn run_races(
         .map_err(|e| RehearsalError::Connect(e.to_string()))?;
     let recorder = Recorder::new();
     let hook = match &config.fault {
+        // The user's tool is killed once it is seen running a query.
+        Some(f) if config.runner == RunnerKind::Command => Some(Arc::new(FaultHook::new(
+            Actor::Replica(f.replica),
+            String::new(),
+            0,
+        ))),
         Some(f) => {
             let (version, index) = fault_target(pending, f)?;
             Some(Arc::new(FaultHook::new(

@@ -27,6 +27,10 @@ pub struct FaultRecord {
     /// Whether the statement was still running when the backend was
     /// terminated (rather than finished and waiting for the next one).
     pub mid_statement: bool,
+    /// A `command` replica's process was killed: which statement it was
+    /// running is unknown (`version` is empty).
+    #[serde(default)]
+    pub process_killed: bool,
 }
 
 /// A serial re-run of the migrations after the fault.

@@ -35,13 +35,26 @@ pub(crate) fn redact(text: &str, password: Option<&str>) -> String {
     out
 }
 
-/// The first `SQLSTATE XXXXX` a tool printed (pgx and golang-migrate print
-/// errors this way).
+/// The first SQLSTATE a tool printed: `SQLSTATE XXXXX` (pgx, golang-migrate)
+/// or psql's verbose `ERROR:  XXXXX:`.
 pub(crate) fn sqlstate_in(text: &str) -> Option<SqlState> {
-    let at = text.find("SQLSTATE ")?;
-    let code: String = text[at + 9..].chars().take(5).collect();
-    (code.len() == 5 && code.chars().all(|c| c.is_ascii_alphanumeric()))
-        .then(|| SqlState::from_code(&code))
+    let is_code = |c: &str| {
+        c.len() == 5
+            && c.chars()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+    };
+    if let Some(at) = text.find("SQLSTATE ") {
+        let code: String = text[at + 9..].chars().take(5).collect();
+        if is_code(&code) {
+            return Some(SqlState::from_code(&code));
+        }
+    }
+    // psql with VERBOSITY=verbose: "ERROR:  42P07: relation ... exists".
+    text.lines().find_map(|l| {
+        let rest = l.split_once("ERROR:")?.1.trim_start();
+        let (code, _) = rest.split_once(':')?;
+        is_code(code).then(|| SqlState::from_code(code))
+    })
 }
 
 impl Strategy for Command {
@@ -76,11 +89,12 @@ impl Strategy for Command {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .kill_on_drop(true);
         if let Some(dir) = &ctx.workdir {
             cmd.current_dir(dir);
         }
-        let child = match cmd.spawn() {
+        let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
                 let e = StepError {
@@ -92,8 +106,37 @@ impl Strategy for Command {
                 return failed(ctx, &e, None);
             }
         };
-        let output = match child.wait_with_output().await {
-            Ok(o) => o,
+        // Read both pipes while the child runs, so a chatty tool cannot
+        // block on a full pipe.
+        let stdout = read_all(child.stdout.take());
+        let stderr = read_all(child.stderr.take());
+        let mut group = GroupKill(child.id());
+        let mut killed = false;
+        let status = match ctx.fault.as_ref().filter(|h| h.targets_process(ctx.actor)) {
+            Some(hook) => {
+                let active = tokio::select! {
+                    s = child.wait() => Err(s),
+                    active = hook.wait_until_active(ctx) => Ok(active),
+                };
+                match active {
+                    Err(s) => s,
+                    Ok(active) => {
+                        if active {
+                            group.kill();
+                            hook.struck_process(ctx).await;
+                            killed = true;
+                        }
+                        child.wait().await
+                    }
+                }
+            }
+            None => child.wait().await,
+        };
+        // The tool exited: whatever it left running in its group is ours to
+        // leave alone now (its pid may be reused).
+        group.0 = None;
+        let status = match status {
+            Ok(s) => s,
             Err(e) => {
                 let e = StepError {
                     version: None,
@@ -103,6 +146,11 @@ impl Strategy for Command {
                 };
                 return failed(ctx, &e, None);
             }
+        };
+        let output = std::process::Output {
+            status,
+            stdout: stdout.await.unwrap_or_default(),
+            stderr: stderr.await.unwrap_or_default(),
         };
         let password = ctx.conn.password();
         let mut all = String::new();
@@ -124,6 +172,13 @@ impl Strategy for Command {
             }
         }
         let code = output.status.code();
+        if killed {
+            return ReplicaEnd {
+                status: ExitStatus::Killed,
+                code,
+                held: None,
+            };
+        }
         if output.status.success() {
             return ReplicaEnd {
                 status: ExitStatus::Success,
@@ -131,12 +186,13 @@ impl Strategy for Command {
                 held: None,
             };
         }
-        let last_line = all
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
+        // The error line says more than the last line (psql ends with
+        // LOCATION:, many tools with a usage hint).
+        let lines = || all.lines().map(str::trim).filter(|l| !l.is_empty());
+        let last_line = lines()
+            .find(|l| l.contains("ERROR") || l.starts_with("error") || l.starts_with("Error"))
+            .or_else(|| lines().next_back())
             .unwrap_or("")
-            .trim()
             .to_string();
         ctx.emit(EventKind::Failed {
             version: None,
@@ -152,6 +208,42 @@ impl Strategy for Command {
             code,
             held: None,
         }
+    }
+}
+
+/// Collects a pipe to the end on a task of its own.
+fn read_all<R>(pipe: Option<R>) -> tokio::task::JoinHandle<Vec<u8>>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut buf = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut pipe, &mut buf).await;
+        }
+        buf
+    })
+}
+
+/// The tool runs in a process group of its own (`sh -c "..."` may fork the
+/// real tool as a child). Killing the group with SIGKILL is what an
+/// orchestrator killing a pod does; dropping the guard (timeout) does it.
+struct GroupKill(Option<u32>);
+
+impl GroupKill {
+    fn kill(&mut self) {
+        if let Some(pid) = self.0.take().and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -177,5 +269,10 @@ mod tests {
             Some(SqlState::DuplicateTable)
         );
         assert_eq!(sqlstate_in("no code"), None);
+        assert_eq!(
+            sqlstate_in("psql:x.sql:1: ERROR:  23505: duplicate key value"),
+            Some(SqlState::UniqueViolation)
+        );
+        assert_eq!(sqlstate_in("ERROR:  relation: x"), None);
     }
 }

@@ -40,6 +40,60 @@ impl FaultHook {
         }
     }
 
+    /// Whether this hook strikes `actor` as a whole process (`command`).
+    pub(crate) fn targets_process(&self, actor: Actor) -> bool {
+        actor == self.actor && self.record().is_none()
+    }
+
+    /// For `command`: waits until the replica's backend runs a query.
+    /// Returns `false` if it never does within the deadline.
+    pub(crate) async fn wait_until_active(&self, ctx: &ReplicaCtx) -> bool {
+        let app = ctx.app_name();
+        let Ok(admin) = ctx.conn.connect("rehearse-harness").await else {
+            return false;
+        };
+        let deadline = Instant::now() + STRIKE_DEADLINE;
+        while Instant::now() < deadline {
+            let active = admin
+                .query(sql::WAIT_EVENT_BY_APP, &[&app])
+                .await
+                .is_ok_and(|rows| !rows.is_empty());
+            if active {
+                return true;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        false
+    }
+
+    /// For `command`, after the process was killed: terminates its backend
+    /// and records the fault.
+    pub(crate) async fn struck_process(&self, ctx: &ReplicaCtx) {
+        let app = ctx.app_name();
+        if let Ok(admin) = ctx.conn.connect("rehearse-harness").await {
+            let _ = admin.query(sql::TERMINATE_BY_APP, &[&app]).await;
+        }
+        *self
+            .record
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(FaultRecord {
+            replica: match self.actor {
+                Actor::Replica(n) => n,
+                _ => 0,
+            },
+            version: String::new(),
+            index: 0,
+            line: 0,
+            transactional: false,
+            mid_statement: true,
+            process_killed: true,
+        });
+        ctx.emit(EventKind::Killed {
+            version: String::new(),
+            index: 0,
+        });
+    }
+
     pub(crate) fn targets(&self, actor: Actor, m: &Migration, index: usize) -> bool {
         actor == self.actor
             && m.version == self.version
@@ -152,6 +206,7 @@ impl FaultHook {
             line,
             transactional: m.transactional,
             mid_statement,
+            process_killed: false,
         });
         ctx.emit(EventKind::Killed {
             version: m.version.clone(),
