@@ -23,9 +23,9 @@ fn explain(state: Option<&SqlState>, sample: &str) -> (Severity, &'static str) {
             Severity::Error,
             "an object was created twice: the migration ran in more than one replica",
         ),
-        Some(SqlState::UniqueViolation) if sample.contains("pg_type") => (
+        Some(SqlState::UniqueViolation) if is_catalog_race(sample) => (
             Severity::Error,
-            "concurrent CREATE ... IF NOT EXISTS collided on pg_type: IF NOT EXISTS does not make DDL safe under concurrency",
+            "concurrent CREATE ... IF NOT EXISTS collided in the catalog (pg_type / pg_class): IF NOT EXISTS does not make DDL safe under concurrency",
         ),
         Some(SqlState::UniqueViolation) => (
             Severity::Error,
@@ -55,6 +55,13 @@ fn explain(state: Option<&SqlState>, sample: &str) -> (Severity, &'static str) {
     }
 }
 
+/// A unique violation on a system catalog's index (`pg_type_typname_nsp_index`,
+/// `pg_class_relname_nsp_index`, ...): two sessions created the same name,
+/// each unable to see the other's uncommitted row.
+fn is_catalog_race(message: &str) -> bool {
+    message.contains("unique constraint \"pg_")
+}
+
 pub(super) fn check(record: &RaceRecord) -> Vec<Finding> {
     let mut groups: BTreeMap<Option<SqlState>, Vec<super::Failure<'_>>> = BTreeMap::new();
     for f in failures(&record.timeline) {
@@ -67,7 +74,12 @@ pub(super) fn check(record: &RaceRecord) -> Vec<Finding> {
         .any(|e| matches!(e.kind, EventKind::LockBusy { .. }));
     let mut out = Vec::new();
     for (state, list) in groups {
-        let sample = list[0].message;
+        // Prefer a catalog collision as the sample: it explains the group.
+        let sample = list
+            .iter()
+            .map(|f| f.message)
+            .find(|m| is_catalog_race(m))
+            .unwrap_or(list[0].message);
         let (severity, meaning) = explain(
             state.as_ref(),
             if busy && state.is_none() {
@@ -137,7 +149,10 @@ mod tests {
             f.message
                 .starts_with("2 replica(s) failed with SQLSTATE 42P07")
         }));
-        assert!(f.iter().any(|f| f.message.contains("pg_type")));
+        assert!(
+            f.iter()
+                .any(|f| f.message.contains("IF NOT EXISTS does not make DDL safe"))
+        );
         assert_eq!(f[0].details["at"][0], "0002:3");
     }
 
