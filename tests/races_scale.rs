@@ -149,3 +149,33 @@ async fn flyway_style_lock_with_a_concurrent_index_hangs_until_the_timeout() {
         .count();
     assert!(hung >= 1, "{findings:#?}");
 }
+
+#[tokio::test]
+async fn concurrent_index_without_the_no_transaction_marker_fails_with_25001() {
+    let Some(db) = rehearse::testing::fresh_database().await else {
+        return;
+    };
+    let (_d, set) = load(&[
+        ("0001_users.sql", "CREATE TABLE users (id int, email text);"),
+        (
+            "0002_idx.sql",
+            "CREATE INDEX CONCURRENTLY users_email ON users (email);",
+        ),
+    ]);
+    let config = RaceConfig {
+        count: 2,
+        runner: RunnerKind::TryLock,
+        timeout_s: 20,
+        ..Default::default()
+    };
+    let out = run_races(db.conn(), &set.migrations, &config)
+        .await
+        .unwrap();
+    let findings = check_race(&out);
+    let advice = findings.iter().any(|f| {
+        f.check == CheckId::ReplicaErrors
+            && f.details["sqlstate"] == "25001"
+            && f.message.contains("mark the migration as no-transaction")
+    });
+    assert!(advice, "{findings:#?}");
+}

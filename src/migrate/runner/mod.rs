@@ -1,7 +1,7 @@
 //! Runner strategies: how the replicas of a deployment apply migrations.
 //!
 //! [`RunnerKind`] is the public choice; each strategy lives in its own file
-//! behind the private [`Strategy`] trait and reproduces the protocol of the
+//! behind the private `Strategy` trait and reproduces the protocol of the
 //! tools it is named after (see the table in each file's header).
 
 mod bookkeeping;
