@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Barrier;
 use tokio_postgres::Client;
 
-use crate::migrate::runner::{self, FaultHook, ReplicaCtx, ReplicaEnd, sql};
+use crate::migrate::runner::{self, ContainerSpec, FaultHook, ReplicaCtx, ReplicaEnd, sql};
 use crate::migrate::{Migration, RunnerKind, snapshot};
 use crate::provision::ConnInfo;
 use crate::timeline::{
@@ -83,6 +83,9 @@ pub struct RaceConfig {
     pub hold_failed_connection: bool,
     #[serde(default)]
     pub fault: Option<FaultConfig>,
+    /// For `runner = "container"`: `[replicas.container]`.
+    #[serde(default)]
+    pub container: Option<ContainerSpec>,
 }
 
 fn default_count() -> u32 {
@@ -108,6 +111,7 @@ impl Default for RaceConfig {
             workdir: None,
             hold_failed_connection: false,
             fault: None,
+            container: None,
         }
     }
 }
@@ -128,6 +132,12 @@ impl RaceConfig {
         if self.runner == RunnerKind::Command && self.command.is_empty() {
             return bad("runner \"command\" needs command = [\"tool\", \"arg\", ...]".into());
         }
+        if self.runner == RunnerKind::Container && self.container.is_none() {
+            return bad(
+                "runner \"container\" needs [replicas.container] image = \"name:tag\"".into(),
+            );
+        }
+        let process = matches!(self.runner, RunnerKind::Command | RunnerKind::Container);
         if let Some(f) = &self.fault {
             if f.replica >= self.count {
                 return bad(format!(
@@ -135,9 +145,9 @@ impl RaceConfig {
                     f.replica, self.count
                 ));
             }
-            if self.runner == RunnerKind::Command && f.statement.is_some() {
+            if process && f.statement.is_some() {
                 return bad(
-                    "the command runner cannot stop at a statement: leave fault.statement unset"
+                    "the command and container runners cannot stop at a statement: leave fault.statement unset"
                         .into(),
                 );
             }
@@ -176,6 +186,7 @@ fn base_ctx(actor: Actor, conn: &ConnInfo, recorder: &Recorder, config: &RaceCon
         fault: None,
         command: config.command.clone(),
         workdir: config.workdir.clone(),
+        container: config.container.clone(),
     }
 }
 
@@ -253,11 +264,9 @@ pub async fn run_races(
     let recorder = Recorder::new();
     let hook = match &config.fault {
         // The user's tool is killed once it is seen running a query.
-        Some(f) if config.runner == RunnerKind::Command => Some(Arc::new(FaultHook::new(
-            Actor::Replica(f.replica),
-            String::new(),
-            0,
-        ))),
+        Some(f) if matches!(config.runner, RunnerKind::Command | RunnerKind::Container) => Some(
+            Arc::new(FaultHook::new(Actor::Replica(f.replica), String::new(), 0)),
+        ),
         Some(f) => {
             let (version, index) = fault_target(pending, f)?;
             Some(Arc::new(FaultHook::new(

@@ -155,19 +155,12 @@ impl Strategy for Command {
         let password = ctx.conn.password();
         let mut all = String::new();
         for (stream, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
-            let mut text = redact(&String::from_utf8_lossy(bytes), password);
+            let text = redact(&String::from_utf8_lossy(bytes), password);
             all.push_str(&text);
-            if text.len() > MAX_OUTPUT {
-                let cut = (0..=MAX_OUTPUT)
-                    .rev()
-                    .find(|i| text.is_char_boundary(*i))
-                    .unwrap_or(0);
-                text.truncate(cut);
-            }
             if !text.is_empty() {
                 ctx.emit(EventKind::Output {
                     stream: stream.into(),
-                    text,
+                    text: clip(text),
                 });
             }
         }
@@ -186,14 +179,7 @@ impl Strategy for Command {
                 held: None,
             };
         }
-        // The error line says more than the last line (psql ends with
-        // LOCATION:, many tools with a usage hint).
-        let lines = || all.lines().map(str::trim).filter(|l| !l.is_empty());
-        let last_line = lines()
-            .find(|l| l.contains("ERROR") || l.starts_with("error") || l.starts_with("Error"))
-            .or_else(|| lines().next_back())
-            .unwrap_or("")
-            .to_string();
+        let last_line = error_line(&all);
         ctx.emit(EventKind::Failed {
             version: None,
             line: None,
@@ -209,6 +195,30 @@ impl Strategy for Command {
             held: None,
         }
     }
+}
+
+/// Cuts captured output to [`MAX_OUTPUT`] bytes on a character boundary.
+pub(crate) fn clip(mut text: String) -> String {
+    if text.len() > MAX_OUTPUT {
+        let cut = (0..=MAX_OUTPUT)
+            .rev()
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(0);
+        text.truncate(cut);
+    }
+    text
+}
+
+/// The line of a tool's output that best says why it failed: the first
+/// error line (psql ends with LOCATION:, many tools with a usage hint),
+/// else the last non-empty one.
+pub(crate) fn error_line(all: &str) -> String {
+    let lines = || all.lines().map(str::trim).filter(|l| !l.is_empty());
+    lines()
+        .find(|l| l.contains("ERROR") || l.starts_with("error") || l.starts_with("Error"))
+        .or_else(|| lines().next_back())
+        .unwrap_or("")
+        .to_string()
 }
 
 /// Collects a pipe to the end on a task of its own.

@@ -6,6 +6,7 @@
 
 mod bookkeeping;
 mod command;
+mod container;
 mod fault;
 mod job;
 mod naive;
@@ -26,6 +27,7 @@ use crate::provision::ConnInfo;
 use crate::timeline::{Actor, BookkeepingState, EventKind, ExitStatus, Recorder, SqlState};
 
 pub(crate) use bookkeeping::Bookkeeping;
+pub use container::ContainerSpec;
 pub(crate) use fault::FaultHook;
 
 /// The built-in runner strategies (`runner = "..."` in a scenario).
@@ -47,6 +49,8 @@ pub enum RunnerKind {
     Job,
     /// N processes of the user's own tool with `DATABASE_URL` set.
     Command,
+    /// N containers of the user's image with `DATABASE_URL` set.
+    Container,
 }
 
 impl RunnerKind {
@@ -60,6 +64,7 @@ impl RunnerKind {
             RunnerKind::TryLock => "try-lock",
             RunnerKind::Job => "job",
             RunnerKind::Command => "command",
+            RunnerKind::Container => "container",
         }
     }
 
@@ -71,7 +76,7 @@ impl RunnerKind {
             RunnerKind::SessionAdvisoryLock | RunnerKind::Job => Some(Bookkeeping::GolangMigrate),
             RunnerKind::XactAdvisoryLock => Some(Bookkeeping::Flyway),
             RunnerKind::TryLock => Some(Bookkeeping::Rails),
-            RunnerKind::Command => None,
+            RunnerKind::Command | RunnerKind::Container => None,
         }
     }
 }
@@ -141,6 +146,8 @@ pub(crate) struct ReplicaCtx {
     /// For `command`.
     pub command: Vec<String>,
     pub workdir: Option<PathBuf>,
+    /// For `container`.
+    pub container: Option<ContainerSpec>,
 }
 
 impl ReplicaCtx {
@@ -227,6 +234,7 @@ pub(crate) async fn run_replica(
         RunnerKind::TryLock => try_lock::TryLock.run(ctx, migrations).await,
         RunnerKind::Job => job::Job.run(ctx, migrations).await,
         RunnerKind::Command => command::Command.run(ctx, migrations).await,
+        RunnerKind::Container => container::Container.run(ctx, migrations).await,
     }
 }
 
@@ -239,7 +247,7 @@ pub async fn apply_serial(
     runner: &RunnerKind,
     migrations: &[Migration],
 ) -> Result<(), RunnerError> {
-    if *runner == RunnerKind::Command {
+    if matches!(runner, RunnerKind::Command | RunnerKind::Container) {
         return Err(RunnerError::Unsupported {
             runner: runner.name(),
         });
@@ -253,6 +261,7 @@ pub async fn apply_serial(
         fault: None,
         command: Vec::new(),
         workdir: None,
+        container: None,
     };
     let end = run_replica(*runner, &ctx, migrations).await;
     if end.status == ExitStatus::Success {
@@ -429,6 +438,7 @@ mod tests {
             RunnerKind::TryLock,
             RunnerKind::Job,
             RunnerKind::Command,
+            RunnerKind::Container,
         ] {
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(json, format!("\"{}\"", kind.name()));
