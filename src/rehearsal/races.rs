@@ -257,10 +257,7 @@ pub async fn run_races(
     config: &RaceConfig,
 ) -> Result<RaceOutcome, RehearsalError> {
     config.validate()?;
-    let admin = target
-        .connect("rehearse-harness")
-        .await
-        .map_err(|e| RehearsalError::Connect(e.to_string()))?;
+    let admin = Arc::new(harness_connection(target).await?);
     let recorder = Recorder::new();
     let hook = match &config.fault {
         // The user's tool is killed once it is seen running a query.
@@ -300,14 +297,13 @@ pub async fn run_races(
 
     if replicas_may_start {
         let barrier = Arc::new(Barrier::new(config.count as usize));
-        let admin_conn = Arc::new(admin);
         let mut tasks = Vec::new();
         for n in 0..config.count {
             let mut ctx = base_ctx(Actor::Replica(n), target, &recorder, config);
             ctx.fault = hook.clone();
             let barrier = barrier.clone();
             let pending = pending_arc.clone();
-            let admin = admin_conn.clone();
+            let admin = admin.clone();
             let kind = config.runner;
             let timeout = config.timeout();
             let jitter = config.jitter_ms;
@@ -321,16 +317,51 @@ pub async fn run_races(
                 run_bounded(kind, &ctx, &pending, timeout, &admin).await
             }));
         }
-        for task in tasks {
-            if let Ok(Some(client)) = task.await {
-                held.push(client);
+        for (n, task) in (0..config.count).zip(tasks) {
+            match task.await {
+                Ok(Some(client)) => held.push(client),
+                Ok(None) => {}
+                // A panicking replica task is a harness bug; record it rather
+                // than lose the replica from the timeline.
+                Err(e) => {
+                    let actor = Actor::Replica(n);
+                    recorder.emit(
+                        actor,
+                        EventKind::Failed {
+                            version: None,
+                            line: None,
+                            sqlstate: None,
+                            message: format!("replica task ended abnormally: {e}"),
+                        },
+                    );
+                    recorder.emit(
+                        actor,
+                        EventKind::Exited {
+                            status: ExitStatus::Failure,
+                            code: None,
+                        },
+                    );
+                }
             }
         }
-        let admin = Arc::try_unwrap(admin_conn)
-            .map_err(|_| RehearsalError::Inspect("harness connection still shared".into()))?;
-        return finish(target, &admin, pending, config, recorder, hook, held).await;
     }
     finish(target, &admin, pending, config, recorder, hook, held).await
+}
+
+/// Longest any harness query (catalog snapshot, checksums) may run: reading
+/// a table a stuck session still locks must not hang the rehearsal.
+const HARNESS_STATEMENT_TIMEOUT: &str = "SET statement_timeout = '30s'";
+
+async fn harness_connection(conn: &ConnInfo) -> Result<Client, RehearsalError> {
+    let client = conn
+        .connect("rehearse-harness")
+        .await
+        .map_err(|e| RehearsalError::Connect(e.to_string()))?;
+    client
+        .batch_execute(HARNESS_STATEMENT_TIMEOUT)
+        .await
+        .map_err(|e| RehearsalError::Connect(crate::provision::describe_pg_error(&e)))?;
+    Ok(client)
 }
 
 /// Reads the state after the race, drops held connections, re-runs after a
@@ -412,10 +443,7 @@ pub async fn run_reference(
     pending: &[Migration],
     config: &RaceConfig,
 ) -> Result<ReferenceRun, RehearsalError> {
-    let admin = reference
-        .connect("rehearse-harness")
-        .await
-        .map_err(|e| RehearsalError::Connect(e.to_string()))?;
+    let admin = harness_connection(reference).await?;
     let recorder = Recorder::new();
     let serial = RaceConfig {
         hold_failed_connection: false,
