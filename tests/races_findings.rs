@@ -282,3 +282,45 @@ async fn failing_migration_behind_the_job_gate_halts_the_rollout() {
     );
     assert!(halt.message.contains("[42703]"), "{}", halt.message);
 }
+
+#[tokio::test]
+async fn timestamps_do_not_make_data_drift_but_changed_values_do() {
+    let Some(db) = rehearse::testing::fresh_database().await else {
+        return;
+    };
+    let set = load(&[
+        (
+            "0001_t.sql",
+            "CREATE TABLE t (id int, label text, at timestamptz);",
+        ),
+        (
+            "0002_fill.sql",
+            "INSERT INTO t VALUES (1, 'a', clock_timestamp());",
+        ),
+    ]);
+    let (pending, reference) = prepared(&db, &set, "0001", RunnerKind::SessionAdvisoryLock).await;
+    let config = RaceConfig {
+        count: 2,
+        runner: RunnerKind::SessionAdvisoryLock,
+        timeout_s: 20,
+        ..Default::default()
+    };
+    let out = run_races_with_reference(db.conn(), Some(&reference), &pending, &config)
+        .await
+        .unwrap();
+    let findings = check_race(&out);
+    assert!(
+        !ids(&findings).contains(&CheckId::DataDrift),
+        "{findings:#?}"
+    );
+    // The same check sees a real difference in the reference.
+    let client = reference.connect("rehearse-test").await.unwrap();
+    client
+        .batch_execute("UPDATE t SET label = 'b'")
+        .await
+        .unwrap();
+    let data = rehearse::migrate::snapshot::table_data(&client, &out.data_tables).await;
+    let mut changed = out.clone();
+    changed.reference.as_mut().unwrap().data = data;
+    assert!(ids(&check_race(&changed)).contains(&CheckId::DataDrift));
+}

@@ -148,17 +148,41 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Row count and order-independent checksum of each table (`schema.name`).
-/// A table that cannot be read (dropped, never created) gets `rows = -1`.
+/// Columns that take part in the data checksum: every column except those
+/// whose values differ between any two runs by nature (timestamps, dates,
+/// times, UUIDs), so a serial reference run can match the race.
+const STABLE_COLUMNS_SQL: &str = "SELECT quote_ident(attname) FROM pg_attribute \
+    WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped \
+    AND atttypid NOT IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype, \
+    'time'::regtype, 'timetz'::regtype, 'uuid'::regtype) ORDER BY attnum";
+
+/// Row count and order-independent checksum of each table (`schema.name`),
+/// over the columns of [`STABLE_COLUMNS_SQL`]. A table that cannot be read
+/// (dropped, never created) gets `rows = -1`.
 pub async fn table_data(client: &Client, tables: &[String]) -> Vec<TableData> {
     let mut out = Vec::new();
     for table in tables {
         let (schema, name) = table.split_once('.').unwrap_or(("public", table));
+        let qualified = format!("{}.{}", quote_ident(schema), quote_ident(name));
+        let columns: Vec<String> = match client.query(STABLE_COLUMNS_SQL, &[&qualified]).await {
+            Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
+            Err(_) => Vec::new(),
+        };
+        let row_text = if columns.is_empty() {
+            "''".to_string()
+        } else {
+            format!(
+                "ROW({})::text",
+                columns
+                    .iter()
+                    .map(|c| format!("t.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
         let query = format!(
-            "SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) \
-             FROM {}.{} t",
-            quote_ident(schema),
-            quote_ident(name)
+            "SELECT count(*), md5(coalesce(string_agg({row_text}, E'\\n' ORDER BY {row_text}), '')) \
+             FROM {qualified} t"
         );
         let data = match client.query_one(&query, &[]).await {
             Ok(row) => TableData {
