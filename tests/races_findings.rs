@@ -83,6 +83,15 @@ async fn naive_race_is_judged_double_applied_with_duplicate_rows() {
     let out = run_races_with_reference(db.conn(), Some(&reference), &pending, &config)
         .await
         .unwrap();
+    // The record is plain data: it survives JSON, and can be kept as a
+    // fixture for the checks' database-free tests.
+    let json = serde_json::to_string_pretty(&out).unwrap();
+    let back: rehearse::timeline::RaceRecord = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, out);
+    if std::env::var_os("REHEARSE_RECORD_FIXTURES").is_some() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/naive-8-replicas.json");
+        std::fs::write(path, json + "\n").unwrap();
+    }
     let findings = check_race(&out);
     let ids = ids(&findings);
     assert!(ids.contains(&CheckId::DoubleApplication), "{findings:#?}");

@@ -278,6 +278,20 @@ mod tests {
         }
     }
 
+    /// A race recorded against a real Postgres (8 naive replicas, a data
+    /// migration), judged without a database.
+    #[test]
+    fn recorded_naive_race_is_judged_from_plain_data() {
+        let record: RaceRecord =
+            serde_json::from_str(include_str!("../../tests/fixtures/naive-8-replicas.json")).unwrap();
+        let findings = check_race(&record);
+        let ids: Vec<CheckId> = findings.iter().map(|f| f.check).collect();
+        assert!(ids.contains(&CheckId::DoubleApplication), "{findings:#?}");
+        assert!(ids.contains(&CheckId::DuplicateData), "{findings:#?}");
+        assert!(!ids.contains(&CheckId::SchemaDrift), "{findings:#?}");
+        assert!(findings.iter().all(|f| !f.message.is_empty()));
+    }
+
     #[test]
     fn a_clean_record_has_no_findings() {
         use fixtures::*;
