@@ -89,7 +89,10 @@ async fn naive_race_is_judged_double_applied_with_duplicate_rows() {
     let back: rehearse::timeline::RaceRecord = serde_json::from_str(&json).unwrap();
     assert_eq!(back, out);
     if std::env::var_os("REHEARSE_RECORD_FIXTURES").is_some() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/naive-8-replicas.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/naive-8-replicas.json"
+        );
         std::fs::write(path, json + "\n").unwrap();
     }
     let findings = check_race(&out);

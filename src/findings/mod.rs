@@ -283,7 +283,8 @@ mod tests {
     #[test]
     fn recorded_naive_race_is_judged_from_plain_data() {
         let record: RaceRecord =
-            serde_json::from_str(include_str!("../../tests/fixtures/naive-8-replicas.json")).unwrap();
+            serde_json::from_str(include_str!("../../tests/fixtures/naive-8-replicas.json"))
+                .unwrap();
         let findings = check_race(&record);
         let ids: Vec<CheckId> = findings.iter().map(|f| f.check).collect();
         assert!(ids.contains(&CheckId::DoubleApplication), "{findings:#?}");

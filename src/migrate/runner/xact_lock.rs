@@ -8,6 +8,13 @@
 //! transaction on a second connection of the same replica while the
 //! statements run on the first; a failure there is recorded with
 //! `success = false`, which Flyway refuses to go past until `repair`.
+//!
+//! Consequence, the CONCURRENTLY self-deadlock known from Flyway's default
+//! transactional lock mode (`postgresql.transactional.lock = false` avoids it):
+//! CREATE INDEX CONCURRENTLY waits for the snapshots of replicas queued on
+//! the lock, while the lock's holder is an idle transaction PostgreSQL does
+//! not see as waiting, so no deadlock is detected and the replicas hang
+//! until the rehearsal's timeout.
 
 use std::time::Instant;
 
