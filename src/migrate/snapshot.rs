@@ -157,7 +157,7 @@ const STABLE_COLUMNS_SQL: &str = "SELECT quote_ident(attname) FROM pg_attribute 
     'time'::regtype, 'timetz'::regtype, 'uuid'::regtype) ORDER BY attnum";
 
 /// Row count and order-independent checksum of each table (`schema.name`),
-/// over the columns of [`STABLE_COLUMNS_SQL`]. A table that cannot be read
+/// over every column but timestamps, dates, times and UUIDs. A table that cannot be read
 /// (dropped, never created) gets `rows = -1`.
 pub async fn table_data(client: &Client, tables: &[String]) -> Vec<TableData> {
     let mut out = Vec::new();
