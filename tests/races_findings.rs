@@ -336,3 +336,51 @@ async fn timestamps_do_not_make_data_drift_but_changed_values_do() {
     changed.reference.as_mut().unwrap().data = data;
     assert!(ids(&check_race(&changed)).contains(&CheckId::DataDrift));
 }
+
+#[tokio::test]
+async fn fault_at_a_random_statement_is_recorded_and_classified() {
+    let Some(db) = rehearse::testing::fresh_database().await else {
+        return;
+    };
+    let set = load(&[
+        ("0001_users.sql", "CREATE TABLE users (id int);"),
+        (
+            "0002_a.sql",
+            "ALTER TABLE users ADD COLUMN a int;\nALTER TABLE users ADD COLUMN b int;",
+        ),
+        (
+            "0003_c.sql",
+            "-- no-transaction\nALTER TABLE users ADD COLUMN c int;\nALTER TABLE users ADD COLUMN d int;",
+        ),
+    ]);
+    let (pending, reference) = prepared(&db, &set, "0001", RunnerKind::XactAdvisoryLock).await;
+    let config = RaceConfig {
+        count: 1,
+        runner: RunnerKind::XactAdvisoryLock,
+        timeout_s: 20,
+        fault: Some(FaultConfig {
+            replica: 0,
+            statement: None,
+            rerun: true,
+        }),
+        ..Default::default()
+    };
+    let out = run_races_with_reference(db.conn(), Some(&reference), &pending, &config)
+        .await
+        .unwrap();
+    let fault = &out.fault.as_ref().expect("the fault struck").fault;
+    assert!(["0002", "0003"].contains(&fault.version.as_str()));
+    assert!(fault.index < 2);
+    let classes = rehearse::findings::classify_fault(&out);
+    let expected = if fault.transactional || fault.index == 0 && fault.mid_statement {
+        rehearse::findings::FaultClass::Before
+    } else {
+        rehearse::findings::FaultClass::Partial
+    };
+    assert_eq!(classes.first(), Some(&expected), "{fault:?}");
+    let findings = check_race(&out);
+    assert!(
+        ids(&findings).contains(&CheckId::FaultRecovery),
+        "{findings:#?}"
+    );
+}

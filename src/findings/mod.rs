@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::timeline::{Actor, EventKind, ExitStatus, RaceRecord, SqlState, Timeline};
 
+pub use fault_recovery::{FaultClass, classify as classify_fault};
 pub use schema_drift::diff_schema;
 
 /// Every check, by its kebab-case id.
@@ -291,6 +292,119 @@ mod tests {
         assert!(ids.contains(&CheckId::DuplicateData), "{findings:#?}");
         assert!(!ids.contains(&CheckId::SchemaDrift), "{findings:#?}");
         assert!(findings.iter().all(|f| !f.message.is_empty()));
+    }
+
+    /// A record each check must flag. The match is exhaustive: a new check
+    /// without an example does not compile.
+    fn bad_example(check: CheckId) -> RaceRecord {
+        use crate::timeline::{
+            BookkeepingState, FaultRecord, FaultState, HeldAdvisoryLock, LockScope, ReferenceRun,
+            SchemaSnapshot, TableData,
+        };
+        use fixtures::*;
+        let mut r = record(vec![]);
+        let failed = |n: u32, code: &str| {
+            ev(
+                1,
+                Actor::Replica(n),
+                EventKind::Failed {
+                    version: Some("0002".into()),
+                    line: Some(1),
+                    sqlstate: Some(SqlState::from_code(code)),
+                    message: "boom".into(),
+                },
+            )
+        };
+        let data = |rows: i64, sum: &str| {
+            vec![TableData {
+                table: "public.t".into(),
+                rows,
+                checksum: Some(sum.into()),
+            }]
+        };
+        match check {
+            CheckId::DoubleApplication => {
+                r.timeline.events = vec![applied(1, 0, "0002"), applied(2, 1, "0002")];
+            }
+            CheckId::DuplicateData => {
+                r.data = data(2, "x");
+                r.reference = Some(ReferenceRun {
+                    data: data(1, "y"),
+                    ..Default::default()
+                });
+            }
+            CheckId::ReplicaErrors => r.timeline.events = vec![failed(1, "42P07")],
+            CheckId::ReplicaWaits => {
+                let acquired = |at: u64, n: u32| {
+                    ev(
+                        at,
+                        Actor::Replica(n),
+                        EventKind::LockAcquired {
+                            key: 1,
+                            scope: LockScope::Session,
+                            waited_us: 50_000,
+                        },
+                    )
+                };
+                r.timeline.events = vec![acquired(1, 0), acquired(2, 1)];
+            }
+            CheckId::ReplicaTimeout => r.timeline.events = vec![exited(1, 0, ExitStatus::TimedOut)],
+            CheckId::SchemaDrift => {
+                let mut s = SchemaSnapshot::default();
+                s.tables
+                    .insert("public.t".into(), crate::timeline::Table::default());
+                r.schema = s;
+                r.reference = Some(ReferenceRun::default());
+            }
+            CheckId::DataDrift => {
+                r.data = data(1, "x");
+                r.reference = Some(ReferenceRun {
+                    data: data(1, "y"),
+                    ..Default::default()
+                });
+            }
+            CheckId::LeakedAdvisoryLock => {
+                r.leaked_locks = vec![HeldAdvisoryLock {
+                    key: 1,
+                    pid: 2,
+                    application_name: None,
+                }];
+            }
+            CheckId::InvalidIndex => r.invalid_indexes = vec!["public.i".into()],
+            CheckId::Bookkeeping => {
+                r.bookkeeping = BookkeepingState {
+                    table: Some("t".into()),
+                    ..Default::default()
+                };
+            }
+            CheckId::RolloutHalt => {
+                r.timeline.events = vec![failed(0, "42703"), exited(2, 0, ExitStatus::Failure)];
+            }
+            CheckId::FaultRecovery => {
+                r.fault = Some(FaultState {
+                    fault: FaultRecord {
+                        replica: 0,
+                        version: "0002".into(),
+                        index: 0,
+                        line: 1,
+                        transactional: true,
+                        mid_statement: true,
+                        process_killed: false,
+                    },
+                    rerun: None,
+                });
+            }
+        }
+        r
+    }
+
+    #[test]
+    fn every_check_flags_its_bad_example_and_only_its_own_check_id() {
+        for check in CheckId::ALL {
+            let found = check.run(&bad_example(check));
+            assert!(!found.is_empty(), "{check} does not flag its bad example");
+            assert!(found.iter().all(|f| f.check == check), "{check}: {found:?}");
+        }
     }
 
     #[test]
