@@ -28,6 +28,9 @@ pub(crate) fn split_statements(
     let mut start: Option<(usize, usize)> = None;
     // Depth of BEGIN ATOMIC bodies (CASE ... END nests inside them).
     let mut atomic_depth = 0usize;
+    // Parenthesis depth: psql does not end a statement inside parentheses
+    // (multi-action rules: `DO ALSO (INSERT ...; UPDATE ...)`).
+    let mut paren_depth = 0usize;
     // The previous identifier-like word, to see `BEGIN ATOMIC`.
     let mut prev_word = String::new();
 
@@ -71,7 +74,7 @@ pub(crate) fn split_statements(
                     }
                 }
             }
-            b';' if atomic_depth == 0 => {
+            b';' if atomic_depth == 0 && paren_depth == 0 => {
                 if let Some((s, l)) = start.take() {
                     statements.push(Statement {
                         sql: text[s..i].trim().to_string(),
@@ -154,6 +157,16 @@ pub(crate) fn split_statements(
                             atomic_depth -= 1;
                         }
                         prev_word = word;
+                    }
+                    b'(' => {
+                        paren_depth += 1;
+                        i += 1;
+                        prev_word.clear();
+                    }
+                    b')' => {
+                        paren_depth = paren_depth.saturating_sub(1);
+                        i += 1;
+                        prev_word.clear();
                     }
                     _ => {
                         // Multi-byte UTF-8 sequences and punctuation: step one
@@ -293,6 +306,15 @@ mod tests {
         assert_eq!(got.len(), 2, "{got:?}");
         assert!(got[0].0.ends_with("END"));
         assert_eq!(got[1], ("SELECT 3".into(), 6));
+    }
+
+    #[test]
+    fn semicolons_inside_parentheses_do_not_split() {
+        let got = split(
+            "CREATE RULE r AS ON INSERT TO t DO ALSO (INSERT INTO a VALUES (1); INSERT INTO b VALUES (2));\nSELECT 1;",
+        );
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[1], ("SELECT 1".into(), 2));
     }
 
     #[test]
