@@ -4,8 +4,9 @@
 //! first opens a REPEATABLE READ transaction (an app request in flight) so
 //! a CREATE INDEX CONCURRENTLY waits for its snapshot and is killed in the
 //! middle, leaving an INVALID index exactly as an interrupted deploy does.
-//! Other statements are killed while running if they wait on a lock, or
-//! right after they finish, before the next statement or COMMIT.
+//! Other statements are killed while running if they wait on a lock or run
+//! longer than a short grace period, or right after they finish, before the
+//! next statement or COMMIT.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -18,8 +19,10 @@ use crate::timeline::{Actor, EventKind, FaultRecord};
 
 /// How long the harness waits for a terminated backend to disappear.
 const GONE_DEADLINE: Duration = Duration::from_secs(10);
-/// How long a statement may run before it is killed anyway.
-const STRIKE_DEADLINE: Duration = Duration::from_secs(10);
+/// A statement still running after this long is killed in the middle.
+const MID_STATEMENT_GRACE: Duration = Duration::from_millis(100);
+/// How long a `command` / `container` replica may take to connect.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(5);
 
 /// Where to strike, shared by all replicas of a race.
@@ -52,7 +55,7 @@ impl FaultHook {
         let Ok(admin) = ctx.conn.connect("rehearse-harness").await else {
             return false;
         };
-        let deadline = Instant::now() + STRIKE_DEADLINE;
+        let deadline = Instant::now() + CONNECT_DEADLINE;
         while Instant::now() < deadline {
             let active = admin
                 .query(sql::WAIT_EVENT_BY_APP, &[&app])
@@ -152,7 +155,7 @@ impl FaultHook {
             .unwrap_or_default();
         let exec = client.batch_execute(&sql_text);
         tokio::pin!(exec);
-        let deadline = Instant::now() + STRIKE_DEADLINE;
+        let deadline = Instant::now() + MID_STATEMENT_GRACE;
         let mut finished = None;
         let mut mid_statement = false;
         loop {

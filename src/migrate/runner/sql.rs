@@ -56,10 +56,12 @@ pub(crate) const ADVISORY_TRY_LOCK: &str = "SELECT pg_try_advisory_lock($1)";
 
 pub(crate) const TABLE_EXISTS: &str = "SELECT to_regclass($1) IS NOT NULL";
 
-// --- harness: terminating replicas by application_name.
+// --- harness: finding and terminating replicas by application_name, in
+// this database only (other rehearsals on the same server reuse the names).
 pub(crate) const TERMINATE_BY_APP: &str = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
     WHERE application_name = $1 AND pid <> pg_backend_pid() AND datname = current_database()";
 pub(crate) const COUNT_BY_APP: &str = "SELECT count(*) FROM pg_stat_activity \
-    WHERE application_name = $1 AND pid <> pg_backend_pid()";
+    WHERE application_name = $1 AND pid <> pg_backend_pid() AND datname = current_database()";
 pub(crate) const WAIT_EVENT_BY_APP: &str = "SELECT wait_event_type FROM pg_stat_activity \
-    WHERE application_name = $1 AND state = 'active' AND pid <> pg_backend_pid()";
+    WHERE application_name = $1 AND state = 'active' AND pid <> pg_backend_pid() \
+    AND datname = current_database()";
