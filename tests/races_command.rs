@@ -154,7 +154,7 @@ async fn a_process_that_never_finishes_is_timed_out_and_killed() {
     }
     let client = db.connect().await;
     let left: i64 = client
-        .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'rehearse-replica-%'", &[])
+        .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'rehearse-replica-%' AND datname = current_database()", &[])
         .await
         .unwrap()
         .get(0);
