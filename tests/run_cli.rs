@@ -86,3 +86,35 @@ fn an_empty_folder_is_bad_input() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("no scenarios found"), "{stderr}");
 }
+
+/// Without an expectation that says otherwise, a failing migration makes
+/// `run` say the rollout must halt and exit non-zero.
+#[test]
+fn a_failing_migration_halts_the_rollout_and_exits_1() {
+    if rehearse::provision::PgBinaries::find(None, None).is_err() {
+        let _: Option<()> = rehearse::testing::skip("local postgres binaries", &"none found");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let source = std::path::Path::new("scenarios/job-gate-failing-migration");
+    let migrations = dir.path().join("migrations");
+    std::fs::create_dir(&migrations).unwrap();
+    for entry in std::fs::read_dir(source.join("migrations")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), migrations.join(entry.file_name())).unwrap();
+    }
+    let scenario = dir.path().join("scenario.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"failing job\"\n[migrations]\ndir = \"migrations\"\nlayout = \"sqlx\"\n\
+         baseline = \"0001\"\n[replicas]\ncount = 2\nrunner = \"job\"\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) =
+        rehearse(&["run", scenario.to_str().unwrap(), "--backend", "local"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("FAIL") && stdout.contains("the rollout must halt"),
+        "{stdout}"
+    );
+}

@@ -8,12 +8,12 @@ use clap::Args;
 use super::{BackendArgs, fail};
 use crate::exit::Exit;
 use crate::provision::RunId;
-use crate::rehearsal::rehearse_scenario;
+use crate::rehearsal::{Plan, rehearse_scenario};
 use crate::report::{
     ReportFormat, ReportTarget, ReportTargets, RunReport, SCHEMA_VERSION, Verdict, parse_targets,
     write_json,
 };
-use crate::scenario::{Scenario, ScenarioError, discover};
+use crate::scenario::{Scenario, discover};
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
@@ -28,8 +28,8 @@ pub(crate) struct RunArgs {
 }
 
 pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
-    let scenarios = match load_all(&args.paths) {
-        Ok(scenarios) => scenarios,
+    let plans = match load_all(&args.paths) {
+        Ok(plans) => plans,
         Err(errors) => {
             for error in &errors {
                 eprintln!("rehearse: error: {error}");
@@ -41,7 +41,8 @@ pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let started = Instant::now();
     let mut reports = Vec::new();
-    for scenario in &scenarios {
+    for plan in &plans {
+        let scenario = &plan.scenario;
         if !quiet {
             eprintln!("rehearse: {} ({})", scenario.name, scenario.path.display());
         }
@@ -49,16 +50,8 @@ pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
             run_id: run_id.clone(),
             ..args.backend.options(scenario.backend)
         };
-        let report = rehearse_scenario(scenario, &options).await;
-        println!(
-            "{:<5} {}{}",
-            verdict_word(report.verdict),
-            report.name,
-            match &report.error {
-                Some(error) => format!(": {error}"),
-                None => String::new(),
-            }
-        );
+        let report = rehearse_scenario(plan, &options).await;
+        print_summary(&report);
         reports.push(report);
     }
     let report = RunReport {
@@ -88,25 +81,51 @@ fn verdict_word(verdict: Verdict) -> &'static str {
     }
 }
 
-/// Loads every scenario, collecting all errors rather than stopping at the first.
-fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, Vec<ScenarioError>> {
-    let mut scenarios = Vec::new();
+/// One line per scenario, then its findings and reasons, indented.
+fn print_summary(report: &crate::report::ScenarioReport) {
+    let error = report
+        .error
+        .as_ref()
+        .map(|e| format!(": {e}"))
+        .unwrap_or_default();
+    println!("{:<5} {}{error}", verdict_word(report.verdict), report.name);
+    for finding in &report.findings {
+        println!(
+            "      {:?} {}: {}",
+            finding.severity, finding.check, finding.message
+        );
+    }
+    for reason in &report.reasons {
+        println!("      fails because {reason}");
+    }
+}
+
+/// Loads every scenario and its migrations, collecting all errors rather
+/// than stopping at the first: bad input is reported before anything runs.
+fn load_all(paths: &[PathBuf]) -> Result<Vec<Plan>, Vec<String>> {
+    let mut plans = Vec::new();
     let mut errors = Vec::new();
     for path in paths {
-        match discover(path) {
-            Ok(files) => {
-                for file in files {
-                    match Scenario::load(&file) {
-                        Ok(scenario) => scenarios.push(scenario),
-                        Err(e) => errors.push(e),
-                    }
-                }
+        let files = match discover(path) {
+            Ok(files) => files,
+            Err(e) => {
+                errors.push(e.to_string());
+                continue;
             }
-            Err(e) => errors.push(e),
+        };
+        for file in files {
+            match Scenario::load(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|scenario| {
+                    Plan::prepare(scenario).map_err(|e| format!("{}: {e}", file.display()))
+                }) {
+                Ok(plan) => plans.push(plan),
+                Err(e) => errors.push(e),
+            }
         }
     }
     if errors.is_empty() {
-        Ok(scenarios)
+        Ok(plans)
     } else {
         Err(errors)
     }

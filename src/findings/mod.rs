@@ -1,1 +1,436 @@
-//! Findings: checks over a timeline, one check per file.
+//! Findings: checks over a recorded race, one check per file.
+//!
+//! Every check is a pure function of a [`RaceRecord`]; none talks to
+//! Postgres, so each is tested beside its code from hand-built records.
+
+mod bookkeeping;
+mod data_drift;
+mod double_application;
+mod duplicate_data;
+mod fault_recovery;
+mod invalid_index;
+mod leaked_lock;
+mod replica_errors;
+mod replica_timeout;
+mod replica_waits;
+mod rollout_halt;
+mod schema_drift;
+mod verdict;
+
+use serde::{Deserialize, Serialize};
+
+use crate::timeline::{Actor, EventKind, ExitStatus, RaceRecord, SqlState, Timeline};
+
+pub use fault_recovery::{FaultClass, classify as classify_fault};
+pub use schema_drift::diff_schema;
+pub use verdict::{Judgement, judge};
+
+/// Every check, by its kebab-case id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckId {
+    DoubleApplication,
+    DuplicateData,
+    ReplicaErrors,
+    ReplicaWaits,
+    ReplicaTimeout,
+    SchemaDrift,
+    DataDrift,
+    LeakedAdvisoryLock,
+    InvalidIndex,
+    Bookkeeping,
+    RolloutHalt,
+    FaultRecovery,
+}
+
+impl CheckId {
+    /// The registry, in report order.
+    pub const ALL: [CheckId; 12] = [
+        CheckId::DoubleApplication,
+        CheckId::DuplicateData,
+        CheckId::ReplicaErrors,
+        CheckId::ReplicaWaits,
+        CheckId::ReplicaTimeout,
+        CheckId::SchemaDrift,
+        CheckId::DataDrift,
+        CheckId::LeakedAdvisoryLock,
+        CheckId::InvalidIndex,
+        CheckId::Bookkeeping,
+        CheckId::RolloutHalt,
+        CheckId::FaultRecovery,
+    ];
+
+    /// The kebab-case id used in scenario files and reports.
+    #[must_use]
+    pub fn id(self) -> &'static str {
+        match self {
+            CheckId::DoubleApplication => "double-application",
+            CheckId::DuplicateData => "duplicate-data",
+            CheckId::ReplicaErrors => "replica-errors",
+            CheckId::ReplicaWaits => "replica-waits",
+            CheckId::ReplicaTimeout => "replica-timeout",
+            CheckId::SchemaDrift => "schema-drift",
+            CheckId::DataDrift => "data-drift",
+            CheckId::LeakedAdvisoryLock => "leaked-advisory-lock",
+            CheckId::InvalidIndex => "invalid-index",
+            CheckId::Bookkeeping => "bookkeeping",
+            CheckId::RolloutHalt => "rollout-halt",
+            CheckId::FaultRecovery => "fault-recovery",
+        }
+    }
+
+    /// Parses a kebab-case id.
+    #[must_use]
+    pub fn from_id(id: &str) -> Option<CheckId> {
+        CheckId::ALL.into_iter().find(|c| c.id() == id)
+    }
+
+    /// One line on what the check looks for.
+    #[must_use]
+    pub fn summary(self) -> &'static str {
+        match self {
+            CheckId::DoubleApplication => {
+                "a migration version was applied by more than one replica"
+            }
+            CheckId::DuplicateData => {
+                "a data migration inserted rows more than once (vs a serial run)"
+            }
+            CheckId::ReplicaErrors => "replicas failed, grouped by SQLSTATE",
+            CheckId::ReplicaWaits => "replicas waited on the migration lock",
+            CheckId::ReplicaTimeout => "replicas never finished within the timeout",
+            CheckId::SchemaDrift => {
+                "the final schema differs from a serial run of the same migrations"
+            }
+            CheckId::DataDrift => "the final data of touched tables differs from a serial run",
+            CheckId::LeakedAdvisoryLock => "advisory locks still held after the run",
+            CheckId::InvalidIndex => "indexes left INVALID",
+            CheckId::Bookkeeping => "bookkeeping left dirty, missing or incomplete",
+            CheckId::RolloutHalt => "a migration failed: the rollout must halt",
+            CheckId::FaultRecovery => {
+                "state after a killed replica, and whether a re-run converges"
+            }
+        }
+    }
+
+    fn run(self, record: &RaceRecord) -> Vec<Finding> {
+        match self {
+            CheckId::DoubleApplication => double_application::check(record),
+            CheckId::DuplicateData => duplicate_data::check(record),
+            CheckId::ReplicaErrors => replica_errors::check(record),
+            CheckId::ReplicaWaits => replica_waits::check(record),
+            CheckId::ReplicaTimeout => replica_timeout::check(record),
+            CheckId::SchemaDrift => schema_drift::check(record),
+            CheckId::DataDrift => data_drift::check(record),
+            CheckId::LeakedAdvisoryLock => leaked_lock::check(record),
+            CheckId::InvalidIndex => invalid_index::check(record),
+            CheckId::Bookkeeping => bookkeeping::check(record),
+            CheckId::RolloutHalt => rollout_halt::check(record),
+            CheckId::FaultRecovery => fault_recovery::check(record),
+        }
+    }
+}
+
+impl std::fmt::Display for CheckId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+/// One result of one check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub check: CheckId,
+    pub severity: Severity,
+    pub message: String,
+    /// Structured evidence (versions, replicas, SQLSTATEs, diffs).
+    pub details: serde_json::Value,
+}
+
+impl Finding {
+    fn new(
+        check: CheckId,
+        severity: Severity,
+        message: impl Into<String>,
+        details: serde_json::Value,
+    ) -> Self {
+        Finding {
+            check,
+            severity,
+            message: message.into(),
+            details,
+        }
+    }
+}
+
+/// Runs every check on a recorded race.
+#[must_use]
+pub fn check_race(record: &RaceRecord) -> Vec<Finding> {
+    CheckId::ALL
+        .into_iter()
+        .flat_map(|c| c.run(record))
+        .collect()
+}
+
+/// A replica failure as the checks see it.
+pub(crate) struct Failure<'a> {
+    pub actor: Actor,
+    pub version: Option<&'a str>,
+    pub line: Option<usize>,
+    pub sqlstate: Option<&'a SqlState>,
+    pub message: &'a str,
+}
+
+/// Failures of actors that were not killed by fault injection (a killed
+/// replica's error is the fault, not a finding of its own).
+pub(crate) fn failures(t: &Timeline) -> Vec<Failure<'_>> {
+    t.events
+        .iter()
+        .filter(|e| t.exit_of(e.actor) != Some(ExitStatus::Killed))
+        .filter_map(|e| match &e.kind {
+            EventKind::Failed {
+                version,
+                line,
+                sqlstate,
+                message,
+            } => Some(Failure {
+                actor: e.actor,
+                version: version.as_deref(),
+                line: *line,
+                sqlstate: sqlstate.as_ref(),
+                message,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A readable actor name for messages.
+pub(crate) fn actor_name(actor: Actor) -> String {
+    match actor {
+        Actor::Replica(n) => format!("replica {n}"),
+        Actor::Job => "the migration job".into(),
+        Actor::Rerun => "the re-run".into(),
+        Actor::Harness => "the harness".into(),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    //! Hand-built records for the checks' tests.
+
+    use crate::timeline::{Actor, Event, EventKind, ExitStatus, RaceRecord, Timeline};
+
+    pub(crate) fn ev(at_us: u64, actor: Actor, kind: EventKind) -> Event {
+        Event { at_us, actor, kind }
+    }
+
+    pub(crate) fn exited(at_us: u64, n: u32, status: ExitStatus) -> Event {
+        ev(
+            at_us,
+            Actor::Replica(n),
+            EventKind::Exited { status, code: None },
+        )
+    }
+
+    pub(crate) fn applied(at_us: u64, n: u32, v: &str) -> Event {
+        ev(
+            at_us,
+            Actor::Replica(n),
+            EventKind::Applied {
+                version: v.into(),
+                duration_us: 10,
+            },
+        )
+    }
+
+    pub(crate) fn record(events: Vec<Event>) -> RaceRecord {
+        RaceRecord {
+            runner: "naive".into(),
+            replicas: 2,
+            pending: vec!["0002".into()],
+            timeline: Timeline { events },
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_kebab_case_unique_and_round_trip() {
+        let mut seen = std::collections::HashSet::new();
+        for c in CheckId::ALL {
+            assert!(seen.insert(c.id()));
+            assert_eq!(CheckId::from_id(c.id()), Some(c));
+            assert_eq!(
+                serde_json::to_string(&c).unwrap(),
+                format!("\"{}\"", c.id())
+            );
+            assert!(!c.summary().is_empty());
+        }
+    }
+
+    /// A race recorded against a real Postgres (8 naive replicas, a data
+    /// migration), judged without a database.
+    #[test]
+    fn recorded_naive_race_is_judged_from_plain_data() {
+        let record: RaceRecord =
+            serde_json::from_str(include_str!("../../tests/fixtures/naive-8-replicas.json"))
+                .unwrap();
+        let findings = check_race(&record);
+        let ids: Vec<CheckId> = findings.iter().map(|f| f.check).collect();
+        assert!(ids.contains(&CheckId::DoubleApplication), "{findings:#?}");
+        assert!(ids.contains(&CheckId::DuplicateData), "{findings:#?}");
+        assert!(!ids.contains(&CheckId::SchemaDrift), "{findings:#?}");
+        assert!(findings.iter().all(|f| !f.message.is_empty()));
+    }
+
+    /// A record each check must flag. The match is exhaustive: a new check
+    /// without an example does not compile.
+    fn bad_example(check: CheckId) -> RaceRecord {
+        use crate::timeline::{
+            BookkeepingState, FaultRecord, FaultState, HeldAdvisoryLock, LockScope, ReferenceRun,
+            SchemaSnapshot, TableData,
+        };
+        use fixtures::*;
+        let mut r = record(vec![]);
+        let failed = |n: u32, code: &str| {
+            ev(
+                1,
+                Actor::Replica(n),
+                EventKind::Failed {
+                    version: Some("0002".into()),
+                    line: Some(1),
+                    sqlstate: Some(SqlState::from_code(code)),
+                    message: "boom".into(),
+                },
+            )
+        };
+        let data = |rows: i64, sum: &str| {
+            vec![TableData {
+                table: "public.t".into(),
+                rows,
+                checksum: Some(sum.into()),
+            }]
+        };
+        match check {
+            CheckId::DoubleApplication => {
+                r.timeline.events = vec![applied(1, 0, "0002"), applied(2, 1, "0002")];
+            }
+            CheckId::DuplicateData => {
+                r.data = data(2, "x");
+                r.reference = Some(ReferenceRun {
+                    data: data(1, "y"),
+                    ..Default::default()
+                });
+            }
+            CheckId::ReplicaErrors => r.timeline.events = vec![failed(1, "42P07")],
+            CheckId::ReplicaWaits => {
+                let acquired = |at: u64, n: u32| {
+                    ev(
+                        at,
+                        Actor::Replica(n),
+                        EventKind::LockAcquired {
+                            key: 1,
+                            scope: LockScope::Session,
+                            waited_us: 50_000,
+                        },
+                    )
+                };
+                r.timeline.events = vec![acquired(1, 0), acquired(2, 1)];
+            }
+            CheckId::ReplicaTimeout => r.timeline.events = vec![exited(1, 0, ExitStatus::TimedOut)],
+            CheckId::SchemaDrift => {
+                let mut s = SchemaSnapshot::default();
+                s.tables
+                    .insert("public.t".into(), crate::timeline::Table::default());
+                r.schema = s;
+                r.reference = Some(ReferenceRun::default());
+            }
+            CheckId::DataDrift => {
+                r.data = data(1, "x");
+                r.reference = Some(ReferenceRun {
+                    data: data(1, "y"),
+                    ..Default::default()
+                });
+            }
+            CheckId::LeakedAdvisoryLock => {
+                r.leaked_locks = vec![HeldAdvisoryLock {
+                    key: 1,
+                    pid: 2,
+                    application_name: None,
+                }];
+            }
+            CheckId::InvalidIndex => r.invalid_indexes = vec!["public.i".into()],
+            CheckId::Bookkeeping => {
+                r.bookkeeping = BookkeepingState {
+                    table: Some("t".into()),
+                    ..Default::default()
+                };
+            }
+            CheckId::RolloutHalt => {
+                r.timeline.events = vec![failed(0, "42703"), exited(2, 0, ExitStatus::Failure)];
+            }
+            CheckId::FaultRecovery => {
+                r.fault = Some(FaultState {
+                    fault: FaultRecord {
+                        replica: 0,
+                        version: "0002".into(),
+                        index: 0,
+                        line: 1,
+                        transactional: true,
+                        mid_statement: true,
+                        process_killed: false,
+                    },
+                    rerun: None,
+                });
+            }
+        }
+        r
+    }
+
+    #[test]
+    fn every_check_flags_its_bad_example_and_only_its_own_check_id() {
+        for check in CheckId::ALL {
+            let found = check.run(&bad_example(check));
+            assert!(!found.is_empty(), "{check} does not flag its bad example");
+            assert!(found.iter().all(|f| f.check == check), "{check}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn a_clean_record_has_no_findings() {
+        use fixtures::*;
+        let r = record(vec![
+            applied(1, 0, "0002"),
+            exited(2, 0, ExitStatus::Success),
+            ev(
+                3,
+                Actor::Replica(1),
+                EventKind::Skipped {
+                    version: "0002".into(),
+                },
+            ),
+            exited(4, 1, ExitStatus::Success),
+        ]);
+        let mut r = r;
+        r.bookkeeping = crate::timeline::BookkeepingState {
+            table: Some("t".into()),
+            present: true,
+            applied: vec!["0002".into()],
+            dirty: None,
+        };
+        assert_eq!(check_race(&r), vec![]);
+    }
+}

@@ -1,14 +1,73 @@
 //! The rehearsal itself: replicas, app workloads and the lock sampler running
 //! against a provisioned database, all emitting events into the timeline.
 //!
-//! [`rehearse_scenario`] is the pipeline of one scenario: provision, then
-//! every stage that exists, recording what ran.
+//! [`Plan::prepare`] reads everything a scenario names (no database), so bad
+//! input is reported before anything starts. [`rehearse_scenario`] then runs
+//! the pipeline: provision, a template with the baseline applied (built once
+//! per content hash), a target clone and a reference clone, the replicas,
+//! the checks, and the verdict against the scenario's expectations.
+
+pub mod races;
 
 use std::time::Instant;
 
+pub use races::{
+    FaultConfig, RaceConfig, RaceOutcome, RehearsalError, run_races, run_races_with_reference,
+    run_reference,
+};
+
+use crate::findings::{check_race, judge};
+use crate::migrate::{MigrateError, Migration, MigrationSet, RunnerKind, apply_serial};
 use crate::provision::{Postgres, ProvisionOptions};
 use crate::report::{ScenarioReport, StageReport, Verdict};
 use crate::scenario::Scenario;
+
+/// A scenario with its files read: ready to rehearse, nothing run yet.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub scenario: Scenario,
+    /// Applied before seeding: what production runs today.
+    pub baseline: Vec<Migration>,
+    /// Rehearsed: what the rollout will apply.
+    pub pending: Vec<Migration>,
+}
+
+impl Plan {
+    /// Reads and splits the scenario's migrations.
+    pub fn prepare(scenario: Scenario) -> Result<Plan, MigrateError> {
+        let set = MigrationSet::load(&scenario.migrations.dir, scenario.migrations.layout)?;
+        let (baseline, pending) = set.split_at(scenario.migrations.baseline.as_deref())?;
+        Ok(Plan {
+            scenario,
+            baseline,
+            pending,
+        })
+    }
+
+    /// A hash of everything that goes into the template database: the
+    /// baseline's statements, the bookkeeping of the runner that applied
+    /// them, and the seed settings.
+    #[must_use]
+    pub fn template_key(&self) -> String {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(format!("{:?}\n", self.scenario.replicas.runner));
+        for migration in &self.baseline {
+            hasher.update(format!("{}\n", migration.version));
+            for statement in &migration.statements {
+                hasher.update(statement.sql.as_bytes());
+                hasher.update(b"\n");
+            }
+        }
+        if let Some(seed) = &self.scenario.seed {
+            hasher.update(format!("{seed:?}"));
+            if let Some(spec) = seed.spec.as_ref().and_then(|p| std::fs::read(p).ok()) {
+                hasher.update(spec);
+            }
+        }
+        hex::encode(hasher.finalize())
+    }
+}
 
 /// Records the stages of one scenario as they run.
 struct Stages {
@@ -26,17 +85,9 @@ impl Stages {
 }
 
 /// Rehearses one scenario on a Postgres provisioned for it, and cleans up.
-pub async fn rehearse_scenario(scenario: &Scenario, options: &ProvisionOptions) -> ScenarioReport {
-    let mut report = ScenarioReport {
-        name: scenario.name.clone(),
-        path: scenario.path.display().to_string(),
-        verdict: Verdict::Error,
-        backend: None,
-        postgres_version: None,
-        stages: Vec::new(),
-        error: None,
-    };
-    let mut stages = Stages { done: Vec::new() };
+pub async fn rehearse_scenario(plan: &Plan, options: &ProvisionOptions) -> ScenarioReport {
+    let scenario = &plan.scenario;
+    let mut report = ScenarioReport::new(&scenario.name, &scenario.path);
     let options = ProvisionOptions {
         pg_major: options.pg_major.or(scenario.postgres),
         ..options.clone()
@@ -52,36 +103,144 @@ pub async fn rehearse_scenario(scenario: &Scenario, options: &ProvisionOptions) 
     for note in postgres.notes() {
         eprintln!("rehearse: {note}");
     }
-    stages.record("provision", started, postgres.describe());
-    report.backend = Some(postgres.backend().to_string());
-    report.postgres_version = Some(postgres.version().to_string());
-    let result = run_stages(scenario, &postgres, &mut stages).await;
-    let cleanup = postgres.shutdown().await;
-    report.stages = stages.done;
-    match (result, cleanup) {
-        (Ok(verdict), Ok(())) => report.verdict = verdict,
-        (Err(e), _) => report.error = Some(e),
-        (Ok(_), Err(e)) => report.error = Some(format!("cleanup failed: {e}")),
+    report.stages.push(StageReport {
+        stage: "provision".into(),
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        summary: postgres.describe(),
+    });
+    let mut report = rehearse_on(plan, &postgres, report).await;
+    if let Err(e) = postgres.shutdown().await {
+        report.verdict = Verdict::Error;
+        report.error.get_or_insert(format!("cleanup failed: {e}"));
     }
     report
 }
 
-/// The stages after provisioning. Each later issue adds its stage here.
+/// Rehearses one scenario on an existing server (its templates and clones
+/// are made there): what `rehearse run` does after provisioning, and what a
+/// `cargo test` using a shared server calls directly.
+pub async fn rehearse_on(
+    plan: &Plan,
+    postgres: &Postgres,
+    report: ScenarioReport,
+) -> ScenarioReport {
+    let mut report = report;
+    report.backend = Some(postgres.backend().to_string());
+    report.postgres_version = Some(postgres.version().to_string());
+    let mut stages = Stages {
+        done: std::mem::take(&mut report.stages),
+    };
+    let result = run_stages(plan, postgres, &mut stages, &mut report).await;
+    report.stages = stages.done;
+    match result {
+        Ok(()) => {}
+        Err(e) => {
+            report.verdict = Verdict::Error;
+            report.error = Some(e);
+        }
+    }
+    report
+}
+
 async fn run_stages(
-    _scenario: &Scenario,
+    plan: &Plan,
     postgres: &Postgres,
     stages: &mut Stages,
-) -> Result<Verdict, String> {
+    report: &mut ScenarioReport,
+) -> Result<(), String> {
+    let config = &plan.scenario.replicas;
+    if !plan.baseline.is_empty()
+        && matches!(config.runner, RunnerKind::Command | RunnerKind::Container)
+    {
+        // The user's own tool applies its whole directory: the harness
+        // cannot pretend to have applied the baseline in its bookkeeping.
+        return Err(format!(
+            "runner `{}` applies the whole migrations directory itself, so `baseline` must be \
+             empty; point `migrations.dir` at the pending migrations' tool setup instead",
+            config.runner.name()
+        ));
+    }
+
     let started = Instant::now();
-    let client = postgres
-        .conn()
-        .connect("rehearse")
+    let baseline = plan.baseline.clone();
+    let runner = config.runner;
+    let template = postgres
+        .template(&plan.template_key(), |conn| async move {
+            apply_serial(&conn, &runner, &baseline)
+                .await
+                .map_err(|e| e.to_string())
+        })
         .await
         .map_err(|e| e.to_string())?;
-    client
-        .simple_query("SELECT 1")
+    stages.record(
+        "baseline",
+        started,
+        format!(
+            "{} baseline migration(s) in template {} ({})",
+            plan.baseline.len(),
+            template.name,
+            if template.built { "built" } else { "reused" }
+        ),
+    );
+
+    let started = Instant::now();
+    let target = postgres
+        .clone_database(&template, None)
         .await
         .map_err(|e| e.to_string())?;
-    stages.record("connect", started, "connected".into());
-    Ok(Verdict::Pass)
+    let reference = postgres
+        .clone_database(&template, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    stages.record(
+        "clone",
+        started,
+        format!(
+            "target {} and reference {}",
+            target.dbname, reference.dbname
+        ),
+    );
+
+    let started = Instant::now();
+    let outcome = run_races_with_reference(&target, Some(&reference), &plan.pending, config)
+        .await
+        .map_err(|e| e.to_string())?;
+    stages.record(
+        "replicas",
+        started,
+        format!(
+            "{} replica(s), runner {}, {} pending migration(s), {} events",
+            outcome.replicas,
+            outcome.runner,
+            plan.pending.len(),
+            outcome.timeline.events.len()
+        ),
+    );
+
+    let started = Instant::now();
+    let findings = check_race(&outcome);
+    let judgement = judge(&findings, &plan.scenario.expect);
+    stages.record(
+        "findings",
+        started,
+        format!("{} finding(s)", findings.len()),
+    );
+    report.verdict = if judgement.pass {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    };
+    report.reasons = judgement.reasons;
+    report.findings = findings;
+    report.race = Some(outcome);
+
+    // Clones are dropped now rather than with the server: on the url
+    // backend and a shared test server they would otherwise pile up.
+    for name in [&target.dbname, &reference.dbname] {
+        postgres
+            .drop_database(name)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }

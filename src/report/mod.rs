@@ -40,6 +40,35 @@ pub struct ScenarioReport {
     pub stages: Vec<StageReport>,
     /// Why the scenario could not be rehearsed (verdict `error`).
     pub error: Option<String>,
+    /// Why it failed its expectations (verdict `fail`), one line each.
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    /// What the checks found, worst first.
+    #[serde(default)]
+    pub findings: Vec<crate::findings::Finding>,
+    /// The replica race: its timeline and the state it left.
+    #[serde(default)]
+    pub race: Option<crate::timeline::RaceRecord>,
+}
+
+impl ScenarioReport {
+    /// An empty report for a scenario about to run (verdict `error` until
+    /// something decides otherwise).
+    #[must_use]
+    pub fn new(name: &str, path: &std::path::Path) -> Self {
+        ScenarioReport {
+            name: name.to_string(),
+            path: path.display().to_string(),
+            verdict: Verdict::Error,
+            backend: None,
+            postgres_version: None,
+            stages: Vec::new(),
+            error: None,
+            reasons: Vec::new(),
+            findings: Vec::new(),
+            race: None,
+        }
+    }
 }
 
 /// A pipeline stage that ran.

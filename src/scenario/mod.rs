@@ -17,7 +17,10 @@ use serde_spanned::Spanned;
 pub use discover::discover;
 pub use error::ScenarioError;
 
+use crate::findings::CheckId;
+use crate::migrate::Layout;
 use crate::provision::Backend;
+use crate::rehearsal::RaceConfig;
 
 /// The scenario file as written, before paths are resolved.
 #[derive(Debug, Deserialize)]
@@ -34,6 +37,8 @@ struct RawScenario {
     #[serde(default)]
     seed: Option<RawSeed>,
     #[serde(default)]
+    replicas: Option<Spanned<RaceConfig>>,
+    #[serde(default)]
     expect: Expectations,
 }
 
@@ -42,7 +47,7 @@ struct RawScenario {
 struct RawMigrations {
     dir: Spanned<PathBuf>,
     #[serde(default)]
-    layout: Option<Spanned<String>>,
+    layout: Layout,
     #[serde(default)]
     baseline: Option<Spanned<String>>,
 }
@@ -64,13 +69,13 @@ struct RawSeed {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expectations {
-    /// Check ids that must be found (and are then allowed), e.g. a race the
-    /// scenario exists to demonstrate.
+    /// Checks that must report something (and are then allowed), e.g. a
+    /// race the scenario exists to demonstrate.
     #[serde(default)]
-    pub findings: Vec<String>,
-    /// Check ids tolerated when found.
+    pub findings: Vec<CheckId>,
+    /// Checks whose findings are tolerated.
     #[serde(default)]
-    pub allow: Vec<String>,
+    pub allow: Vec<CheckId>,
 }
 
 /// A loaded, validated scenario with absolute paths.
@@ -86,6 +91,8 @@ pub struct Scenario {
     pub postgres: Option<u32>,
     pub migrations: MigrationsSpec,
     pub seed: Option<SeedSpecRef>,
+    /// How the pending migrations are applied: replicas and runner.
+    pub replicas: RaceConfig,
     pub expect: Expectations,
 }
 
@@ -93,8 +100,7 @@ pub struct Scenario {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MigrationsSpec {
     pub dir: PathBuf,
-    /// Layout name (`auto`, `sqlx`, `flyway`, ...); `None` means auto.
-    pub layout: Option<String>,
+    pub layout: Layout,
     /// Last version production already has; later ones are pending.
     pub baseline: Option<String>,
 }
@@ -197,6 +203,19 @@ impl Scenario {
                 })
             }
         };
+        let replicas = match raw.replicas {
+            None => RaceConfig::default(),
+            Some(spanned) => {
+                let span = spanned.span();
+                let mut config = spanned.into_inner();
+                if let Err(e) = config.validate() {
+                    return Err(error_at(span, e.to_string()));
+                }
+                // The user's tool runs where the scenario says, relative to it.
+                config.workdir = config.workdir.map(|dir| base.join(dir));
+                config
+            }
+        };
         Ok(Scenario {
             name,
             description: raw.description,
@@ -205,10 +224,11 @@ impl Scenario {
             postgres: raw.postgres.map(Spanned::into_inner),
             migrations: MigrationsSpec {
                 dir,
-                layout: raw.migrations.layout.map(Spanned::into_inner),
+                layout: raw.migrations.layout,
                 baseline: raw.migrations.baseline.map(Spanned::into_inner),
             },
             seed,
+            replicas,
             expect: raw.expect,
         })
     }
@@ -273,6 +293,35 @@ mod tests {
             err.contains("s.toml:5:9:") && err.contains("seed.scale"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn replicas_and_expectations_are_checked_where_they_are_written() {
+        let err = parse("name = \"x\"\n[migrations]\ndir = \"src\"\n[replicas]\ncount = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("s.toml:4:1:") && err.contains("count must be"),
+            "{err}"
+        );
+        let err =
+            parse("name = \"x\"\n[migrations]\ndir = \"src\"\n[expect]\nallow = [\"races\"]\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("s.toml:5:10:") && err.contains("unknown variant `races`"),
+            "{err}"
+        );
+        let err = parse("name = \"x\"\n[migrations]\ndir = \"src\"\nlayout = \"liquibase\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("s.toml:4:10:") && err.contains("liquibase"),
+            "{err}"
+        );
+        let ok = parse("name = \"x\"\n[migrations]\ndir = \"src\"\n[replicas]\ncount = 8\nrunner = \"session-advisory-lock\"\n[expect]\nfindings = [\"double-application\"]\n").unwrap();
+        assert_eq!(ok.replicas.count, 8);
+        assert_eq!(ok.expect.findings, vec![CheckId::DoubleApplication]);
     }
 
     #[test]

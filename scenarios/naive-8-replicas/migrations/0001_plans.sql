@@ -1,0 +1,4 @@
+CREATE TABLE plans (
+    id serial PRIMARY KEY,
+    name text NOT NULL
+);

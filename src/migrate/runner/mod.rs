@@ -1,0 +1,452 @@
+//! Runner strategies: how the replicas of a deployment apply migrations.
+//!
+//! [`RunnerKind`] is the public choice; each strategy lives in its own file
+//! behind the private `Strategy` trait and reproduces the protocol of the
+//! tools it is named after (see the table in each file's header).
+
+mod bookkeeping;
+mod command;
+mod container;
+mod fault;
+mod job;
+mod naive;
+mod session_lock;
+pub(crate) mod sql;
+mod try_lock;
+mod xact_lock;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Client;
+
+use crate::migrate::Migration;
+use crate::provision::ConnInfo;
+use crate::timeline::{Actor, BookkeepingState, EventKind, ExitStatus, Recorder, SqlState};
+
+pub(crate) use bookkeeping::Bookkeeping;
+pub use container::ContainerSpec;
+pub(crate) use fault::FaultHook;
+
+/// The built-in runner strategies (`runner = "..."` in a scenario).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunnerKind {
+    /// Check bookkeeping, apply, record; no lock (Django, Alembic, diesel,
+    /// refinery).
+    #[default]
+    Naive,
+    /// Blocking `pg_advisory_lock` held across the whole run (sqlx,
+    /// golang-migrate).
+    SessionAdvisoryLock,
+    /// `pg_advisory_xact_lock` per migration transaction (Flyway's default).
+    XactAdvisoryLock,
+    /// `pg_try_advisory_lock`, fail fast when held (Rails, node-pg-migrate).
+    TryLock,
+    /// One migration job; replicas start only after it exits 0.
+    Job,
+    /// N processes of the user's own tool with `DATABASE_URL` set.
+    Command,
+    /// N containers of the user's image with `DATABASE_URL` set.
+    Container,
+}
+
+impl RunnerKind {
+    /// The kebab-case name, as in scenario files.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            RunnerKind::Naive => "naive",
+            RunnerKind::SessionAdvisoryLock => "session-advisory-lock",
+            RunnerKind::XactAdvisoryLock => "xact-advisory-lock",
+            RunnerKind::TryLock => "try-lock",
+            RunnerKind::Job => "job",
+            RunnerKind::Command => "command",
+            RunnerKind::Container => "container",
+        }
+    }
+
+    /// The bookkeeping the strategy keeps; `None` for `command`, whose
+    /// table belongs to the user's tool.
+    pub(crate) fn bookkeeping(self) -> Option<Bookkeeping> {
+        match self {
+            RunnerKind::Naive => Some(Bookkeeping::Naive),
+            RunnerKind::SessionAdvisoryLock | RunnerKind::Job => Some(Bookkeeping::GolangMigrate),
+            RunnerKind::XactAdvisoryLock => Some(Bookkeeping::Flyway),
+            RunnerKind::TryLock => Some(Bookkeeping::Rails),
+            RunnerKind::Command | RunnerKind::Container => None,
+        }
+    }
+}
+
+/// Errors of applying migrations outside a race (baseline, reference run).
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("{0}")]
+    Step(StepError),
+    #[error("the {runner} runner cannot apply migrations itself; run the user's tool instead")]
+    Unsupported { runner: &'static str },
+    #[error("command failed: {0}")]
+    Command(String),
+}
+
+/// A failed step of a replica: which migration, which line, which SQLSTATE.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}{message}", version.as_ref().map(|v| format!("migration {v}: ")).unwrap_or_default(), sqlstate.as_ref().map(|s| format!("[{s}] ")).unwrap_or_default())]
+pub struct StepError {
+    pub version: Option<String>,
+    pub line: Option<usize>,
+    pub sqlstate: Option<SqlState>,
+    pub message: String,
+}
+
+impl StepError {
+    pub(crate) fn from_pg(
+        e: &tokio_postgres::Error,
+        m: Option<&Migration>,
+        line: Option<usize>,
+    ) -> Self {
+        StepError {
+            version: m.map(|m| m.version.clone()),
+            line,
+            sqlstate: e.code().map(|c| SqlState::from_code(c.code())),
+            message: crate::provision::describe_pg_error(e),
+        }
+    }
+
+    pub(crate) fn bookkeeping(e: &tokio_postgres::Error) -> Self {
+        Self::from_pg(e, None, None)
+    }
+
+    fn plain(message: impl Into<String>) -> Self {
+        StepError {
+            version: None,
+            line: None,
+            sqlstate: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything one replica needs.
+#[derive(Clone)]
+pub(crate) struct ReplicaCtx {
+    pub actor: Actor,
+    pub conn: ConnInfo,
+    pub recorder: Recorder,
+    pub lock_timeout: Option<Duration>,
+    /// Keep a failed replica's connection open until the race ends (an app
+    /// that logs the error and keeps serving from its pool).
+    pub hold_failed_connection: bool,
+    pub fault: Option<Arc<FaultHook>>,
+    /// For `command`.
+    pub command: Vec<String>,
+    pub workdir: Option<PathBuf>,
+    /// For `container`.
+    pub container: Option<ContainerSpec>,
+}
+
+impl ReplicaCtx {
+    pub(crate) fn app_name(&self) -> String {
+        application_name(self.actor)
+    }
+
+    pub(crate) fn emit(&self, kind: EventKind) {
+        self.recorder.emit(self.actor, kind);
+    }
+
+    fn fail(&self, e: &StepError) {
+        self.emit(EventKind::Failed {
+            version: e.version.clone(),
+            line: e.line,
+            sqlstate: e.sqlstate.clone(),
+            message: e.message.clone(),
+        });
+    }
+
+    /// Connects as this replica and applies the session settings.
+    pub(crate) async fn connect(&self) -> Result<Client, StepError> {
+        let client = self
+            .conn
+            .connect(&self.app_name())
+            .await
+            .map_err(|e| StepError::plain(e.to_string()))?;
+        if let Some(t) = self.lock_timeout {
+            // lock_timeout applies to advisory locks too (manual, "Advisory
+            // Locks"): a waiting replica fails with 55P03 instead of hanging.
+            client
+                .batch_execute(&format!("SET lock_timeout = {}", t.as_millis()))
+                .await
+                .map_err(|e| StepError::bookkeeping(&e))?;
+        }
+        Ok(client)
+    }
+}
+
+/// The `application_name` of an actor, visible in `pg_stat_activity`.
+#[must_use]
+pub fn application_name(actor: Actor) -> String {
+    match actor {
+        Actor::Replica(n) => format!("rehearse-replica-{n}"),
+        Actor::Job => "rehearse-job".into(),
+        Actor::Rerun => "rehearse-rerun".into(),
+        Actor::Harness => "rehearse-harness".into(),
+    }
+}
+
+/// How a replica ended, plus a connection it keeps open (see
+/// [`ReplicaCtx::hold_failed_connection`]).
+pub(crate) struct ReplicaEnd {
+    pub status: ExitStatus,
+    pub code: Option<i32>,
+    pub held: Option<Client>,
+}
+
+impl ReplicaEnd {
+    fn ok() -> Self {
+        ReplicaEnd {
+            status: ExitStatus::Success,
+            code: Some(0),
+            held: None,
+        }
+    }
+}
+
+/// A strategy: one replica's whole run.
+trait Strategy {
+    async fn run(&self, ctx: &ReplicaCtx, migrations: &[Migration]) -> ReplicaEnd;
+}
+
+/// Runs one replica with `kind`.
+pub(crate) async fn run_replica(
+    kind: RunnerKind,
+    ctx: &ReplicaCtx,
+    migrations: &[Migration],
+) -> ReplicaEnd {
+    match kind {
+        RunnerKind::Naive => naive::Naive.run(ctx, migrations).await,
+        RunnerKind::SessionAdvisoryLock => session_lock::SessionLock.run(ctx, migrations).await,
+        RunnerKind::XactAdvisoryLock => xact_lock::XactLock.run(ctx, migrations).await,
+        RunnerKind::TryLock => try_lock::TryLock.run(ctx, migrations).await,
+        RunnerKind::Job => job::Job.run(ctx, migrations).await,
+        RunnerKind::Command => command::Command.run(ctx, migrations).await,
+        RunnerKind::Container => container::Container.run(ctx, migrations).await,
+    }
+}
+
+/// Applies `migrations` one after another with `runner`'s protocol and
+/// bookkeeping, as one replica would: used for the baseline (before
+/// seeding) and the serial reference run, so pending migrations later see
+/// the baseline as applied.
+pub async fn apply_serial(
+    conn: &ConnInfo,
+    runner: &RunnerKind,
+    migrations: &[Migration],
+) -> Result<(), RunnerError> {
+    if matches!(runner, RunnerKind::Command | RunnerKind::Container) {
+        return Err(RunnerError::Unsupported {
+            runner: runner.name(),
+        });
+    }
+    let ctx = ReplicaCtx {
+        actor: Actor::Rerun,
+        conn: conn.clone(),
+        recorder: Recorder::new(),
+        lock_timeout: None,
+        hold_failed_connection: false,
+        fault: None,
+        command: Vec::new(),
+        workdir: None,
+        container: None,
+    };
+    let end = run_replica(*runner, &ctx, migrations).await;
+    if end.status == ExitStatus::Success {
+        return Ok(());
+    }
+    let timeline = ctx.recorder.timeline();
+    let failure = timeline.events.iter().find_map(|e| match &e.kind {
+        EventKind::Failed {
+            version,
+            line,
+            sqlstate,
+            message,
+        } => Some(StepError {
+            version: version.clone(),
+            line: *line,
+            sqlstate: sqlstate.clone(),
+            message: message.clone(),
+        }),
+        _ => None,
+    });
+    Err(RunnerError::Step(failure.unwrap_or_else(|| {
+        StepError::plain("replica did not finish")
+    })))
+}
+
+/// What `runner`'s bookkeeping table says in `client`'s database.
+pub async fn bookkeeping_state(
+    client: &Client,
+    runner: RunnerKind,
+) -> Result<BookkeepingState, RunnerError> {
+    match runner.bookkeeping() {
+        Some(b) => b.state(client).await.map_err(RunnerError::Step),
+        None => Ok(BookkeepingState::default()),
+    }
+}
+
+/// Runs the statements of `m` on `client`, emitting begin/end events; the
+/// fault hook may terminate the backend at its statement.
+async fn run_statements(client: &Client, ctx: &ReplicaCtx, m: &Migration) -> Result<(), StepError> {
+    for (index, s) in m.statements.iter().enumerate() {
+        ctx.emit(EventKind::StatementBegin {
+            version: m.version.clone(),
+            index,
+            line: s.line,
+        });
+        if let Some(hook) = ctx
+            .fault
+            .as_ref()
+            .filter(|h| h.targets(ctx.actor, m, index))
+        {
+            return Err(hook.strike(client, ctx, m, index).await);
+        }
+        client
+            .batch_execute(&s.sql)
+            .await
+            .map_err(|e| StepError::from_pg(&e, Some(m), Some(s.line)))?;
+        ctx.emit(EventKind::StatementEnd {
+            version: m.version.clone(),
+            index,
+            line: s.line,
+        });
+    }
+    Ok(())
+}
+
+fn elapsed_ms(since: Instant) -> i32 {
+    i32::try_from(since.elapsed().as_millis()).unwrap_or(i32::MAX)
+}
+
+fn elapsed_us(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Applies one migration in the tool's usual way: statements and the
+/// bookkeeping row in one transaction when the migration is transactional,
+/// one after the other otherwise (a crash between them leaves the schema
+/// changed but unrecorded, as in every tool).
+async fn apply_recorded(
+    client: &Client,
+    ctx: &ReplicaCtx,
+    book: Bookkeeping,
+    m: &Migration,
+) -> Result<(), StepError> {
+    let started = Instant::now();
+    let begin_err = |e: tokio_postgres::Error| StepError::from_pg(&e, Some(m), None);
+    if m.transactional {
+        client.batch_execute("BEGIN").await.map_err(begin_err)?;
+    }
+    let result = async {
+        run_statements(client, ctx, m).await?;
+        book.record(client, m, elapsed_ms(started), true)
+            .await
+            .map_err(|e| StepError {
+                version: Some(m.version.clone()),
+                ..e
+            })?;
+        if m.transactional {
+            client.batch_execute("COMMIT").await.map_err(begin_err)?;
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            ctx.emit(EventKind::Applied {
+                version: m.version.clone(),
+                duration_us: elapsed_us(started),
+            });
+            Ok(())
+        }
+        Err(e) => {
+            if m.transactional {
+                let _ = client.batch_execute("ROLLBACK").await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Ends a replica after a failure: emits it, and keeps the connection open
+/// when the scenario says a failed app keeps serving.
+fn failed(ctx: &ReplicaCtx, e: &StepError, client: Option<Client>) -> ReplicaEnd {
+    ctx.fail(e);
+    let status = if ctx
+        .fault
+        .as_ref()
+        .is_some_and(|h| h.struck_actor() == Some(ctx.actor))
+    {
+        ExitStatus::Killed
+    } else {
+        ExitStatus::Failure
+    };
+    ReplicaEnd {
+        status,
+        code: Some(1),
+        held: if ctx.hold_failed_connection {
+            client
+        } else {
+            None
+        },
+    }
+}
+
+/// CRC-32 (IEEE 802.3), as Go's `crc32.ChecksumIEEE`, Ruby's `Zlib.crc32`
+/// and the `crc` crate's `CRC_32_ISO_HDLC` compute it.
+pub(crate) fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            let mask = (crc & 1).wrapping_neg();
+            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
+        }
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_matches_the_check_value() {
+        // The standard check value of CRC-32/ISO-HDLC.
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn runner_names_are_kebab_case_in_serde() {
+        for kind in [
+            RunnerKind::Naive,
+            RunnerKind::SessionAdvisoryLock,
+            RunnerKind::XactAdvisoryLock,
+            RunnerKind::TryLock,
+            RunnerKind::Job,
+            RunnerKind::Command,
+            RunnerKind::Container,
+        ] {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.name()));
+        }
+    }
+
+    #[test]
+    fn application_names_identify_replicas() {
+        assert_eq!(application_name(Actor::Replica(7)), "rehearse-replica-7");
+    }
+}

@@ -1,0 +1,544 @@
+//! Replica races: N replicas released together run the pending migrations
+//! with one runner strategy, every step recorded in the timeline; then the
+//! state they left is read. Verdicts are the findings' business.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Barrier;
+use tokio_postgres::Client;
+
+use crate::migrate::runner::{self, ContainerSpec, FaultHook, ReplicaCtx, ReplicaEnd, sql};
+use crate::migrate::{Migration, RunnerKind, snapshot};
+use crate::provision::ConnInfo;
+use crate::timeline::{
+    Actor, EventKind, ExitStatus, FaultState, RaceRecord, Recorder, ReferenceRun, RerunRecord,
+};
+
+/// What a race produced: the timeline plus the state it left.
+pub type RaceOutcome = RaceRecord;
+
+/// Errors of running a race. Replica failures are not errors: they are
+/// events in the timeline.
+#[derive(Debug, thiserror::Error)]
+pub enum RehearsalError {
+    #[error("invalid [replicas] section: {0}")]
+    InvalidConfig(String),
+    #[error("{0}")]
+    Connect(String),
+    #[error("cannot read the database state after the race: {0}")]
+    Inspect(String),
+}
+
+/// Where to inject a fault (`[replicas.fault]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct FaultConfig {
+    /// Replica whose backend (and process) is terminated.
+    #[serde(default)]
+    pub replica: u32,
+    /// 0-based index over all pending statements in order; random if unset.
+    #[serde(default)]
+    pub statement: Option<usize>,
+    /// Re-run the migrations serially afterwards to see if they converge.
+    #[serde(default = "yes")]
+    pub rerun: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The `[replicas]` section of a scenario.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct RaceConfig {
+    /// Number of replicas starting together.
+    #[serde(default = "default_count")]
+    pub count: u32,
+    #[serde(default)]
+    pub runner: RunnerKind,
+    /// Each replica waits a random 0..=jitter_ms after the barrier.
+    #[serde(default)]
+    pub jitter_ms: u64,
+    /// A replica still running after this long is recorded as timed out and
+    /// its backend terminated.
+    #[serde(default = "default_timeout_s")]
+    pub timeout_s: u64,
+    /// `SET lock_timeout` on every replica session.
+    #[serde(default)]
+    pub lock_timeout_ms: Option<u64>,
+    /// For `runner = "command"`: the user's tool and its arguments.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Working directory of `command` (the lead resolves it against the
+    /// scenario file).
+    #[serde(default)]
+    pub workdir: Option<PathBuf>,
+    /// A failed replica keeps its connection (and any session lock) open
+    /// until the race ends, like an app that logs and keeps serving.
+    #[serde(default)]
+    pub hold_failed_connection: bool,
+    #[serde(default)]
+    pub fault: Option<FaultConfig>,
+    /// For `runner = "container"`: `[replicas.container]`.
+    #[serde(default)]
+    pub container: Option<ContainerSpec>,
+}
+
+fn default_count() -> u32 {
+    4
+}
+
+fn default_timeout_s() -> u64 {
+    30
+}
+
+/// Largest number of replicas accepted; each holds one or two connections.
+pub const MAX_REPLICAS: u32 = 64;
+
+impl Default for RaceConfig {
+    fn default() -> Self {
+        Self {
+            count: default_count(),
+            runner: RunnerKind::default(),
+            jitter_ms: 0,
+            timeout_s: default_timeout_s(),
+            lock_timeout_ms: None,
+            command: Vec::new(),
+            workdir: None,
+            hold_failed_connection: false,
+            fault: None,
+            container: None,
+        }
+    }
+}
+
+impl RaceConfig {
+    /// Checks values serde cannot: ranges and combinations.
+    pub fn validate(&self) -> Result<(), RehearsalError> {
+        let bad = |m: String| Err(RehearsalError::InvalidConfig(m));
+        if self.count == 0 || self.count > MAX_REPLICAS {
+            return bad(format!(
+                "count must be 1..={MAX_REPLICAS}, got {}",
+                self.count
+            ));
+        }
+        if self.timeout_s == 0 {
+            return bad("timeout_s must be at least 1".into());
+        }
+        if self.runner == RunnerKind::Command && self.command.is_empty() {
+            return bad("runner \"command\" needs command = [\"tool\", \"arg\", ...]".into());
+        }
+        if self.runner == RunnerKind::Container && self.container.is_none() {
+            return bad(
+                "runner \"container\" needs [replicas.container] image = \"name:tag\"".into(),
+            );
+        }
+        let process = matches!(self.runner, RunnerKind::Command | RunnerKind::Container);
+        if let Some(f) = &self.fault {
+            if f.replica >= self.count {
+                return bad(format!(
+                    "fault.replica {} is not below count {}",
+                    f.replica, self.count
+                ));
+            }
+            if process && f.statement.is_some() {
+                return bad(
+                    "the command and container runners cannot stop at a statement: leave fault.statement unset"
+                        .into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_s)
+    }
+}
+
+/// How long the harness waits for terminated backends to go away.
+const TERMINATE_DEADLINE: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(5);
+
+/// Terminates every backend of `app` and waits (bounded) until none is left.
+async fn terminate(admin: &Client, app: &str) {
+    let _ = admin.query(sql::TERMINATE_BY_APP, &[&app]).await;
+    let deadline = Instant::now() + TERMINATE_DEADLINE;
+    while Instant::now() < deadline {
+        match admin.query_one(sql::COUNT_BY_APP, &[&app]).await {
+            Ok(row) if row.get::<_, i64>(0) > 0 => tokio::time::sleep(POLL).await,
+            _ => return,
+        }
+    }
+}
+
+fn base_ctx(actor: Actor, conn: &ConnInfo, recorder: &Recorder, config: &RaceConfig) -> ReplicaCtx {
+    ReplicaCtx {
+        actor,
+        conn: conn.clone(),
+        recorder: recorder.clone(),
+        lock_timeout: config.lock_timeout_ms.map(Duration::from_millis),
+        hold_failed_connection: config.hold_failed_connection,
+        fault: None,
+        command: config.command.clone(),
+        workdir: config.workdir.clone(),
+        container: config.container.clone(),
+    }
+}
+
+/// Runs one actor with a timeout; on timeout its backends are terminated
+/// (and a `command` child killed by dropping it). Emits `Exited`.
+async fn run_bounded(
+    kind: RunnerKind,
+    ctx: &ReplicaCtx,
+    migrations: &[Migration],
+    timeout: Duration,
+    admin: &Client,
+) -> Option<Client> {
+    let end = match tokio::time::timeout(timeout, runner::run_replica(kind, ctx, migrations)).await
+    {
+        Ok(end) => end,
+        Err(_) => {
+            terminate(admin, &ctx.app_name()).await;
+            ReplicaEnd {
+                status: ExitStatus::TimedOut,
+                code: None,
+                held: None,
+            }
+        }
+    };
+    ctx.emit(EventKind::Exited {
+        status: end.status,
+        code: end.code,
+    });
+    end.held
+}
+
+/// Picks the statement to strike: a 0-based index over all pending
+/// statements, or a random one.
+fn fault_target(
+    pending: &[Migration],
+    fault: &FaultConfig,
+) -> Result<(String, usize), RehearsalError> {
+    let all: Vec<(String, usize)> = pending
+        .iter()
+        .flat_map(|m| (0..m.statements.len()).map(move |i| (m.version.clone(), i)))
+        .collect();
+    if all.is_empty() {
+        return Err(RehearsalError::InvalidConfig(
+            "fault injection needs a pending statement".into(),
+        ));
+    }
+    let index = match fault.statement {
+        Some(i) if i < all.len() => i,
+        Some(i) => {
+            return Err(RehearsalError::InvalidConfig(format!(
+                "fault.statement {i} is past the {} pending statements",
+                all.len()
+            )));
+        }
+        None => rand::random_range(0..all.len()),
+    };
+    Ok(all[index].clone())
+}
+
+/// Runs `pending` on `target` with `config.count` replicas released
+/// together, then reads what they left: bookkeeping, advisory locks still
+/// held, invalid indexes, schema and data of touched tables. With a fault
+/// configured, one replica is terminated at a statement and the migrations
+/// are re-run serially afterwards.
+pub async fn run_races(
+    target: &ConnInfo,
+    pending: &[Migration],
+    config: &RaceConfig,
+) -> Result<RaceOutcome, RehearsalError> {
+    config.validate()?;
+    let admin = Arc::new(harness_connection(target).await?);
+    let recorder = Recorder::new();
+    let hook = match &config.fault {
+        // The user's tool is killed once it is seen running a query.
+        Some(f) if matches!(config.runner, RunnerKind::Command | RunnerKind::Container) => Some(
+            Arc::new(FaultHook::new(Actor::Replica(f.replica), String::new(), 0)),
+        ),
+        Some(f) => {
+            let (version, index) = fault_target(pending, f)?;
+            Some(Arc::new(FaultHook::new(
+                Actor::Replica(f.replica),
+                version,
+                index,
+            )))
+        }
+        None => None,
+    };
+    let pending_arc: Arc<Vec<Migration>> = Arc::new(pending.to_vec());
+    let mut held: Vec<Client> = Vec::new();
+
+    let replicas_may_start = if config.runner == RunnerKind::Job {
+        let ctx = base_ctx(Actor::Job, target, &recorder, config);
+        ctx.emit(EventKind::Started);
+        held.extend(run_bounded(RunnerKind::Job, &ctx, pending, config.timeout(), &admin).await);
+        let ok = recorder.timeline().exit_of(Actor::Job) == Some(ExitStatus::Success);
+        if !ok {
+            recorder.emit(
+                Actor::Harness,
+                EventKind::RolloutHalted {
+                    reason: "the migration job did not exit 0".into(),
+                },
+            );
+        }
+        ok
+    } else {
+        true
+    };
+
+    if replicas_may_start {
+        let barrier = Arc::new(Barrier::new(config.count as usize));
+        let mut tasks = Vec::new();
+        for n in 0..config.count {
+            let mut ctx = base_ctx(Actor::Replica(n), target, &recorder, config);
+            ctx.fault = hook.clone();
+            let barrier = barrier.clone();
+            let pending = pending_arc.clone();
+            let admin = admin.clone();
+            let kind = config.runner;
+            let timeout = config.timeout();
+            let jitter = config.jitter_ms;
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                if jitter > 0 {
+                    // Start jitter is part of the scenario, not synchronisation.
+                    tokio::time::sleep(Duration::from_millis(rand::random_range(0..=jitter))).await;
+                }
+                ctx.emit(EventKind::Started);
+                run_bounded(kind, &ctx, &pending, timeout, &admin).await
+            }));
+        }
+        for (n, task) in (0..config.count).zip(tasks) {
+            match task.await {
+                Ok(Some(client)) => held.push(client),
+                Ok(None) => {}
+                // A panicking replica task is a harness bug; record it rather
+                // than lose the replica from the timeline.
+                Err(e) => {
+                    let actor = Actor::Replica(n);
+                    recorder.emit(
+                        actor,
+                        EventKind::Failed {
+                            version: None,
+                            line: None,
+                            sqlstate: None,
+                            message: format!("replica task ended abnormally: {e}"),
+                        },
+                    );
+                    recorder.emit(
+                        actor,
+                        EventKind::Exited {
+                            status: ExitStatus::Failure,
+                            code: None,
+                        },
+                    );
+                }
+            }
+        }
+    }
+    finish(target, &admin, pending, config, recorder, hook, held).await
+}
+
+/// Longest any harness query (catalog snapshot, checksums) may run: reading
+/// a table a stuck session still locks must not hang the rehearsal.
+const HARNESS_STATEMENT_TIMEOUT: &str = "SET statement_timeout = '30s'";
+
+async fn harness_connection(conn: &ConnInfo) -> Result<Client, RehearsalError> {
+    let client = conn
+        .connect("rehearse-harness")
+        .await
+        .map_err(|e| RehearsalError::Connect(e.to_string()))?;
+    client
+        .batch_execute(HARNESS_STATEMENT_TIMEOUT)
+        .await
+        .map_err(|e| RehearsalError::Connect(crate::provision::describe_pg_error(&e)))?;
+    Ok(client)
+}
+
+/// Reads the state after the race, drops held connections, re-runs after a
+/// fault.
+async fn finish(
+    target: &ConnInfo,
+    admin: &Client,
+    pending: &[Migration],
+    config: &RaceConfig,
+    recorder: Recorder,
+    hook: Option<Arc<FaultHook>>,
+    held: Vec<Client>,
+) -> Result<RaceOutcome, RehearsalError> {
+    let inspect =
+        |e: tokio_postgres::Error| RehearsalError::Inspect(crate::provision::describe_pg_error(&e));
+    // Read locks while failed replicas that keep their connection still
+    // hold them: that is the leak an app with a pool would cause.
+    let leaked_locks = snapshot::advisory_locks(admin).await.map_err(inspect)?;
+    drop(held);
+    let data_tables = snapshot::data_tables(pending);
+    let record = RaceRecord {
+        runner: config.runner.name().to_string(),
+        replicas: config.count,
+        pending: pending.iter().map(|m| m.version.clone()).collect(),
+        leaked_locks,
+        invalid_indexes: snapshot::invalid_indexes(admin).await.map_err(inspect)?,
+        bookkeeping: runner::bookkeeping_state(admin, config.runner)
+            .await
+            .map_err(|e| RehearsalError::Inspect(e.to_string()))?,
+        schema: snapshot::schema_snapshot(admin).await.map_err(inspect)?,
+        data: snapshot::table_data(admin, &data_tables).await,
+        data_tables,
+        timeline: recorder.timeline(),
+        reference: None,
+        fault: None,
+    };
+    let Some(fault) = hook.and_then(|h| h.record()) else {
+        return Ok(record);
+    };
+    let mut record = record;
+    let rerun = if config.fault.as_ref().is_some_and(|f| f.rerun) {
+        let ctx = base_ctx(Actor::Rerun, target, &recorder, config);
+        let kind = if config.runner == RunnerKind::Job {
+            RunnerKind::Job
+        } else {
+            config.runner
+        };
+        run_bounded(kind, &ctx, pending, config.timeout(), admin).await;
+        let timeline = recorder.timeline();
+        let error = timeline.of(Actor::Rerun).find_map(|e| match &e.kind {
+            EventKind::Failed { message, .. } => Some(message.clone()),
+            _ => None,
+        });
+        let error = error.or_else(|| {
+            (timeline.exit_of(Actor::Rerun) != Some(ExitStatus::Success))
+                .then(|| "re-run did not finish".to_string())
+        });
+        record.timeline = timeline;
+        Some(RerunRecord {
+            error,
+            schema: snapshot::schema_snapshot(admin).await.map_err(inspect)?,
+            bookkeeping: runner::bookkeeping_state(admin, config.runner)
+                .await
+                .map_err(|e| RehearsalError::Inspect(e.to_string()))?,
+            invalid_indexes: snapshot::invalid_indexes(admin).await.map_err(inspect)?,
+        })
+    } else {
+        None
+    };
+    record.fault = Some(FaultState { fault, rerun });
+    Ok(record)
+}
+
+/// Runs `pending` serially (one actor, same runner and bookkeeping) on
+/// `reference`, an identical clone of the target made by the caller, and
+/// reads its schema, data and bookkeeping for comparison.
+pub async fn run_reference(
+    reference: &ConnInfo,
+    pending: &[Migration],
+    config: &RaceConfig,
+) -> Result<ReferenceRun, RehearsalError> {
+    let admin = harness_connection(reference).await?;
+    let recorder = Recorder::new();
+    let serial = RaceConfig {
+        hold_failed_connection: false,
+        fault: None,
+        ..config.clone()
+    };
+    let ctx = base_ctx(Actor::Rerun, reference, &recorder, &serial);
+    run_bounded(config.runner, &ctx, pending, config.timeout(), &admin).await;
+    let timeline = recorder.timeline();
+    let error = timeline.events.iter().find_map(|e| match &e.kind {
+        EventKind::Failed { message, .. } => Some(message.clone()),
+        EventKind::Exited {
+            status: ExitStatus::TimedOut,
+            ..
+        } => Some("timed out".into()),
+        _ => None,
+    });
+    let inspect =
+        |e: tokio_postgres::Error| RehearsalError::Inspect(crate::provision::describe_pg_error(&e));
+    Ok(ReferenceRun {
+        error,
+        schema: snapshot::schema_snapshot(&admin).await.map_err(inspect)?,
+        data: snapshot::table_data(&admin, &snapshot::data_tables(pending)).await,
+        bookkeeping: runner::bookkeeping_state(&admin, config.runner)
+            .await
+            .map_err(|e| RehearsalError::Inspect(e.to_string()))?,
+    })
+}
+
+/// [`run_races`] on `target`, then [`run_reference`] on `reference` when
+/// given, in one record.
+pub async fn run_races_with_reference(
+    target: &ConnInfo,
+    reference: Option<&ConnInfo>,
+    pending: &[Migration],
+    config: &RaceConfig,
+) -> Result<RaceOutcome, RehearsalError> {
+    let mut outcome = run_races(target, pending, config).await?;
+    if let Some(reference) = reference {
+        outcome.reference = Some(run_reference(reference, pending, config).await?);
+    }
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_section_parses_with_defaults_and_rejects_unknown_keys() {
+        let c: RaceConfig = toml::from_str(
+            "count = 8\nrunner = \"naive\"\njitter_ms = 20\ntimeout_s = 30\nlock_timeout_ms = 2000\ncommand = [\"sqlx\", \"migrate\", \"run\"]",
+        )
+        .unwrap();
+        assert_eq!(c.count, 8);
+        assert_eq!(c.lock_timeout_ms, Some(2000));
+        assert_eq!(c.command, ["sqlx", "migrate", "run"]);
+        let d: RaceConfig = toml::from_str("").unwrap();
+        assert_eq!(d, RaceConfig::default());
+        assert!(toml::from_str::<RaceConfig>("cout = 3").is_err());
+        let f: RaceConfig = toml::from_str("[fault]\nreplica = 1\nstatement = 2").unwrap();
+        assert_eq!(f.fault.unwrap().statement, Some(2));
+    }
+
+    #[test]
+    fn validation_catches_ranges_and_missing_command() {
+        assert!(
+            RaceConfig {
+                count: 0,
+                ..Default::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            RaceConfig {
+                runner: RunnerKind::Command,
+                ..Default::default()
+            }
+            .validate()
+            .is_err()
+        );
+        let fault = Some(FaultConfig {
+            replica: 9,
+            statement: None,
+            rerun: true,
+        });
+        assert!(
+            RaceConfig {
+                fault,
+                ..Default::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(RaceConfig::default().validate().is_ok());
+    }
+}

@@ -1,0 +1,116 @@
+//! The example scenarios under `scenarios/` run through the real pipeline
+//! (scenario parser, template with the baseline, clones, replicas, checks,
+//! verdict) against a real Postgres and meet their own `[expect]` section.
+//! Examples are held to a stricter rule than user scenarios: every check
+//! that reports anything must be expected or allowed, so an example's
+//! expectations say exactly what it shows.
+
+use std::path::{Path, PathBuf};
+
+use rehearse::rehearsal::{Plan, rehearse_on};
+use rehearse::report::{ScenarioReport, Verdict};
+use rehearse::scenario::{Scenario, discover};
+use rehearse::testing::shared_server;
+
+/// Every example scenario; a test below checks the list is complete.
+const EXAMPLES: &[&str] = &[
+    "cic-waiting-replicas",
+    "job-gate-failing-migration",
+    "job-gated-migrations",
+    "naive-8-replicas",
+    "session-lock-8-replicas",
+    "smoke",
+    "startup-coupled-migrations",
+];
+
+fn scenarios_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
+}
+
+async fn run_scenario(name: &str) {
+    let Some(server) = shared_server() else {
+        return;
+    };
+    let scenario = Scenario::load(&scenarios_dir().join(name)).unwrap();
+    let plan = Plan::prepare(scenario).unwrap();
+    let report = rehearse_on(
+        &plan,
+        &server,
+        ScenarioReport::new(&plan.scenario.name, &plan.scenario.path),
+    )
+    .await;
+    assert_eq!(
+        report.verdict,
+        Verdict::Pass,
+        "{name}: error {:?}, reasons {:#?}, findings {:#?}",
+        report.error,
+        report.reasons,
+        report.findings
+    );
+    let expect = &plan.scenario.expect;
+    for finding in &report.findings {
+        assert!(
+            expect.findings.contains(&finding.check) || expect.allow.contains(&finding.check),
+            "{name}: unexpected {}: {}",
+            finding.check,
+            finding.message
+        );
+    }
+}
+
+#[test]
+fn every_example_scenario_is_tested() {
+    let mut found: Vec<String> = discover(&scenarios_dir())
+        .unwrap()
+        .iter()
+        .filter(|path| path.ends_with("scenario.toml"))
+        .map(|path| {
+            path.parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found, EXAMPLES,
+        "add new example scenarios to EXAMPLES and give them a test"
+    );
+}
+
+#[tokio::test]
+async fn scenario_naive_8_replicas() {
+    run_scenario("naive-8-replicas").await;
+}
+
+#[tokio::test]
+async fn scenario_session_lock_8_replicas() {
+    run_scenario("session-lock-8-replicas").await;
+}
+
+#[tokio::test]
+async fn scenario_cic_waiting_replicas() {
+    run_scenario("cic-waiting-replicas").await;
+}
+
+#[tokio::test]
+async fn scenario_job_gate_failing_migration() {
+    run_scenario("job-gate-failing-migration").await;
+}
+
+#[tokio::test]
+async fn scenario_startup_coupled_migrations() {
+    run_scenario("startup-coupled-migrations").await;
+}
+
+#[tokio::test]
+async fn scenario_job_gated_migrations() {
+    run_scenario("job-gated-migrations").await;
+}
+
+#[tokio::test]
+async fn scenario_smoke() {
+    run_scenario("smoke").await;
+}
