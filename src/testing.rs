@@ -18,7 +18,10 @@ impl TestDatabase {
 
     /// A new connection to this database.
     pub async fn connect(&self) -> tokio_postgres::Client {
-        self.conn.connect("rehearse-test").await.expect("connect to test database")
+        self.conn
+            .connect("rehearse-test")
+            .await
+            .expect("connect to test database")
     }
 }
 
@@ -31,10 +34,18 @@ pub async fn fresh_database() -> Option<TestDatabase> {
         tokio_postgres::config::Host::Tcp(h) => h.clone(),
         tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
     };
-    let base = ConnInfo::new(host, config.get_ports()[0], config.get_user()?)
-        .with_password(config.get_password().map(|p| String::from_utf8_lossy(p).into_owned()));
+    let base = ConnInfo::new(host, config.get_ports()[0], config.get_user()?).with_password(
+        config
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
+    );
     let admin = base.connect("rehearse-test").await.ok()?;
     let name = format!("t_{:016x}", rand::random::<u64>());
-    admin.batch_execute(&format!("CREATE DATABASE {name}")).await.ok()?;
-    Some(TestDatabase { conn: base.with_dbname(name) })
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .ok()?;
+    Some(TestDatabase {
+        conn: base.with_dbname(name),
+    })
 }

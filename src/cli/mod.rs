@@ -29,12 +29,20 @@ pub fn main() -> std::process::ExitCode {
             };
             match runtime.block_on(crate::seed::run_cli(&args)) {
                 Ok(report) => {
-                    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&report).unwrap_or_default()
+                    );
                     Exit::Pass.into()
                 }
                 Err(error) => {
                     eprintln!("error: {error}");
-                    if error.is_bad_input() { Exit::BadInput } else { Exit::Infrastructure }.into()
+                    if error.is_bad_input() {
+                        Exit::BadInput
+                    } else {
+                        Exit::Infrastructure
+                    }
+                    .into()
                 }
             }
         }

@@ -154,6 +154,9 @@ mod tests {
     #[test]
     fn reserved_characters_are_percent_encoded() {
         let info = ConnInfo::new("127.0.0.1", 1, "u").with_password(Some("a@b/c".into()));
-        assert_eq!(info.url_with_password(), "postgres://u:a%40b%2Fc@127.0.0.1:1/postgres");
+        assert_eq!(
+            info.url_with_password(),
+            "postgres://u:a%40b%2Fc@127.0.0.1:1/postgres"
+        );
     }
 }

@@ -31,18 +31,27 @@ pub struct SeedArgs {
 
 /// Parses a `postgres://` URL into connection settings.
 fn conn_from_url(url: &str) -> Result<ConnInfo, SeedError> {
-    let bad = |message: String| SeedError::Read { path: "--database-url".into(), message };
-    let config: tokio_postgres::Config =
-        url.parse().map_err(|e: tokio_postgres::Error| bad(format!("invalid url: {e}")))?;
+    let bad = |message: String| SeedError::Read {
+        path: "--database-url".into(),
+        message,
+    };
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| bad(format!("invalid url: {e}")))?;
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
         None => "localhost".to_owned(),
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
-    let user = config.get_user().ok_or_else(|| bad("the url names no user".into()))?;
-    let mut conn = ConnInfo::new(host, port, user)
-        .with_password(config.get_password().map(|p| String::from_utf8_lossy(p).into_owned()));
+    let user = config
+        .get_user()
+        .ok_or_else(|| bad("the url names no user".into()))?;
+    let mut conn = ConnInfo::new(host, port, user).with_password(
+        config
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
+    );
     if let Some(db) = config.get_dbname() {
         conn = conn.with_dbname(db);
     }

@@ -16,11 +16,11 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{FromSql, Type};
 
 use super::SeedError;
+use super::TableReport;
 use super::plan::{DeferredFk, TablePlan};
 use super::rows::{ParentKeys, RowGenerator};
 use super::sql::{self, quote_ident};
 use super::value::Value;
-use super::TableReport;
 
 /// Rows per batch handed from the generator thread to the writer.
 const BATCH_ROWS: usize = 2048;
@@ -78,13 +78,19 @@ async fn parent_keys(
             .map(|c| format!("{} IS NOT NULL", quote_ident(c)))
             .collect::<Vec<_>>()
             .join(" AND ");
-        let order = (1..=group.parent_columns.len()).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+        let order = (1..=group.parent_columns.len())
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         let query = sql::parent_keys(&group.parent_qualified, &select, &not_null, &order);
         if let Some(keys) = cache.get(&query) {
             out.push(keys.clone());
             continue;
         }
-        let context = format!("reading keys of {} for {}", group.parent_display, plan.display);
+        let context = format!(
+            "reading keys of {} for {}",
+            group.parent_display, plan.display
+        );
         let stream = client
             .query_raw(&query, std::iter::empty::<i32>())
             .await
@@ -92,7 +98,11 @@ async fn parent_keys(
         let mut stream = pin!(stream);
         let arity = group.parent_columns.len();
         let mut values = Vec::new();
-        while let Some(row) = stream.try_next().await.map_err(|e| SeedError::db(&context, &e))? {
+        while let Some(row) = stream
+            .try_next()
+            .await
+            .map_err(|e| SeedError::db(&context, &e))?
+        {
             for i in 0..arity {
                 let raw: RawValue = row.try_get(i).map_err(|e| SeedError::db(&context, &e))?;
                 values.push(raw.0.map_or(Value::Null, Value::Raw));
@@ -134,12 +144,16 @@ pub(crate) async fn set_aside(client: &Client, plan: &TablePlan) -> Result<SetAs
         let name: String = row.get(0);
         let definition: String = row.get(1);
         client
-            .batch_execute(&format!("ALTER TABLE {} DROP CONSTRAINT {name}", plan.qualified))
+            .batch_execute(&format!(
+                "ALTER TABLE {} DROP CONSTRAINT {name}",
+                plan.qualified
+            ))
             .await
             .map_err(|e| SeedError::db(&context, &e))?;
-        aside
-            .foreign_keys
-            .push(format!("ALTER TABLE {} ADD CONSTRAINT {name} {definition}", plan.qualified));
+        aside.foreign_keys.push(format!(
+            "ALTER TABLE {} ADD CONSTRAINT {name} {definition}",
+            plan.qualified
+        ));
     }
     Ok(aside)
 }
@@ -256,7 +270,11 @@ pub(crate) async fn load_table(
             Ok(_) => error,
         });
     }
-    let rows = writer.as_mut().finish().await.map_err(|e| SeedError::db(&context, &e))?;
+    let rows = writer
+        .as_mut()
+        .finish()
+        .await
+        .map_err(|e| SeedError::db(&context, &e))?;
     bar.finish_and_clear();
 
     for column in &plan.sequences {
@@ -266,7 +284,12 @@ pub(crate) async fn load_table(
                 &[&plan.qualified, column],
             )
             .await
-            .map_err(|e| SeedError::db(format!("moving the sequence of {}.{column}", plan.display), &e))?;
+            .map_err(|e| {
+                SeedError::db(
+                    format!("moving the sequence of {}.{column}", plan.display),
+                    &e,
+                )
+            })?;
     }
     Ok(report(&plan.display, rows, started))
 }
@@ -277,7 +300,11 @@ fn report(name: &str, rows: u64, started: Instant) -> TableReport {
         name: name.to_owned(),
         rows,
         duration_ms: elapsed.as_millis() as u64,
-        rows_per_sec: if elapsed.as_secs_f64() > 0.0 { rows as f64 / elapsed.as_secs_f64() } else { 0.0 },
+        rows_per_sec: if elapsed.as_secs_f64() > 0.0 {
+            rows as f64 / elapsed.as_secs_f64()
+        } else {
+            0.0
+        },
     }
 }
 
@@ -296,7 +323,11 @@ fn progress_bar(enabled: bool, name: &str, len: u64) -> ProgressBar {
 }
 
 /// Fills foreign keys deferred for cycles and self-references.
-pub(crate) async fn fill_deferred(client: &Client, fk: &DeferredFk, seed: u64) -> Result<(), SeedError> {
+pub(crate) async fn fill_deferred(
+    client: &Client,
+    fk: &DeferredFk,
+    seed: u64,
+) -> Result<(), SeedError> {
     let statement = sql::fill_deferred_fk(
         &fk.child,
         &fk.parent,
@@ -305,10 +336,12 @@ pub(crate) async fn fill_deferred(client: &Client, fk: &DeferredFk, seed: u64) -
         seed,
         (fk.null_fraction * 1000.0).round() as u32,
     );
-    client
-        .batch_execute(&statement)
-        .await
-        .map_err(|e| SeedError::db(format!("filling foreign key {} of {}", fk.name, fk.child_display), &e))
+    client.batch_execute(&statement).await.map_err(|e| {
+        SeedError::db(
+            format!("filling foreign key {} of {}", fk.name, fk.child_display),
+            &e,
+        )
+    })
 }
 
 /// Recreates what `set_aside` dropped.

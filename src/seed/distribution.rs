@@ -11,10 +11,21 @@ use super::spec::Distribution;
 /// Samples numbers within `[lo, hi]`.
 #[derive(Debug, Clone)]
 pub(crate) enum NumSampler {
-    Uniform { lo: f64, hi: f64 },
-    Normal { normal: Normal<f64>, lo: f64, hi: f64 },
+    Uniform {
+        lo: f64,
+        hi: f64,
+    },
+    Normal {
+        normal: Normal<f64>,
+        lo: f64,
+        hi: f64,
+    },
     /// Rank 1 is `lo`, the most frequent value.
-    Zipf { zipf: Zipf<f64>, lo: f64, hi: f64 },
+    Zipf {
+        zipf: Zipf<f64>,
+        lo: f64,
+        hi: f64,
+    },
 }
 
 impl NumSampler {
@@ -106,9 +117,7 @@ impl IndexSampler {
         }
         match &self.shape {
             IndexShape::Uniform => rng.random_range(0..self.n),
-            IndexShape::Normal(normal) => {
-                (normal.sample(rng).max(0.0) as usize).min(self.n - 1)
-            }
+            IndexShape::Normal(normal) => (normal.sample(rng).max(0.0) as usize).min(self.n - 1),
             IndexShape::Zipf(zipf) => {
                 let rank = (zipf.sample(rng) as usize).clamp(1, self.n) - 1;
                 // Spread the popular ranks over the key space so that "the

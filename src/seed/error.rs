@@ -64,7 +64,10 @@ impl SeedError {
     }
 
     pub(crate) fn schema(table: impl Into<String>, message: impl Into<String>) -> SeedError {
-        SeedError::Schema { table: table.into(), message: message.into() }
+        SeedError::Schema {
+            table: table.into(),
+            message: message.into(),
+        }
     }
 }
 

@@ -99,7 +99,9 @@ pub(crate) fn text_kind_for(table: &str, column: &str, max_chars: Option<usize>)
         TextKind::Username
     } else if has(&["phone", "mobile", "fax"]) || c == "tel" {
         TextKind::Phone
-    } else if has(&["country_code", "country_iso"]) || (c == "country" && max_chars.is_some_and(|m| m <= 3)) {
+    } else if has(&["country_code", "country_iso"])
+        || (c == "country" && max_chars.is_some_and(|m| m <= 3))
+    {
         TextKind::CountryCode
     } else if c.contains("country") {
         TextKind::Country
@@ -111,7 +113,13 @@ pub(crate) fn text_kind_for(table: &str, column: &str, max_chars: Option<usize>)
         TextKind::State
     } else if has(&["zip", "postal", "postcode"]) {
         TextKind::Zip
-    } else if has(&["company", "organization", "organisation", "employer", "org_name"]) {
+    } else if has(&[
+        "company",
+        "organization",
+        "organisation",
+        "employer",
+        "org_name",
+    ]) {
         TextKind::Company
     } else if has(&["url", "website", "homepage", "link", "avatar", "image"]) {
         TextKind::Url
@@ -133,15 +141,41 @@ pub(crate) fn text_kind_for(table: &str, column: &str, max_chars: Option<usize>)
         TextKind::Industry
     } else if has(&["title", "subject", "headline", "summary"]) {
         TextKind::Sentence
-    } else if has(&["description", "body", "content", "comment", "note", "bio", "message", "text"]) {
+    } else if has(&[
+        "description",
+        "body",
+        "content",
+        "comment",
+        "note",
+        "bio",
+        "message",
+        "text",
+    ]) {
         TextKind::Paragraph
     } else if c == "name" || c.ends_with("_name") || c == "display_name" {
         if has(&["company", "tenant", "org", "account", "team", "workspace"])
-            || ["tenants", "organizations", "organisations", "companies", "accounts", "teams", "workspaces"]
-                .contains(&t.as_str())
+            || [
+                "tenants",
+                "organizations",
+                "organisations",
+                "companies",
+                "accounts",
+                "teams",
+                "workspaces",
+            ]
+            .contains(&t.as_str())
         {
             TextKind::Company
-        } else if ["products", "items", "categories", "tags", "plans", "projects"].contains(&t.as_str()) {
+        } else if [
+            "products",
+            "items",
+            "categories",
+            "tags",
+            "plans",
+            "projects",
+        ]
+        .contains(&t.as_str())
+        {
             TextKind::Words
         } else {
             TextKind::FullName
@@ -157,7 +191,11 @@ fn fake_text(kind: TextKind, rng: &mut ChaCha8Rng) -> String {
             let first: String = FirstName().fake_with_rng(rng);
             let last: String = LastName().fake_with_rng(rng);
             let domain: String = FreeEmailProvider().fake_with_rng(rng);
-            format!("{}.{}@{domain}", first.to_lowercase(), last.to_lowercase().replace(' ', ""))
+            format!(
+                "{}.{}@{domain}",
+                first.to_lowercase(),
+                last.to_lowercase().replace(' ', "")
+            )
         }
         TextKind::FirstName => FirstName().fake_with_rng(rng),
         TextKind::LastName => LastName().fake_with_rng(rng),
@@ -197,7 +235,9 @@ fn fake_text(kind: TextKind, rng: &mut ChaCha8Rng) -> String {
         }
         TextKind::Code => {
             const ALNUM: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-            (0..8).map(|_| ALNUM[rng.random_range(0..ALNUM.len())] as char).collect()
+            (0..8)
+                .map(|_| ALNUM[rng.random_range(0..ALNUM.len())] as char)
+                .collect()
         }
         TextKind::Currency => CurrencyCode().fake_with_rng(rng),
         TextKind::Hex => {
@@ -240,25 +280,70 @@ impl IntWidth {
 pub(crate) enum Gen {
     Null,
     /// `start + row`: primary keys, serials, other unique integers.
-    Sequence { width: IntWidth, start: i64 },
-    Int { width: IntWidth, lo: i64, hi: i64, sampler: NumSampler },
-    Float { double: bool, lo: f64, hi: f64, sampler: NumSampler },
+    Sequence {
+        width: IntWidth,
+        start: i64,
+    },
+    Int {
+        width: IntWidth,
+        lo: i64,
+        hi: i64,
+        sampler: NumSampler,
+    },
+    Float {
+        double: bool,
+        lo: f64,
+        hi: f64,
+        sampler: NumSampler,
+    },
     /// Mantissa bounds at `scale`.
-    Numeric { scale: u16, lo: i128, hi: i128, sampler: NumSampler, unique: bool },
-    Bool { p_true: f64 },
-    Choice { values: Vec<Value>, weights: Weighted },
-    Text { kind: TextKind, min_chars: usize, max_chars: Option<usize>, target: Option<(usize, usize)>, unique: bool, pad_to: Option<usize> },
+    Numeric {
+        scale: u16,
+        lo: i128,
+        hi: i128,
+        sampler: NumSampler,
+        unique: bool,
+    },
+    Bool {
+        p_true: f64,
+    },
+    Choice {
+        values: Vec<Value>,
+        weights: Weighted,
+    },
+    Text {
+        kind: TextKind,
+        min_chars: usize,
+        max_chars: Option<usize>,
+        target: Option<(usize, usize)>,
+        unique: bool,
+        pad_to: Option<usize>,
+    },
     Uuid,
-    Date { from: i32, to: i32, unique: bool },
-    Timestamp { from: i64, to: i64, unique: bool },
+    Date {
+        from: i32,
+        to: i32,
+        unique: bool,
+    },
+    Timestamp {
+        from: i64,
+        to: i64,
+        unique: bool,
+    },
     Time,
     Interval,
     Json,
     Bytea,
     Inet,
-    Array { inner: Box<Gen>, max_len: usize },
+    Array {
+        inner: Box<Gen>,
+        max_len: usize,
+    },
     /// Filled from the parent key picked for the row.
-    ForeignKey { group: usize, component: usize },
+    ForeignKey {
+        group: usize,
+        component: usize,
+    },
 }
 
 /// Text for a date in `YYYY-MM-DD` or a timestamp, as micros since 2000.
@@ -290,32 +375,59 @@ pub(crate) fn default_window() -> (i64, i64) {
     )
 }
 
-
 impl Gen {
     /// A normal value for row `row`.
     pub(crate) fn sample(&self, rng: &mut ChaCha8Rng, row: u64) -> Value {
         match self {
             Gen::Null | Gen::ForeignKey { .. } => Value::Null,
             Gen::Sequence { width, start } => width.value(start.saturating_add(row as i64)),
-            Gen::Int { width, lo, hi, sampler } => {
-                width.value((sampler.sample(rng).round() as i64).clamp(*lo, *hi))
-            }
-            Gen::Float { double, lo, hi, sampler } => {
+            Gen::Int {
+                width,
+                lo,
+                hi,
+                sampler,
+            } => width.value((sampler.sample(rng).round() as i64).clamp(*lo, *hi)),
+            Gen::Float {
+                double,
+                lo,
+                hi,
+                sampler,
+            } => {
                 let v = sampler.sample(rng).clamp(*lo, *hi);
-                if *double { Value::F64(v) } else { Value::F32(v as f32) }
+                if *double {
+                    Value::F64(v)
+                } else {
+                    Value::F32(v as f32)
+                }
             }
-            Gen::Numeric { scale, lo, hi, sampler, unique } => {
+            Gen::Numeric {
+                scale,
+                lo,
+                hi,
+                sampler,
+                unique,
+            } => {
                 let mantissa = if *unique {
                     lo.saturating_add(i128::from(row) * 10i128.pow(u32::from(*scale)))
                 } else {
                     let x = sampler.sample(rng) * 10f64.powi(i32::from(*scale));
                     (x.round() as i128).clamp(*lo, *hi)
                 };
-                Value::Numeric { mantissa, scale: *scale }
+                Value::Numeric {
+                    mantissa,
+                    scale: *scale,
+                }
             }
             Gen::Bool { p_true } => Value::Bool(rng.random_bool(*p_true)),
             Gen::Choice { values, weights } => values[weights.sample(rng)].clone(),
-            Gen::Text { kind, min_chars, max_chars, target, unique, pad_to } => {
+            Gen::Text {
+                kind,
+                min_chars,
+                max_chars,
+                target,
+                unique,
+                pad_to,
+            } => {
                 let mut s = match target {
                     Some((lo, hi)) => {
                         let want = rng.random_range(*lo..=*hi);
@@ -391,22 +503,43 @@ impl Gen {
             Gen::Int { width, lo, hi, .. } => width.value(hostile::integer(rng, *lo, *hi)),
             Gen::Float { double, lo, hi, .. } => {
                 let v = hostile::float(rng, *lo, *hi);
-                if *double { Value::F64(v) } else { Value::F32(v as f32) }
+                if *double {
+                    Value::F64(v)
+                } else {
+                    Value::F32(v as f32)
+                }
             }
-            Gen::Numeric { scale, lo, hi, unique: false, .. } => {
+            Gen::Numeric {
+                scale,
+                lo,
+                hi,
+                unique: false,
+                ..
+            } => {
                 let picks = [*lo, *hi, 0, 1, -1];
                 let within: Vec<i128> = picks.into_iter().filter(|v| v >= lo && v <= hi).collect();
-                Value::Numeric { mantissa: within[rng.random_range(0..within.len())], scale: *scale }
+                Value::Numeric {
+                    mantissa: within[rng.random_range(0..within.len())],
+                    scale: *scale,
+                }
             }
-            Gen::Text { min_chars, max_chars, unique: false, pad_to: None, .. } => {
-                Value::Text(hostile::text(rng, *min_chars, *max_chars))
-            }
-            Gen::Date { from, to, unique: false } => {
-                Value::Date(if rng.random_bool(0.5) { *from } else { *to })
-            }
-            Gen::Timestamp { from, to, unique: false } => {
-                Value::Timestamp(if rng.random_bool(0.5) { *from } else { *to })
-            }
+            Gen::Text {
+                min_chars,
+                max_chars,
+                unique: false,
+                pad_to: None,
+                ..
+            } => Value::Text(hostile::text(rng, *min_chars, *max_chars)),
+            Gen::Date {
+                from,
+                to,
+                unique: false,
+            } => Value::Date(if rng.random_bool(0.5) { *from } else { *to }),
+            Gen::Timestamp {
+                from,
+                to,
+                unique: false,
+            } => Value::Timestamp(if rng.random_bool(0.5) { *from } else { *to }),
             Gen::Json => Value::Json(hostile::json(rng)),
             Gen::Array { .. } => Value::Array(Vec::new()),
             Gen::Bytea => Value::Bytes(Vec::new()),
@@ -439,7 +572,11 @@ fn make_unique(s: &mut String, kind: TextKind, row: u64, max_chars: Option<usize
         let mut local = local.to_owned();
         let domain = domain.to_owned();
         if let Some(b) = budget {
-            hostile::fit_chars(&mut local, 0, Some(b.saturating_sub(domain.chars().count() + 1)));
+            hostile::fit_chars(
+                &mut local,
+                0,
+                Some(b.saturating_sub(domain.chars().count() + 1)),
+            );
         }
         *s = format!("{local}.{tag}@{domain}");
         return;
@@ -478,19 +615,55 @@ pub(crate) fn after(base: &Value, rng: &mut ChaCha8Rng, strict: bool) -> Option<
     let min = i64::from(strict);
     Some(match base {
         Value::Timestamp(t) => {
-            let d = if moved { rng.random_range(min..=60 * MICROS_PER_DAY) } else { 0 };
+            let d = if moved {
+                rng.random_range(min..=60 * MICROS_PER_DAY)
+            } else {
+                0
+            };
             Value::Timestamp(t.saturating_add(d))
         }
-        Value::Date(d) => Value::Date(d.saturating_add(if moved { rng.random_range(min as i32..=60) } else { 0 })),
-        Value::I16(v) => Value::I16(v.saturating_add(if moved { rng.random_range(min as i16..=100) } else { 0 })),
-        Value::I32(v) => Value::I32(v.saturating_add(if moved { rng.random_range(min as i32..=100) } else { 0 })),
-        Value::I64(v) => Value::I64(v.saturating_add(if moved { rng.random_range(min..=100) } else { 0 })),
+        Value::Date(d) => Value::Date(d.saturating_add(if moved {
+            rng.random_range(min as i32..=60)
+        } else {
+            0
+        })),
+        Value::I16(v) => Value::I16(v.saturating_add(if moved {
+            rng.random_range(min as i16..=100)
+        } else {
+            0
+        })),
+        Value::I32(v) => Value::I32(v.saturating_add(if moved {
+            rng.random_range(min as i32..=100)
+        } else {
+            0
+        })),
+        Value::I64(v) => Value::I64(v.saturating_add(if moved {
+            rng.random_range(min..=100)
+        } else {
+            0
+        })),
         Value::Numeric { mantissa, scale } => Value::Numeric {
-            mantissa: mantissa.saturating_add(if moved { rng.random_range(i128::from(min)..=10_000) } else { 0 }),
+            mantissa: mantissa.saturating_add(if moved {
+                rng.random_range(i128::from(min)..=10_000)
+            } else {
+                0
+            }),
             scale: *scale,
         },
-        Value::F64(v) => Value::F64(v + if moved { rng.random_range(0.001..100.0) } else { 0.0 }),
-        Value::F32(v) => Value::F32(v + if moved { rng.random_range(0.001f32..100.0) } else { 0.0 }),
+        Value::F64(v) => Value::F64(
+            v + if moved {
+                rng.random_range(0.001..100.0)
+            } else {
+                0.0
+            },
+        ),
+        Value::F32(v) => Value::F32(
+            v + if moved {
+                rng.random_range(0.001f32..100.0)
+            } else {
+                0.0
+            },
+        ),
         _ => return None,
     })
 }

@@ -73,15 +73,25 @@ pub(crate) fn fit_chars(s: &mut String, min: usize, max: Option<usize>) {
 /// A boundary integer within `[lo, hi]`.
 pub(crate) fn integer(rng: &mut ChaCha8Rng, lo: i64, hi: i64) -> i64 {
     let candidates = [lo, hi, 0, -1, 1, lo.saturating_add(1), hi.saturating_sub(1)];
-    let within: Vec<i64> = candidates.into_iter().filter(|v| (lo..=hi).contains(v)).collect();
+    let within: Vec<i64> = candidates
+        .into_iter()
+        .filter(|v| (lo..=hi).contains(v))
+        .collect();
     within[rng.random_range(0..within.len())]
 }
 
 /// A boundary float within `[lo, hi]`.
 pub(crate) fn float(rng: &mut ChaCha8Rng, lo: f64, hi: f64) -> f64 {
     let candidates = [lo, hi, 0.0, -0.0, f64::EPSILON, -1.0, 1e-300];
-    let within: Vec<f64> = candidates.into_iter().filter(|v| *v >= lo && *v <= hi).collect();
-    if within.is_empty() { lo } else { within[rng.random_range(0..within.len())] }
+    let within: Vec<f64> = candidates
+        .into_iter()
+        .filter(|v| *v >= lo && *v <= hi)
+        .collect();
+    if within.is_empty() {
+        lo
+    } else {
+        within[rng.random_range(0..within.len())]
+    }
 }
 
 /// Hostile JSON documents: empty, scalar, deep, unicode keys, quotes.

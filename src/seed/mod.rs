@@ -30,7 +30,9 @@ use serde::Serialize;
 
 pub use cli::{SeedArgs, run_cli};
 pub use error::SeedError;
-pub use schema::{Bounds, Column, ColumnType, ForeignKey, Literal, Ordering, Schema, Table, introspect};
+pub use schema::{
+    Bounds, Column, ColumnType, ForeignKey, Literal, Ordering, Schema, Table, introspect,
+};
 pub use spec::SeedSpec;
 pub use value::Value;
 
@@ -51,7 +53,12 @@ pub struct SeedOptions {
 
 impl Default for SeedOptions {
     fn default() -> Self {
-        SeedOptions { seed: 0, scale: 1.0, hostile: false, progress: true }
+        SeedOptions {
+            seed: 0,
+            scale: 1.0,
+            hostile: false,
+            progress: true,
+        }
     }
 }
 
@@ -89,7 +96,10 @@ pub async fn seed_database(
     options: &SeedOptions,
 ) -> Result<SeedReport, SeedError> {
     let started = Instant::now();
-    let client = conn.connect("rehearse-seed").await.map_err(|e| SeedError::Connect(e.to_string()))?;
+    let client = conn
+        .connect("rehearse-seed")
+        .await
+        .map_err(|e| SeedError::Connect(e.to_string()))?;
     let empty = SeedSpec::empty();
     let spec = spec.unwrap_or(&empty);
     client

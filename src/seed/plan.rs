@@ -59,7 +59,10 @@ pub(crate) struct TablePlan {
 pub(crate) enum RowCount {
     Fixed(u64),
     /// `counts` children for each row of the parent of `group`.
-    PerParent { group: usize, counts: NumSampler },
+    PerParent {
+        group: usize,
+        counts: NumSampler,
+    },
 }
 
 #[derive(Debug)]
@@ -98,7 +101,10 @@ pub(crate) struct DeferredFk {
     pub null_fraction: f64,
 }
 
-fn spec_table<'s>(spec: &'s SeedSpec, table: &Table) -> Option<(&'s Spanned<String>, &'s TableSpec)> {
+fn spec_table<'s>(
+    spec: &'s SeedSpec,
+    table: &Table,
+) -> Option<(&'s Spanned<String>, &'s TableSpec)> {
     spec.raw.tables.iter().find(|(name, _)| {
         let name = name.get_ref();
         *name == table.display_name() || *name == format!("{}.{}", table.schema, table.name)
@@ -132,7 +138,11 @@ pub(crate) fn build(
         let field = format!("tables.{}", name.get_ref());
         check_identifier(spec, name, &field)?;
         let Some(table) = schema.find(name.get_ref()) else {
-            return Err(spec.error_at(name.span(), field, format!("unknown table `{}`", name.get_ref())));
+            return Err(spec.error_at(
+                name.span(),
+                field,
+                format!("unknown table `{}`", name.get_ref()),
+            ));
         };
         for cname in tspec.columns.keys() {
             let cfield = format!("{field}.columns.{}", cname.get_ref());
@@ -141,16 +151,23 @@ pub(crate) fn build(
                 return Err(spec.error_at(
                     cname.span(),
                     cfield,
-                    format!("unknown column `{}` in table {}", cname.get_ref(), table.display_name()),
+                    format!(
+                        "unknown column `{}` in table {}",
+                        cname.get_ref(),
+                        table.display_name()
+                    ),
                 ));
             }
         }
     }
 
     let scale = spec.scale() * options.scale;
-    let default_rows = spec.raw.default_rows.as_ref().map_or(DEFAULT_ROWS, |r| *r.get_ref());
-    let global_hostile =
-        options.hostile || spec.raw.hostile.as_ref().is_some_and(|h| *h.get_ref());
+    let default_rows = spec
+        .raw
+        .default_rows
+        .as_ref()
+        .map_or(DEFAULT_ROWS, |r| *r.get_ref());
+    let global_hostile = options.hostile || spec.raw.hostile.as_ref().is_some_and(|h| *h.get_ref());
 
     // Which tables to fill: listed ones always, others when empty.
     let mut chosen: Vec<&Table> = Vec::new();
@@ -186,7 +203,10 @@ pub(crate) fn build(
     }
     let order = load_order(&chosen, &chosen_oids, &mut deferred_names)?;
 
-    let mut plan = Plan { tables: Vec::new(), deferred: Vec::new() };
+    let mut plan = Plan {
+        tables: Vec::new(),
+        deferred: Vec::new(),
+    };
     for table in order {
         let listed = spec_table(spec, table);
         let tspec = listed.map(|(_, t)| t);
@@ -214,7 +234,9 @@ pub(crate) fn build(
 }
 
 fn fk_nullable(table: &Table, columns: &[String]) -> bool {
-    columns.iter().all(|c| table.column(c).is_some_and(|c| !c.not_null))
+    columns
+        .iter()
+        .all(|c| table.column(c).is_some_and(|c| !c.not_null))
 }
 
 /// Kahn's algorithm over the chosen tables; a cycle is broken at a nullable
@@ -294,7 +316,9 @@ fn plan_table(
     let mut groups: Vec<FkGroup> = Vec::new();
     let mut fk_of: HashMap<String, (usize, usize)> = HashMap::new();
     for fk in &table.foreign_keys {
-        let Some(parent) = schema.by_oid(fk.ref_table) else { continue };
+        let Some(parent) = schema.by_oid(fk.ref_table) else {
+            continue;
+        };
         if deferred_names.contains(&(table.oid, fk.name.clone())) {
             let null_fraction = fk
                 .columns
@@ -324,12 +348,22 @@ fn plan_table(
                 ));
             }
         }
-        let first = fk.columns.first().and_then(|c| colspec(c)).map(|(_, s)| s.get_ref());
-        let null_fraction = first.and_then(|s| s.null_fraction.as_ref()).map_or(0.0, |f| *f.get_ref());
+        let first = fk
+            .columns
+            .first()
+            .and_then(|c| colspec(c))
+            .map(|(_, s)| s.get_ref());
+        let null_fraction = first
+            .and_then(|s| s.null_fraction.as_ref())
+            .map_or(0.0, |f| *f.get_ref());
         let nullable = fk_nullable(table, &fk.columns);
         if null_fraction > 0.0 && !nullable {
             let (name, s) = colspec(&fk.columns[0]).expect("spec present when fraction is set");
-            let span = s.get_ref().null_fraction.as_ref().map_or(s.span(), Spanned::span);
+            let span = s
+                .get_ref()
+                .null_fraction
+                .as_ref()
+                .map_or(s.span(), Spanned::span);
             return Err(spec.error_at(
                 span,
                 format!("{}.null_fraction", field_of(name.get_ref())),
@@ -348,11 +382,17 @@ fn plan_table(
             child_types: fk
                 .columns
                 .iter()
-                .map(|c| table.column(c).map_or_else(|| "text".to_owned(), |c| c.type_name.clone()))
+                .map(|c| {
+                    table
+                        .column(c)
+                        .map_or_else(|| "text".to_owned(), |c| c.type_name.clone())
+                })
                 .collect(),
             nullable,
             null_fraction,
-            dist: first.and_then(|s| s.distribution.as_ref()).map(|d| d.get_ref().clone()),
+            dist: first
+                .and_then(|s| s.distribution.as_ref())
+                .map(|d| d.get_ref().clone()),
         });
     }
     let deferred_cols: BTreeSet<&str> = deferred
@@ -373,7 +413,9 @@ fn plan_table(
             .iter()
             .filter(|c| !fk_of.contains_key(*c) && !deferred_cols.contains(c.as_str()))
             .filter_map(|c| table.column(c))
-            .filter(|c| uniqueable(c) && colspec(&c.name).is_none_or(|(_, s)| s.get_ref().values.is_none()))
+            .filter(|c| {
+                uniqueable(c) && colspec(&c.name).is_none_or(|(_, s)| s.get_ref().values.is_none())
+            })
             .min_by_key(|c| if c.sequence { 0 } else { 1 });
         if let Some(c) = candidate {
             unique_cols.insert(c.name.clone());
@@ -400,14 +442,21 @@ fn plan_table(
             .and_then(|(_, s)| s.get_ref().null_fraction.as_ref())
             .map_or(Ok(0.0), |f| {
                 if column.not_null && *f.get_ref() > 0.0 {
-                    Err(spec.error_at(f.span(), format!("{field}.null_fraction"), "column is NOT NULL"))
+                    Err(spec.error_at(
+                        f.span(),
+                        format!("{field}.null_fraction"),
+                        "column is NOT NULL",
+                    ))
                 } else {
                     Ok(*f.get_ref())
                 }
             })?;
         let unique = unique_cols.contains(&column.name);
         let generator = if let Some((group, component)) = fk_of.get(&column.name) {
-            Gen::ForeignKey { group: *group, component: *component }
+            Gen::ForeignKey {
+                group: *group,
+                component: *component,
+            }
         } else if deferred_cols.contains(column.name.as_str()) {
             Gen::Null
         } else {
@@ -438,11 +487,19 @@ fn plan_table(
         }
     }
     for column in &table.columns {
-        let Some((_, s)) = colspec(&column.name) else { continue };
-        let Some(after) = &s.get_ref().after else { continue };
+        let Some((_, s)) = colspec(&column.name) else {
+            continue;
+        };
+        let Some(after) = &s.get_ref().after else {
+            continue;
+        };
         let field = format!("{}.after", field_of(&column.name));
         let Some(a) = index(after.get_ref()) else {
-            return Err(spec.error_at(after.span(), field, format!("unknown column `{}`", after.get_ref())));
+            return Err(spec.error_at(
+                after.span(),
+                field,
+                format!("unknown column `{}`", after.get_ref()),
+            ));
         };
         let b = index(&column.name).unwrap_or(a);
         let other = table.column(after.get_ref()).map(|c| &c.ty);
@@ -465,7 +522,11 @@ fn plan_table(
                 return Err(spec.error_at(
                     pp_ref.column.span(),
                     field,
-                    format!("`{}` is not a foreign key column of {}", pp_ref.column.get_ref(), table.display_name()),
+                    format!(
+                        "`{}` is not a foreign key column of {}",
+                        pp_ref.column.get_ref(),
+                        table.display_name()
+                    ),
                 ));
             };
             let d = pp_ref.distribution.get_ref();
@@ -475,9 +536,16 @@ fn plan_table(
                 Distribution::Zipf { .. } => (1.0, 100.0),
             };
             let counts = NumSampler::new(Some(d), lo.max(0.0), hi.max(0.0)).map_err(|m| {
-                spec.error_at(pp_ref.distribution.span(), format!("tables.{tname}.per_parent.distribution"), m)
+                spec.error_at(
+                    pp_ref.distribution.span(),
+                    format!("tables.{tname}.per_parent.distribution"),
+                    m,
+                )
             })?;
-            RowCount::PerParent { group: *group, counts }
+            RowCount::PerParent {
+                group: *group,
+                counts,
+            }
         }
         None => RowCount::Fixed(rows),
     };
@@ -525,9 +593,7 @@ fn default_int_range(name: &str, width: IntWidth) -> (i64, i64) {
         (1990, 2025)
     } else if has(&["rating", "score", "stars"]) {
         (1, 5)
-    } else if has(&["position", "rank", "sort", "order"]) {
-        (0, 1000)
-    } else if width == IntWidth::I16 {
+    } else if has(&["position", "rank", "sort", "order"]) || width == IntWidth::I16 {
         (0, 1000)
     } else {
         (0, 100_000)
@@ -552,8 +618,16 @@ fn default_float_range(name: &str) -> (f64, f64) {
 /// Narrows a default range by check bounds; `step` is the smallest
 /// difference between two values (for strict bounds).
 fn narrow(column: &Column, default: (f64, f64), limits: (f64, f64), step: f64) -> (f64, f64) {
-    let min = column.bounds.min.as_ref().and_then(|(l, inc)| l.as_f64().map(|v| if *inc { v } else { v + step }));
-    let max = column.bounds.max.as_ref().and_then(|(l, inc)| l.as_f64().map(|v| if *inc { v } else { v - step }));
+    let min = column
+        .bounds
+        .min
+        .as_ref()
+        .and_then(|(l, inc)| l.as_f64().map(|v| if *inc { v } else { v + step }));
+    let max = column
+        .bounds
+        .max
+        .as_ref()
+        .and_then(|(l, inc)| l.as_f64().map(|v| if *inc { v } else { v - step }));
     let (mut lo, mut hi) = default;
     if let Some(m) = min {
         lo = lo.max(m);
@@ -590,7 +664,12 @@ fn spec_range(
             return Err(spec.error_at(
                 min.span(),
                 format!("{field}.min"),
-                format!("{} is outside what the column allows ({} ..= {})", min.get_ref(), allowed.0, allowed.1),
+                format!(
+                    "{} is outside what the column allows ({} ..= {})",
+                    min.get_ref(),
+                    allowed.0,
+                    allowed.1
+                ),
             ));
         }
         range.0 = *min.get_ref();
@@ -601,7 +680,12 @@ fn spec_range(
             return Err(spec.error_at(
                 max.span(),
                 format!("{field}.max"),
-                format!("{} is outside what the column allows ({} ..= {})", max.get_ref(), allowed.0, allowed.1),
+                format!(
+                    "{} is outside what the column allows ({} ..= {})",
+                    max.get_ref(),
+                    allowed.0,
+                    allowed.1
+                ),
             ));
         }
         range.1 = *max.get_ref();
@@ -619,7 +703,11 @@ fn sampler(
 ) -> Result<NumSampler, SeedError> {
     let dist = cs.and_then(|c| c.distribution.as_ref());
     NumSampler::new(dist.map(Spanned::get_ref), lo, hi).map_err(|m| {
-        spec.error_at(dist.map_or(0..0, Spanned::span), format!("{field}.distribution"), m)
+        spec.error_at(
+            dist.map_or(0..0, Spanned::span),
+            format!("{field}.distribution"),
+            m,
+        )
     })
 }
 
@@ -640,7 +728,11 @@ fn column_gen(
     // Explicit values, CHECK lists and enums: a weighted choice.
     if let Some(values) = cs.and_then(|c| c.values.as_ref()) {
         if unique {
-            return Err(spec.error_at(values.span(), format!("{field}.values"), "column is unique; a fixed list of values would repeat"));
+            return Err(spec.error_at(
+                values.span(),
+                format!("{field}.values"),
+                "column is unique; a fixed list of values would repeat",
+            ));
         }
         let pairs = values.get_ref().weighted();
         let mut converted = Vec::new();
@@ -648,28 +740,54 @@ fn column_gen(
             if let ColumnType::Enum(labels) = &column.ty
                 && !labels.contains(text)
             {
-                return Err(spec.error_at(values.span(), format!("{field}.values"), format!("`{text}` is not a label of the column's enum ({})", labels.join(", "))));
+                return Err(spec.error_at(
+                    values.span(),
+                    format!("{field}.values"),
+                    format!(
+                        "`{text}` is not a label of the column's enum ({})",
+                        labels.join(", ")
+                    ),
+                ));
             }
             if let Some(allowed) = &column.bounds.allowed
-                && !allowed.iter().any(|a| a.as_text() == *text || a.as_f64().is_some_and(|f| text.parse::<f64>().ok() == Some(f)))
+                && !allowed.iter().any(|a| {
+                    a.as_text() == *text
+                        || a.as_f64()
+                            .is_some_and(|f| text.parse::<f64>().ok() == Some(f))
+                })
             {
-                return Err(spec.error_at(values.span(), format!("{field}.values"), format!("`{text}` is not allowed by the column's check constraint")));
+                return Err(spec.error_at(
+                    values.span(),
+                    format!("{field}.values"),
+                    format!("`{text}` is not allowed by the column's check constraint"),
+                ));
             }
             let value = literal_value(&column.ty, text).ok_or_else(|| {
-                spec.error_at(values.span(), format!("{field}.values"), format!("`{text}` is not a valid {}", column.type_name))
+                spec.error_at(
+                    values.span(),
+                    format!("{field}.values"),
+                    format!("`{text}` is not a valid {}", column.type_name),
+                )
             })?;
             converted.push(value);
         }
         let weights = Weighted::new(&pairs.iter().map(|(_, w)| *w).collect::<Vec<_>>())
             .map_err(|m| spec.error_at(values.span(), format!("{field}.values"), m))?;
-        return Ok(Some(Gen::Choice { values: converted, weights }));
+        return Ok(Some(Gen::Choice {
+            values: converted,
+            weights,
+        }));
     }
     if named.is_none()
         && let Some(allowed) = &column.bounds.allowed
     {
-        let values: Option<Vec<Value>> = allowed.iter().map(|l| literal_value(&column.ty, &l.as_text())).collect();
+        let values: Option<Vec<Value>> = allowed
+            .iter()
+            .map(|l| literal_value(&column.ty, &l.as_text()))
+            .collect();
         if let Some(values) = values.filter(|v| !v.is_empty()) {
-            let weights = Weighted::new(&vec![1.0; values.len()]).map_err(|m| SeedError::schema(table.display_name(), m))?;
+            let weights = Weighted::new(&vec![1.0; values.len()])
+                .map_err(|m| SeedError::schema(table.display_name(), m))?;
             return Ok(Some(Gen::Choice { values, weights }));
         }
     }
@@ -679,17 +797,36 @@ fn column_gen(
         let fits = match name {
             "null" => !column.not_null,
             "uuid" => matches!(column.ty, ColumnType::Uuid),
-            "sequence" => matches!(column.ty, ColumnType::Int2 | ColumnType::Int4 | ColumnType::Int8),
+            "sequence" => matches!(
+                column.ty,
+                ColumnType::Int2 | ColumnType::Int4 | ColumnType::Int8
+            ),
             _ => match TEXT_GENERATORS.iter().find(|(n, _)| *n == name) {
                 Some(_) => matches!(column.ty, ColumnType::Text { .. } | ColumnType::Char { .. }),
                 None => {
-                    let known: Vec<&str> = TEXT_GENERATORS.iter().map(|(n, _)| *n).chain(["uuid", "sequence", "null"]).collect();
-                    return Err(spec.error_at(g.span(), format!("{field}.generator"), format!("unknown generator `{name}`; known: {}", known.join(", "))));
+                    let known: Vec<&str> = TEXT_GENERATORS
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .chain(["uuid", "sequence", "null"])
+                        .collect();
+                    return Err(spec.error_at(
+                        g.span(),
+                        format!("{field}.generator"),
+                        format!("unknown generator `{name}`; known: {}", known.join(", ")),
+                    ));
                 }
             },
         };
         if !fits {
-            return Err(spec.error_at(g.span(), format!("{field}.generator"), format!("generator `{name}` does not fit column type {}{}", column.type_name, if column.not_null { " not null" } else { "" })));
+            return Err(spec.error_at(
+                g.span(),
+                format!("{field}.generator"),
+                format!(
+                    "generator `{name}` does not fit column type {}{}",
+                    column.type_name,
+                    if column.not_null { " not null" } else { "" }
+                ),
+            ));
         }
         match name {
             "null" => return Ok(Some(Gen::Null)),
@@ -707,16 +844,33 @@ fn column_gen(
             let width = int_width(&column.ty);
             let limits = width.range();
             let limits = (limits.0 as f64, limits.1 as f64);
+            let allowed = narrow(column, limits, limits, 1.0);
             if unique || column.sequence {
-                let start = column.bounds.min.as_ref().and_then(|(l, inc)| l.as_f64().map(|v| if *inc { v } else { v + 1.0 }));
-                let start = cs.and_then(|c| c.min.as_ref()).map(|m| *m.get_ref()).or(start).unwrap_or(1.0);
-                Gen::Sequence { width, start: start.ceil() as i64 }
+                spec_range(spec, cs, field, allowed, allowed)?;
+                let start = column
+                    .bounds
+                    .min
+                    .as_ref()
+                    .and_then(|(l, inc)| l.as_f64().map(|v| if *inc { v } else { v + 1.0 }));
+                let start = cs
+                    .and_then(|c| c.min.as_ref())
+                    .map(|m| *m.get_ref())
+                    .or(start)
+                    .unwrap_or(1.0);
+                Gen::Sequence {
+                    width,
+                    start: start.ceil() as i64,
+                }
             } else {
                 let d = default_int_range(&column.name, width);
-                let allowed = narrow(column, limits, limits, 1.0);
                 let (lo, hi) = narrow(column, (d.0 as f64, d.1 as f64), limits, 1.0);
                 let (lo, hi) = spec_range(spec, cs, field, allowed, (lo, hi))?;
-                Gen::Int { width, lo: lo.ceil() as i64, hi: hi.floor() as i64, sampler: sampler(spec, cs, field, lo, hi)? }
+                Gen::Int {
+                    width,
+                    lo: lo.ceil() as i64,
+                    hi: hi.floor() as i64,
+                    sampler: sampler(spec, cs, field, lo, hi)?,
+                }
             }
         }
         ColumnType::Float4 | ColumnType::Float8 => {
@@ -724,11 +878,18 @@ fn column_gen(
             let allowed = narrow(column, limits, limits, 1e-6);
             let (lo, hi) = narrow(column, default_float_range(&column.name), limits, 1e-6);
             let (lo, hi) = spec_range(spec, cs, field, allowed, (lo, hi))?;
-            Gen::Float { double: column.ty == ColumnType::Float8, lo, hi, sampler: sampler(spec, cs, field, lo, hi)? }
+            Gen::Float {
+                double: column.ty == ColumnType::Float8,
+                lo,
+                hi,
+                sampler: sampler(spec, cs, field, lo, hi)?,
+            }
         }
         ColumnType::Numeric { precision, scale } => {
             let s = scale.unwrap_or(2).min(30) as u16;
-            let max_abs = precision.map_or(1e15, |p| 10f64.powi(p as i32 - i32::from(s)) - 10f64.powi(-i32::from(s)));
+            let max_abs = precision.map_or(1e15, |p| {
+                10f64.powi(p as i32 - i32::from(s)) - 10f64.powi(-i32::from(s))
+            });
             let limits = (-max_abs, max_abs);
             let step = 10f64.powi(-i32::from(s));
             let allowed = narrow(column, limits, limits, step);
@@ -745,9 +906,15 @@ fn column_gen(
         }
         ColumnType::Bool => {
             let n = column.name.to_lowercase();
-            let p_true = if ["active", "enabled", "verified", "visible", "published"].iter().any(|w| n.contains(w)) {
+            let p_true = if ["active", "enabled", "verified", "visible", "published"]
+                .iter()
+                .any(|w| n.contains(w))
+            {
                 0.8
-            } else if ["deleted", "archived", "banned", "blocked", "suspended"].iter().any(|w| n.contains(w)) {
+            } else if ["deleted", "archived", "banned", "blocked", "suspended"]
+                .iter()
+                .any(|w| n.contains(w))
+            {
                 0.05
             } else {
                 0.5
@@ -782,16 +949,21 @@ fn column_gen(
                 })?;
             }
             if let Some(k) = cs.and_then(|c| c.to.as_ref()) {
-                to = generate::parse_timestamp(k.get_ref()).ok_or_else(|| {
-                    spec.error_at(k.span(), format!("{field}.to"), BAD_TIMESTAMP)
-                })?;
+                to = generate::parse_timestamp(k.get_ref())
+                    .ok_or_else(|| spec.error_at(k.span(), format!("{field}.to"), BAD_TIMESTAMP))?;
             }
             if from > to {
-                let k = cs.and_then(|c| c.from.as_ref()).map_or(span.clone(), Spanned::span);
+                let k = cs
+                    .and_then(|c| c.from.as_ref())
+                    .map_or(span.clone(), Spanned::span);
                 return Err(spec.error_at(k, format!("{field}.from"), "from is after to"));
             }
             if column.ty == ColumnType::Date {
-                Gen::Date { from: generate::micros_to_days(from), to: generate::micros_to_days(to), unique }
+                Gen::Date {
+                    from: generate::micros_to_days(from),
+                    to: generate::micros_to_days(to),
+                    unique,
+                }
             } else {
                 Gen::Timestamp { from, to, unique }
             }
@@ -803,15 +975,31 @@ fn column_gen(
         ColumnType::Inet => Gen::Inet,
         ColumnType::Enum(labels) => {
             if labels.is_empty() {
-                return Err(SeedError::schema(table.display_name(), format!("column {} has an enum type without labels", column.name)));
+                return Err(SeedError::schema(
+                    table.display_name(),
+                    format!("column {} has an enum type without labels", column.name),
+                ));
             }
             let values = labels.iter().map(|l| Value::Text(l.clone())).collect();
-            Gen::Choice { values, weights: Weighted::new(&vec![1.0; labels.len()]).map_err(|m| SeedError::schema(table.display_name(), m))? }
+            Gen::Choice {
+                values,
+                weights: Weighted::new(&vec![1.0; labels.len()])
+                    .map_err(|m| SeedError::schema(table.display_name(), m))?,
+            }
         }
         ColumnType::Array(inner) => {
-            let element = Column { ty: (**inner).clone(), bounds: Default::default(), not_null: true, sequence: false, ..column.clone() };
+            let element = Column {
+                ty: (**inner).clone(),
+                bounds: Default::default(),
+                not_null: true,
+                sequence: false,
+                ..column.clone()
+            };
             match column_gen(spec, table, &element, None, field, false)? {
-                Some(inner) => Gen::Array { inner: Box::new(inner), max_len: 4 },
+                Some(inner) => Gen::Array {
+                    inner: Box::new(inner),
+                    max_len: 4,
+                },
                 None => Gen::Null,
             }
         }
@@ -824,13 +1012,19 @@ fn column_gen(
             } else {
                 return Err(SeedError::schema(
                     table.display_name(),
-                    format!("column {} has type {name}, which the generator does not support, and is NOT NULL without a default", column.name),
+                    format!(
+                        "column {} has type {name}, which the generator does not support, and is NOT NULL without a default",
+                        column.name
+                    ),
                 ));
             }
         }
     };
     if gen_is_null_for_not_null(&generator, column) {
-        return Err(SeedError::schema(table.display_name(), format!("column {} cannot be generated", column.name)));
+        return Err(SeedError::schema(
+            table.display_name(),
+            format!("column {} cannot be generated", column.name),
+        ));
     }
     Ok(Some(generator))
 }
@@ -842,9 +1036,21 @@ fn gen_is_null_for_not_null(generator: &Gen, column: &Column) -> bool {
 impl Gen {
     fn with_pad(self, pad: Option<usize>) -> Gen {
         match self {
-            Gen::Text { kind, min_chars, max_chars, target, unique, .. } => {
-                Gen::Text { kind, min_chars, max_chars, target, unique, pad_to: pad }
-            }
+            Gen::Text {
+                kind,
+                min_chars,
+                max_chars,
+                target,
+                unique,
+                ..
+            } => Gen::Text {
+                kind,
+                min_chars,
+                max_chars,
+                target,
+                unique,
+                pad_to: pad,
+            },
             other => other,
         }
     }
@@ -870,7 +1076,12 @@ fn text_gen(
     };
     let min_chars = column.bounds.min_len.unwrap_or(0);
     let kind = named
-        .and_then(|n| TEXT_GENERATORS.iter().find(|(k, _)| *k == n).map(|(_, k)| *k))
+        .and_then(|n| {
+            TEXT_GENERATORS
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, k)| *k)
+        })
         .unwrap_or_else(|| generate::text_kind_for(&table.name, &column.name, max_chars));
     let target = match cs.and_then(|c| c.length.as_ref()) {
         Some(len) => {
@@ -879,7 +1090,13 @@ fn text_gen(
                 return Err(spec.error_at(
                     len.span(),
                     format!("{field}.length"),
-                    format!("{}..={} does not fit the column ({} ..= {} characters)", l.min, l.max, min_chars, max_chars.map_or("unlimited".to_owned(), |m| m.to_string())),
+                    format!(
+                        "{}..={} does not fit the column ({} ..= {} characters)",
+                        l.min,
+                        l.max,
+                        min_chars,
+                        max_chars.map_or("unlimited".to_owned(), |m| m.to_string())
+                    ),
                 ));
             }
             Some((l.min, l.max))
@@ -889,11 +1106,26 @@ fn text_gen(
     if unique && max_chars.is_some_and(|m| m < 8) {
         return Err(SeedError::schema(
             table.display_name(),
-            format!("column {} is unique but holds at most {} characters; give it values in the spec", column.name, max_chars.unwrap_or(0)),
+            format!(
+                "column {} is unique but holds at most {} characters; give it values in the spec",
+                column.name,
+                max_chars.unwrap_or(0)
+            ),
         ));
     }
-    let kind = if unique && kind == TextKind::CountryCode { TextKind::Code } else { kind };
-    Ok(Gen::Text { kind, min_chars, max_chars, target, unique, pad_to: None })
+    let kind = if unique && kind == TextKind::CountryCode {
+        TextKind::Code
+    } else {
+        kind
+    };
+    Ok(Gen::Text {
+        kind,
+        min_chars,
+        max_chars,
+        target,
+        unique,
+        pad_to: None,
+    })
 }
 
 fn int_width(ty: &ColumnType) -> IntWidth {
@@ -907,7 +1139,9 @@ fn int_width(ty: &ColumnType) -> IntWidth {
 /// Converts a literal from a spec or check into a value of the column type.
 fn literal_value(ty: &ColumnType, text: &str) -> Option<Value> {
     Some(match ty {
-        ColumnType::Text { .. } | ColumnType::Char { .. } | ColumnType::Enum(_) => Value::Text(text.to_owned()),
+        ColumnType::Text { .. } | ColumnType::Char { .. } | ColumnType::Enum(_) => {
+            Value::Text(text.to_owned())
+        }
         ColumnType::Int2 => Value::I16(text.parse().ok()?),
         ColumnType::Int4 => Value::I32(text.parse().ok()?),
         ColumnType::Int8 => Value::I64(text.parse().ok()?),
@@ -917,11 +1151,16 @@ fn literal_value(ty: &ColumnType, text: &str) -> Option<Value> {
         ColumnType::Numeric { scale, .. } => {
             let s = scale.unwrap_or(2).min(30) as u16;
             let v: f64 = text.parse().ok()?;
-            Value::Numeric { mantissa: (v * 10f64.powi(i32::from(s))).round() as i128, scale: s }
+            Value::Numeric {
+                mantissa: (v * 10f64.powi(i32::from(s))).round() as i128,
+                scale: s,
+            }
         }
         ColumnType::Uuid => Value::Uuid(*uuid::Uuid::parse_str(text).ok()?.as_bytes()),
         ColumnType::Date => Value::Date(generate::micros_to_days(generate::parse_timestamp(text)?)),
-        ColumnType::Timestamp | ColumnType::Timestamptz => Value::Timestamp(generate::parse_timestamp(text)?),
+        ColumnType::Timestamp | ColumnType::Timestamptz => {
+            Value::Timestamp(generate::parse_timestamp(text)?)
+        }
         ColumnType::Json | ColumnType::Jsonb => Value::Json(text.to_owned()),
         _ => return None,
     })

@@ -85,8 +85,9 @@ impl RowGenerator {
         for (g, group) in plan.groups.iter().enumerate() {
             let n = parents[g].len();
             samplers.push(
-                IndexSampler::new(group.dist.as_ref(), n.max(1))
-                    .map_err(|m| SeedError::schema(&table, format!("foreign key {}: {m}", group.name)))?,
+                IndexSampler::new(group.dist.as_ref(), n.max(1)).map_err(|m| {
+                    SeedError::schema(&table, format!("foreign key {}: {m}", group.name))
+                })?,
             );
         }
         let total = match &plan.rows {
@@ -145,7 +146,11 @@ impl RowGenerator {
                 offset: u128::from(rng.random::<u64>()) % total_combos.max(1),
             });
         }
-        let column_rngs = plan.columns.iter().map(|c| stream(seed, &table, &c.name)).collect();
+        let column_rngs = plan
+            .columns
+            .iter()
+            .map(|c| stream(seed, &table, &c.name))
+            .collect();
         let any_hostile = plan.columns.iter().any(|c| c.hostile);
         Ok(RowGenerator {
             pick_rng: stream(seed, &table, "\0picks"),
@@ -179,7 +184,9 @@ impl RowGenerator {
         let mut driver = None;
         if let Some(pp) = &mut self.per_parent {
             let n = self.parents[pp.group].len();
-            let RowCount::PerParent { counts, .. } = &self.plan.rows else { return None };
+            let RowCount::PerParent { counts, .. } = &self.plan.rows else {
+                return None;
+            };
             while pp.remaining == 0 {
                 if pp.started {
                     pp.parent += 1;
@@ -220,7 +227,8 @@ impl RowGenerator {
                     }
                 }
                 _ => {
-                    let mut c = (u128::from(self.row) * combo.multiplier + combo.offset) % combo.total;
+                    let mut c =
+                        (u128::from(self.row) * combo.multiplier + combo.offset) % combo.total;
                     for (g, radix) in combo.groups.iter().zip(&combo.radices) {
                         let radix = (*radix).max(1);
                         picks[*g] = Some((c % radix) as usize);
@@ -230,16 +238,20 @@ impl RowGenerator {
             }
         }
         for (g, group) in self.plan.groups.iter().enumerate() {
-            if picks[g].is_some() || driver.as_ref().is_some_and(|d| d.0 == g) || self.combo_of[g].is_some() {
+            if picks[g].is_some()
+                || driver.as_ref().is_some_and(|d| d.0 == g)
+                || self.combo_of[g].is_some()
+            {
                 continue;
             }
             if self.parents[g].len() == 0 {
                 continue;
             }
-            let hostile_null = group.nullable
-                && self.any_hostile
-                && self.pick_rng.random_bool(HOSTILE_NULLS);
-            if hostile_null || (group.null_fraction > 0.0 && self.pick_rng.random_bool(group.null_fraction)) {
+            let hostile_null =
+                group.nullable && self.any_hostile && self.pick_rng.random_bool(HOSTILE_NULLS);
+            if hostile_null
+                || (group.null_fraction > 0.0 && self.pick_rng.random_bool(group.null_fraction))
+            {
                 continue;
             }
             picks[g] = Some(self.samplers[g].sample(&mut self.pick_rng));
@@ -271,7 +283,9 @@ impl RowGenerator {
                         } else if row > 0 && rng.random_bool(HOSTILE_DUPLICATES) {
                             self.previous[i].clone()
                         } else if rng.random_bool(HOSTILE_SHARE) {
-                            generator.hostile(rng).unwrap_or_else(|| generator.sample(rng, row))
+                            generator
+                                .hostile(rng)
+                                .unwrap_or_else(|| generator.sample(rng, row))
                         } else {
                             generator.sample(rng, row)
                         }

@@ -34,7 +34,10 @@ impl Schema {
             return Some(t);
         }
         if let Some((schema, table)) = name.split_once('.')
-            && let Some(t) = self.tables.iter().find(|t| t.schema == schema && t.name == table)
+            && let Some(t) = self
+                .tables
+                .iter()
+                .find(|t| t.schema == schema && t.name == table)
         {
             return Some(t);
         }
@@ -87,7 +90,9 @@ impl Table {
     /// Whether this column alone is unique.
     #[must_use]
     pub fn is_unique_column(&self, name: &str) -> bool {
-        self.unique_keys.iter().any(|k| k.len() == 1 && k[0] == name)
+        self.unique_keys
+            .iter()
+            .any(|k| k.len() == 1 && k[0] == name)
     }
 }
 
@@ -117,11 +122,18 @@ pub enum ColumnType {
     Int8,
     Float4,
     Float8,
-    Numeric { precision: Option<u32>, scale: Option<u32> },
+    Numeric {
+        precision: Option<u32>,
+        scale: Option<u32>,
+    },
     /// text, varchar(n), name, citext.
-    Text { max_chars: Option<usize> },
+    Text {
+        max_chars: Option<usize>,
+    },
     /// char(n): blank-padded.
-    Char { len: usize },
+    Char {
+        len: usize,
+    },
     Bytea,
     Uuid,
     Date,
@@ -259,7 +271,9 @@ pub async fn introspect(client: &Client) -> Result<Schema, SeedError> {
             ty: resolve_type(&types, &labels, r.get(6), r.get(7), 0),
             not_null: r.get(5),
             sequence: !identity.is_empty()
-                || default.as_deref().is_some_and(|d| d.starts_with("nextval(")),
+                || default
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with("nextval(")),
             default,
             generated: !generated.is_empty(),
             bounds: Bounds::default(),
@@ -349,14 +363,24 @@ fn resolve_type(
         return ColumnType::Unsupported(t.name.clone());
     }
     if t.typtype == "d" {
-        let typmod = if t.base_typmod >= 0 { t.base_typmod } else { typmod };
+        let typmod = if t.base_typmod >= 0 {
+            t.base_typmod
+        } else {
+            typmod
+        };
         return resolve_type(types, labels, t.base, typmod, depth + 1);
     }
     if t.typtype == "e" {
         return ColumnType::Enum(labels.get(&oid).cloned().unwrap_or_default());
     }
     if t.category == "A" && t.elem != 0 {
-        return ColumnType::Array(Box::new(resolve_type(types, labels, t.elem, typmod, depth + 1)));
+        return ColumnType::Array(Box::new(resolve_type(
+            types,
+            labels,
+            t.elem,
+            typmod,
+            depth + 1,
+        )));
     }
     // varchar and char store length + 4 in typmod; numeric stores
     // (precision << 16 | scale) + 4.
@@ -377,7 +401,9 @@ fn resolve_type(
         }
         "text" | "citext" | "name" => ColumnType::Text { max_chars: None },
         "varchar" => ColumnType::Text { max_chars: length },
-        "bpchar" => ColumnType::Char { len: length.unwrap_or(1) },
+        "bpchar" => ColumnType::Char {
+            len: length.unwrap_or(1),
+        },
         "bytea" => ColumnType::Bytea,
         "uuid" => ColumnType::Uuid,
         "date" => ColumnType::Date,
@@ -430,7 +456,9 @@ fn add_conventional_orderings(table: &mut Table) {
 fn apply_check(table: &mut Table, name: &str, definition: &str) {
     let body = definition.trim_start_matches("CHECK").trim();
     let body = body.strip_suffix("NOT VALID").unwrap_or(body).trim();
-    let Ok(expr) = Parser::new(&PostgreSqlDialect {}).try_with_sql(body).and_then(|mut p| p.parse_expr())
+    let Ok(expr) = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(body)
+        .and_then(|mut p| p.parse_expr())
     else {
         table.opaque_checks.push(name.to_owned());
         return;
@@ -447,7 +475,11 @@ fn apply_check(table: &mut Table, name: &str, definition: &str) {
 fn conjuncts(expr: &Expr) -> Vec<&Expr> {
     match expr {
         Expr::Nested(inner) => conjuncts(inner),
-        Expr::BinaryOp { left, op: BinaryOperator::And, right } => {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
             let mut parts = conjuncts(left);
             parts.extend(conjuncts(right));
             parts
@@ -469,7 +501,11 @@ fn column_name<'t>(table: &'t Table, expr: &Expr) -> Option<&'t str> {
         Expr::CompoundIdentifier(parts) => &parts.last()?.value,
         _ => return None,
     };
-    table.columns.iter().find(|c| c.name == *name).map(|c| c.name.as_str())
+    table
+        .columns
+        .iter()
+        .find(|c| c.name == *name)
+        .map(|c| c.name.as_str())
 }
 
 fn literal(expr: &Expr) -> Option<Literal> {
@@ -479,21 +515,29 @@ fn literal(expr: &Expr) -> Option<Literal> {
             SqlValue::SingleQuotedString(s) => Some(Literal::Text(s.clone())),
             _ => None,
         },
-        Expr::UnaryOp { op: UnaryOperator::Minus, expr } => {
-            literal(expr)?.as_f64().map(|n| Literal::Number(-n))
-        }
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => literal(expr)?.as_f64().map(|n| Literal::Number(-n)),
         _ => None,
     }
 }
 
 /// The column inside `length(col)` / `char_length(col)`.
 fn length_of<'t>(table: &'t Table, expr: &Expr) -> Option<&'t str> {
-    let Expr::Function(f) = strip(expr) else { return None };
+    let Expr::Function(f) = strip(expr) else {
+        return None;
+    };
     let fname = f.name.to_string().to_lowercase();
-    if !matches!(fname.as_str(), "length" | "char_length" | "character_length") {
+    if !matches!(
+        fname.as_str(),
+        "length" | "char_length" | "character_length"
+    ) {
         return None;
     }
-    let FunctionArguments::List(list) = &f.args else { return None };
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
     match list.args.as_slice() {
         [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] => column_name(table, arg),
         _ => None,
@@ -519,34 +563,59 @@ fn flip(op: &BinaryOperator) -> Option<BinaryOperator> {
 }
 
 fn bounds_mut<'t>(table: &'t mut Table, column: &str) -> Option<&'t mut Bounds> {
-    table.columns.iter_mut().find(|c| c.name == column).map(|c| &mut c.bounds)
+    table
+        .columns
+        .iter_mut()
+        .find(|c| c.name == column)
+        .map(|c| &mut c.bounds)
 }
 
 /// Returns whether the conjunct was understood.
 fn apply_conjunct(table: &mut Table, expr: &Expr) -> bool {
     match expr {
         Expr::IsNotNull(inner) => column_name(table, inner).is_some(),
-        Expr::InList { expr, list, negated: false } => {
+        Expr::InList {
+            expr,
+            list,
+            negated: false,
+        } => {
             let (Some(col), Some(values)) = (
                 column_name(table, expr).map(str::to_owned),
                 list.iter().map(literal).collect::<Option<Vec<_>>>(),
             ) else {
                 return false;
             };
-            bounds_mut(table, &col).map(|b| b.allowed = Some(values)).is_some()
+            bounds_mut(table, &col)
+                .map(|b| b.allowed = Some(values))
+                .is_some()
         }
-        Expr::AnyOp { left, compare_op: BinaryOperator::Eq, right, .. } => {
-            let (Some(col), Some(values)) =
-                (column_name(table, left).map(str::to_owned), list_literals(right))
-            else {
+        Expr::AnyOp {
+            left,
+            compare_op: BinaryOperator::Eq,
+            right,
+            ..
+        } => {
+            let (Some(col), Some(values)) = (
+                column_name(table, left).map(str::to_owned),
+                list_literals(right),
+            ) else {
                 return false;
             };
-            bounds_mut(table, &col).map(|b| b.allowed = Some(values)).is_some()
+            bounds_mut(table, &col)
+                .map(|b| b.allowed = Some(values))
+                .is_some()
         }
-        Expr::Between { expr, negated: false, low, high } => {
-            let (Some(col), Some(low), Some(high)) =
-                (column_name(table, expr).map(str::to_owned), literal(low), literal(high))
-            else {
+        Expr::Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        } => {
+            let (Some(col), Some(low), Some(high)) = (
+                column_name(table, expr).map(str::to_owned),
+                literal(low),
+                literal(high),
+            ) else {
                 return false;
             };
             bounds_mut(table, &col)
@@ -566,8 +635,11 @@ fn apply_conjunct(table: &mut Table, expr: &Expr) -> bool {
                     BinaryOperator::GtEq => (b, a, false),
                     _ => return false,
                 };
-                let ordering =
-                    Ordering { lesser: lesser.to_owned(), greater: greater.to_owned(), strict };
+                let ordering = Ordering {
+                    lesser: lesser.to_owned(),
+                    greater: greater.to_owned(),
+                    strict,
+                };
                 table.orderings.retain(|o| o.greater != ordering.greater);
                 table.orderings.push(ordering);
                 return true;
@@ -583,7 +655,9 @@ fn apply_conjunct(table: &mut Table, expr: &Expr) -> bool {
             };
             if let Some(col) = length_of(table, subject).map(str::to_owned) {
                 let Some(n) = lit.as_f64() else { return false };
-                let Some(b) = bounds_mut(table, &col) else { return false };
+                let Some(b) = bounds_mut(table, &col) else {
+                    return false;
+                };
                 let n = n.max(0.0) as usize;
                 match op {
                     BinaryOperator::Gt => b.min_len = Some(n + 1),
@@ -597,7 +671,9 @@ fn apply_conjunct(table: &mut Table, expr: &Expr) -> bool {
             let Some(col) = column_name(table, subject).map(str::to_owned) else {
                 return false;
             };
-            let Some(b) = bounds_mut(table, &col) else { return false };
+            let Some(b) = bounds_mut(table, &col) else {
+                return false;
+            };
             match op {
                 BinaryOperator::Gt => b.min = Some((lit, false)),
                 BinaryOperator::GtEq => b.min = Some((lit, true)),
@@ -635,7 +711,13 @@ mod tests {
             columns: vec![
                 col("status", ColumnType::Text { max_chars: None }),
                 col("qty", ColumnType::Int4),
-                col("price", ColumnType::Numeric { precision: Some(10), scale: Some(2) }),
+                col(
+                    "price",
+                    ColumnType::Numeric {
+                        precision: Some(10),
+                        scale: Some(2),
+                    },
+                ),
                 col("a", ColumnType::Date),
                 col("b", ColumnType::Date),
                 col("Weird Name", ColumnType::Int4),
@@ -664,16 +746,42 @@ mod tests {
         apply_check(&mut t, "c7", "CHECK (((qty > 1) OR (price > 0)))");
         let status = &t.column("status").unwrap().bounds;
         assert_eq!(
-            status.allowed.as_ref().unwrap().iter().map(Literal::as_text).collect::<Vec<_>>(),
+            status
+                .allowed
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(Literal::as_text)
+                .collect::<Vec<_>>(),
             ["pending", "paid", "it's"]
         );
         assert_eq!(status.min_len, Some(3));
         let qty = &t.column("qty").unwrap().bounds;
         assert_eq!(qty.min, Some((Literal::Number(0.0), false)));
         assert_eq!(qty.max, Some((Literal::Number(100.0), true)));
-        assert_eq!(t.column("price").unwrap().bounds.min, Some((Literal::Number(0.0), true)));
-        assert_eq!(t.column("Weird Name").unwrap().bounds.min.as_ref().unwrap().0.as_f64(), Some(-10.0));
-        assert_eq!(t.orderings, vec![Ordering { lesser: "a".into(), greater: "b".into(), strict: false }]);
+        assert_eq!(
+            t.column("price").unwrap().bounds.min,
+            Some((Literal::Number(0.0), true))
+        );
+        assert_eq!(
+            t.column("Weird Name")
+                .unwrap()
+                .bounds
+                .min
+                .as_ref()
+                .unwrap()
+                .0
+                .as_f64(),
+            Some(-10.0)
+        );
+        assert_eq!(
+            t.orderings,
+            vec![Ordering {
+                lesser: "a".into(),
+                greater: "b".into(),
+                strict: false
+            }]
+        );
         assert_eq!(t.opaque_checks, vec!["c7".to_owned()]);
     }
 }

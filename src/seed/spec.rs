@@ -79,10 +79,18 @@ pub(crate) struct ColumnSpec {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub(crate) enum Distribution {
-    Uniform { min: Option<f64>, max: Option<f64> },
-    Normal { mean: f64, stddev: f64 },
+    Uniform {
+        min: Option<f64>,
+        max: Option<f64>,
+    },
+    Normal {
+        mean: f64,
+        stddev: f64,
+    },
     /// Rank-frequency skew: the first value (or parent) is the most common.
-    Zipf { exponent: f64 },
+    Zipf {
+        exponent: f64,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -149,7 +157,11 @@ impl SeedSpec {
                 message: e.message().trim().to_owned(),
             }
         })?;
-        let spec = SeedSpec { origin: origin.to_owned(), text: text.to_owned(), raw };
+        let spec = SeedSpec {
+            origin: origin.to_owned(),
+            text: text.to_owned(),
+            raw,
+        };
         spec.check_shape()?;
         Ok(spec)
     }
@@ -157,7 +169,11 @@ impl SeedSpec {
     /// An empty spec: every table at the default row count.
     #[must_use]
     pub fn empty() -> SeedSpec {
-        SeedSpec { origin: PathBuf::from("<defaults>"), text: String::new(), raw: RawSpec::default() }
+        SeedSpec {
+            origin: PathBuf::from("<defaults>"),
+            text: String::new(),
+            raw: RawSpec::default(),
+        }
     }
 
     /// The path the spec was read from.
@@ -240,7 +256,8 @@ impl SeedSpec {
                 }
                 if let Some(values) = &spec.values {
                     let pairs = values.get_ref().weighted();
-                    if pairs.is_empty() || pairs.iter().any(|(_, w)| !(w.is_finite() && *w >= 0.0))
+                    if pairs.is_empty()
+                        || pairs.iter().any(|(_, w)| !(w.is_finite() && *w >= 0.0))
                         || pairs.iter().all(|(_, w)| *w == 0.0)
                     {
                         return Err(self.error_at(
@@ -255,13 +272,12 @@ impl SeedSpec {
         Ok(())
     }
 
-    fn check_distribution(
-        &self,
-        d: &Spanned<Distribution>,
-        field: &str,
-    ) -> Result<(), SeedError> {
+    fn check_distribution(&self, d: &Spanned<Distribution>, field: &str) -> Result<(), SeedError> {
         let problem = match d.get_ref() {
-            Distribution::Uniform { min: Some(a), max: Some(b) } if a > b => Some("min > max"),
+            Distribution::Uniform {
+                min: Some(a),
+                max: Some(b),
+            } if a > b => Some("min > max"),
             Distribution::Normal { stddev, .. } if !(*stddev >= 0.0 && stddev.is_finite()) => {
                 Some("stddev must be a finite number >= 0")
             }
@@ -292,7 +308,10 @@ fn field_of_toml_error(text: &str, offset: usize) -> String {
         .next_back();
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let line = text[line_start..].lines().next().unwrap_or("");
-    let key = line.split_once('=').map(|(k, _)| k.trim().to_owned()).filter(|k| !k.starts_with('['));
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().to_owned())
+        .filter(|k| !k.starts_with('['));
     match (header, key) {
         (Some(h), Some(k)) => format!("{h}.{k}"),
         (Some(h), None) => h,
@@ -306,7 +325,9 @@ mod tests {
     use super::*;
 
     fn err(text: &str) -> String {
-        SeedSpec::parse(text, Path::new("seeds/x.toml")).unwrap_err().to_string()
+        SeedSpec::parse(text, Path::new("seeds/x.toml"))
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -336,27 +357,40 @@ distribution = { kind = "uniform", min = 1, max = 5 }
 
     #[test]
     fn unknown_field_names_file_line_col_and_field() {
-        let e = err("[tables.orders]\nrows = 1\n\n[tables.orders.columns.total]\nnul_fraction = 0.5\n");
-        assert!(e.starts_with("seeds/x.toml:5:1: tables.orders.columns.total.nul_fraction: "), "{e}");
+        let e =
+            err("[tables.orders]\nrows = 1\n\n[tables.orders.columns.total]\nnul_fraction = 0.5\n");
+        assert!(
+            e.starts_with("seeds/x.toml:5:1: tables.orders.columns.total.nul_fraction: "),
+            "{e}"
+        );
         assert!(e.contains("unknown field `nul_fraction`"), "{e}");
     }
 
     #[test]
     fn wrong_type_names_the_field() {
         let e = err("[tables.orders]\nrows = \"many\"\n");
-        assert!(e.starts_with("seeds/x.toml:2:8: tables.orders.rows: "), "{e}");
+        assert!(
+            e.starts_with("seeds/x.toml:2:8: tables.orders.rows: "),
+            "{e}"
+        );
     }
 
     #[test]
     fn out_of_range_fraction_is_an_error_at_the_value() {
         let e = err("[tables.t.columns.c]\nnull_fraction = 1.5\n");
-        assert_eq!(e, "seeds/x.toml:2:17: tables.t.columns.c.null_fraction: must be between 0 and 1");
+        assert_eq!(
+            e,
+            "seeds/x.toml:2:17: tables.t.columns.c.null_fraction: must be between 0 and 1"
+        );
     }
 
     #[test]
     fn bad_distribution_is_reported() {
         let e = err("[tables.t.columns.c]\ndistribution = { kind = \"zipf\", exponent = -1 }\n");
-        assert!(e.starts_with("seeds/x.toml:2:16: tables.t.columns.c.distribution: exponent"), "{e}");
+        assert!(
+            e.starts_with("seeds/x.toml:2:16: tables.t.columns.c.distribution: exponent"),
+            "{e}"
+        );
         let e = err("[tables.t.columns.c]\ndistribution = { kind = \"poisson\" }\n");
         assert!(e.starts_with("seeds/x.toml:2:"), "{e}");
     }
@@ -366,6 +400,9 @@ distribution = { kind = "uniform", min = 1, max = 5 }
         let e = err(
             "[tables.t]\nrows = 5\n[tables.t.per_parent]\ncolumn = \"p\"\ndistribution = { kind = \"uniform\", min = 1, max = 2 }\n",
         );
-        assert!(e.starts_with("seeds/x.toml:2:8: tables.t.rows: rows and per_parent"), "{e}");
+        assert!(
+            e.starts_with("seeds/x.toml:2:8: tables.t.rows: rows and per_parent"),
+            "{e}"
+        );
     }
 }

@@ -71,7 +71,11 @@ pub(crate) fn qualified(schema: &str, table: &str) -> String {
 
 /// A comma-separated list of quoted column names.
 pub(crate) fn column_list<'a>(columns: impl IntoIterator<Item = &'a str>) -> String {
-    columns.into_iter().map(quote_ident).collect::<Vec<_>>().join(", ")
+    columns
+        .into_iter()
+        .map(quote_ident)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `SELECT EXISTS` of any row in a table.

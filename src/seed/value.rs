@@ -22,7 +22,10 @@ pub enum Value {
     F32(f32),
     F64(f64),
     /// `mantissa * 10^-scale`.
-    Numeric { mantissa: i128, scale: u16 },
+    Numeric {
+        mantissa: i128,
+        scale: u16,
+    },
     /// text, varchar, char, name, citext, enum labels.
     Text(String),
     Json(String),
@@ -34,7 +37,11 @@ pub enum Value {
     Timestamp(i64),
     /// Microseconds since midnight.
     Time(i64),
-    Interval { micros: i64, days: i32, months: i32 },
+    Interval {
+        micros: i64,
+        days: i32,
+        months: i32,
+    },
     Inet([u8; 4]),
     Array(Vec<Value>),
     /// A value read back from the server in binary form (a parent key), passed
@@ -54,7 +61,11 @@ impl Value {
 }
 
 impl ToSql for Value {
-    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
         match self {
             Value::Null => return Ok(IsNull::Yes),
             Value::Bool(v) => wire::bool_to_sql(*v, out),
@@ -77,7 +88,11 @@ impl ToSql for Value {
             Value::Date(v) => wire::date_to_sql(*v, out),
             Value::Timestamp(v) => wire::timestamp_to_sql(*v, out),
             Value::Time(v) => wire::time_to_sql(*v, out),
-            Value::Interval { micros, days, months } => {
+            Value::Interval {
+                micros,
+                days,
+                months,
+            } => {
                 out.put_i64(*micros);
                 out.put_i32(*days);
                 out.put_i32(*months);
@@ -162,7 +177,11 @@ fn numeric_to_sql(mantissa: i128, scale: u16, out: &mut BytesMut) {
     }
     out.put_i16(i16::try_from(digits.len()).unwrap_or(0));
     out.put_i16(i16::try_from(weight).unwrap_or(0));
-    out.put_u16(if negative && !digits.is_empty() { 0x4000 } else { 0 });
+    out.put_u16(if negative && !digits.is_empty() {
+        0x4000
+    } else {
+        0
+    });
     out.put_u16(scale);
     for digit in digits {
         out.put_i16(digit);

@@ -31,7 +31,11 @@ pub async fn orphans(client: &Client) -> Vec<(String, i64)> {
             .map(|(c, p)| format!("p.{p} = c.{c}"))
             .collect::<Vec<_>>()
             .join(" AND ");
-        let not_null = ccols.iter().map(|c| format!("c.{c} IS NOT NULL")).collect::<Vec<_>>().join(" AND ");
+        let not_null = ccols
+            .iter()
+            .map(|c| format!("c.{c} IS NOT NULL"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
         let sql = format!(
             "SELECT count(*) FROM {child} c WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {join})"
         );
@@ -43,7 +47,11 @@ pub async fn orphans(client: &Client) -> Vec<(String, i64)> {
 
 /// Row count of a table (name already quoted as needed).
 pub async fn count(client: &Client, table: &str) -> i64 {
-    client.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.unwrap().get(0)
+    client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
 }
 
 /// md5 over every row of every user table, in a stable order.
