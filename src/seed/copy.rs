@@ -8,12 +8,12 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::TryStreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_postgres::Client;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{FromSql, Type};
+use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 
 use super::SeedError;
 use super::TableReport;
@@ -44,6 +44,71 @@ impl<'a> FromSql<'a> for RawValue {
     fn accepts(_: &Type) -> bool {
         true
     }
+}
+
+/// Rows encoded in binary COPY value format: `spans` holds, row by row, the
+/// byte range of each value in `data` (`None` for NULL).
+struct EncodedBatch {
+    data: Bytes,
+    spans: Vec<Option<(u32, u32)>>,
+    rows: usize,
+}
+
+impl EncodedBatch {
+    fn fill(generator: &mut RowGenerator, types: &[Type], max_rows: usize) -> Result<Self, String> {
+        let mut data = BytesMut::with_capacity(max_rows * 64);
+        let mut spans = Vec::with_capacity(max_rows * types.len());
+        let mut rows = 0;
+        while rows < max_rows {
+            let Some(row) = generator.next_row() else {
+                break;
+            };
+            for (value, ty) in row.iter().zip(types) {
+                let start = data.len();
+                let is_null = value
+                    .to_sql(ty, &mut data)
+                    .map_err(|e| format!("encoding a {} value: {e}", ty.name()))?;
+                spans.push(match is_null {
+                    IsNull::Yes => None,
+                    IsNull::No => Some((
+                        u32::try_from(start).map_err(|e| e.to_string())?,
+                        u32::try_from(data.len()).map_err(|e| e.to_string())?,
+                    )),
+                });
+            }
+            rows += 1;
+        }
+        Ok(EncodedBatch {
+            data: data.freeze(),
+            spans,
+            rows,
+        })
+    }
+}
+
+/// One pre-encoded value, written as is.
+#[derive(Debug)]
+struct Encoded<'a> {
+    data: &'a Bytes,
+    span: Option<(u32, u32)>,
+}
+
+impl ToSql for Encoded<'_> {
+    fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        match self.span {
+            None => Ok(IsNull::Yes),
+            Some((start, end)) => {
+                out.put_slice(&self.data[start as usize..end as usize]);
+                Ok(IsNull::No)
+            }
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
 }
 
 /// Parent keys already read, by query text.
@@ -211,20 +276,23 @@ pub(crate) async fn load_table(
     let writer = BinaryCopyInWriter::new(sink, &types);
     let mut writer = pin!(writer);
 
-    // Generation runs on a blocking thread while this task encodes and
-    // sends: the two overlap, and the channel bound caps memory.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Vec<Value>>>(BATCHES_IN_FLIGHT);
+    // Generation and binary encoding run on a blocking thread while this
+    // task only copies encoded bytes into the COPY stream: the two overlap,
+    // values are freed on the thread that allocated them, and the channel
+    // bound caps memory whatever the table size.
+    let width = types.len();
+    let (tx, mut rx) =
+        tokio::sync::mpsc::channel::<Result<EncodedBatch, String>>(BATCHES_IN_FLIGHT);
+    let producer_types = types.clone();
     let producer = tokio::task::spawn_blocking(move || {
         loop {
-            let mut batch = Vec::with_capacity(BATCH_ROWS);
-            while batch.len() < BATCH_ROWS {
-                match generator.next_row() {
-                    Some(row) => batch.push(row),
-                    None => break,
-                }
-            }
-            let done = batch.len() < BATCH_ROWS;
-            if !batch.is_empty() && tx.blocking_send(batch).is_err() {
+            let batch = EncodedBatch::fill(&mut generator, &producer_types, BATCH_ROWS);
+            let done = match &batch {
+                Ok(b) => b.rows < BATCH_ROWS,
+                Err(_) => true,
+            };
+            let empty = matches!(&batch, Ok(b) if b.rows == 0);
+            if !empty && tx.blocking_send(batch).is_err() {
                 return;
             }
             if done {
@@ -236,7 +304,15 @@ pub(crate) async fn load_table(
     let mut failure = None;
     loop {
         let batch = match tokio::time::timeout(GENERATOR_TIMEOUT, rx.recv()).await {
-            Ok(Some(batch)) => batch,
+            Ok(Some(Ok(batch))) => batch,
+            Ok(Some(Err(message))) => {
+                failure = Some(SeedError::Database {
+                    context: context.clone(),
+                    message,
+                    sqlstate: None,
+                });
+                break;
+            }
             Ok(None) => break,
             Err(_) => {
                 failure = Some(SeedError::Database {
@@ -247,9 +323,12 @@ pub(crate) async fn load_table(
                 break;
             }
         };
-        let n = batch.len() as u64;
-        for row in &batch {
-            if let Err(e) = writer.as_mut().write_raw(row.iter()).await {
+        for row in batch.spans.chunks(width) {
+            let values = row.iter().map(|span| Encoded {
+                data: &batch.data,
+                span: *span,
+            });
+            if let Err(e) = writer.as_mut().write_raw(values).await {
                 failure = Some(SeedError::db(&context, &e));
                 break;
             }
@@ -257,7 +336,7 @@ pub(crate) async fn load_table(
         if failure.is_some() {
             break;
         }
-        bar.inc(n);
+        bar.inc(batch.rows as u64);
     }
     drop(rx);
     let _ = producer.await;

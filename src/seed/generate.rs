@@ -6,11 +6,11 @@ use fake::faker::address::en::{
     BuildingNumber, CityName, CountryCode, CountryName, StateName, StreetName, StreetSuffix,
     TimeZone, ZipCode,
 };
-use fake::faker::company::en::{CompanyName, Industry};
+use fake::faker::company::en::{CompanySuffix, Industry};
 use fake::faker::currency::en::CurrencyCode;
 use fake::faker::internet::en::{DomainSuffix, FreeEmailProvider, IPv4, UserAgent, Username};
 use fake::faker::lorem::en::{Paragraph, Sentence, Word, Words};
-use fake::faker::name::en::{FirstName, LastName, Name};
+use fake::faker::name::en::{FirstName, LastName};
 use fake::faker::phone_number::en::PhoneNumber;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
@@ -188,18 +188,30 @@ pub(crate) fn text_kind_for(table: &str, column: &str, max_chars: Option<usize>)
 fn fake_text(kind: TextKind, rng: &mut ChaCha8Rng) -> String {
     match kind {
         TextKind::Email => {
-            let first: String = FirstName().fake_with_rng(rng);
-            let last: String = LastName().fake_with_rng(rng);
-            let domain: String = FreeEmailProvider().fake_with_rng(rng);
-            format!(
-                "{}.{}@{domain}",
-                first.to_lowercase(),
-                last.to_lowercase().replace(' ', "")
-            )
+            // Built from borrowed pieces into one allocation: this is the
+            // hottest generator in most schemas.
+            let first: &str = FirstName().fake_with_rng(rng);
+            let last: &str = LastName().fake_with_rng(rng);
+            let domain: &str = FreeEmailProvider().fake_with_rng(rng);
+            let mut s = String::with_capacity(first.len() + last.len() + domain.len() + 8);
+            push_local_part(&mut s, first);
+            s.push('.');
+            push_local_part(&mut s, last);
+            s.push('@');
+            s.push_str(domain);
+            s
         }
         TextKind::FirstName => FirstName().fake_with_rng(rng),
         TextKind::LastName => LastName().fake_with_rng(rng),
-        TextKind::FullName => Name().fake_with_rng(rng),
+        TextKind::FullName => {
+            let first: &str = FirstName().fake_with_rng(rng);
+            let last: &str = LastName().fake_with_rng(rng);
+            let mut s = String::with_capacity(first.len() + last.len() + 1);
+            s.push_str(first);
+            s.push(' ');
+            s.push_str(last);
+            s
+        }
         TextKind::Username => Username().fake_with_rng(rng),
         TextKind::Phone => PhoneNumber().fake_with_rng(rng),
         TextKind::Street => {
@@ -213,7 +225,32 @@ fn fake_text(kind: TextKind, rng: &mut ChaCha8Rng) -> String {
         TextKind::Zip => ZipCode().fake_with_rng(rng),
         TextKind::CountryCode => CountryCode().fake_with_rng(rng),
         TextKind::Country => CountryName().fake_with_rng(rng),
-        TextKind::Company => CompanyName().fake_with_rng(rng),
+        TextKind::Company => {
+            let a: &str = LastName().fake_with_rng(rng);
+            let mut s = String::with_capacity(40);
+            s.push_str(a);
+            match rng.random_range(0..3) {
+                0 => {
+                    let suffix: &str = CompanySuffix().fake_with_rng(rng);
+                    s.push(' ');
+                    s.push_str(suffix);
+                }
+                1 => {
+                    let b: &str = LastName().fake_with_rng(rng);
+                    s.push('-');
+                    s.push_str(b);
+                }
+                _ => {
+                    let b: &str = LastName().fake_with_rng(rng);
+                    let c: &str = LastName().fake_with_rng(rng);
+                    s.push_str(", ");
+                    s.push_str(b);
+                    s.push_str(" and ");
+                    s.push_str(c);
+                }
+            }
+            s
+        }
         TextKind::Url => {
             let word: String = Word().fake_with_rng(rng);
             let suffix: String = DomainSuffix().fake_with_rng(rng);
@@ -247,6 +284,15 @@ fn fake_text(kind: TextKind, rng: &mut ChaCha8Rng) -> String {
         TextKind::Timezone => TimeZone().fake_with_rng(rng),
         TextKind::Industry => Industry().fake_with_rng(rng),
     }
+}
+
+/// Appends a name as an email local part: lowercase ASCII letters only.
+fn push_local_part(out: &mut String, name: &str) {
+    out.extend(
+        name.chars()
+            .filter(char::is_ascii_alphanumeric)
+            .map(|c| c.to_ascii_lowercase()),
+    );
 }
 
 /// Integer widths.

@@ -157,10 +157,20 @@ async fn seed_in_transaction(
     }
     copy::restore(client, &restore_indexes).await?;
     copy::restore(client, &restore_fks).await?;
-    client
-        .batch_execute("ANALYZE")
-        .await
-        .map_err(|e| SeedError::db("analyzing seeded tables", &e))?;
+    // Fresh statistics, as production has: plans during the rehearsal
+    // should be the plans production would choose.
+    for report in &reports {
+        if let Some(table) = schema
+            .tables
+            .iter()
+            .find(|t| t.display_name() == report.name)
+        {
+            client
+                .batch_execute(&format!("ANALYZE {}", table.qualified()))
+                .await
+                .map_err(|e| SeedError::db(format!("analyzing {}", report.name), &e))?;
+        }
+    }
 
     let total_rows = reports.iter().map(|r| r.rows).sum();
     Ok(SeedReport {
