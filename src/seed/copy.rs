@@ -270,7 +270,7 @@ pub(crate) async fn load_table(
     }
 
     let sink = client
-        .copy_in::<_, Bytes>(&sql::copy_in(&plan.qualified, &columns))
+        .copy_in::<_, Bytes>(&sql::copy_in(&plan.qualified, &columns, plan.freeze))
         .await
         .map_err(|e| SeedError::db(&context, &e))?;
     let writer = BinaryCopyInWriter::new(sink, &types);

@@ -139,7 +139,8 @@ async fn seed_in_transaction(
             .map_err(|e| SeedError::db(format!("counting rows of {}", table.display_name()), &e))?;
         has_rows.insert(table.oid, row.get::<_, bool>(0));
     }
-    let plan = plan::build(&schema, spec, options, &has_rows)?;
+    let mut plan = plan::build(&schema, spec, options, &has_rows)?;
+    truncate_for_freeze(client, &schema, &mut plan).await?;
     let progress = progress_allowed(options.progress);
 
     let mut restore_indexes = Vec::new();
@@ -181,4 +182,54 @@ async fn seed_in_transaction(
         total_rows,
         duration_ms: 0,
     })
+}
+
+/// Truncates the empty tables about to be loaded so that `COPY FREEZE` may
+/// load them. A table qualifies when every table referencing it is also
+/// truncated (`TRUNCATE` demands that) and it is not partitioned.
+async fn truncate_for_freeze(
+    client: &tokio_postgres::Client,
+    schema: &Schema,
+    plan: &mut plan::Plan,
+) -> Result<(), SeedError> {
+    let mut set: std::collections::BTreeSet<u32> = plan
+        .tables
+        .iter()
+        .filter(|t| !t.had_rows)
+        .map(|t| t.oid)
+        .collect();
+    loop {
+        let before = set.len();
+        let keep: Vec<u32> = set
+            .iter()
+            .copied()
+            .filter(|oid| {
+                schema.by_oid(*oid).is_some_and(|t| !t.partitioned)
+                    && schema.tables.iter().all(|other| {
+                        set.contains(&other.oid)
+                            || other.foreign_keys.iter().all(|fk| fk.ref_table != *oid)
+                    })
+            })
+            .collect();
+        set = keep.into_iter().collect();
+        if set.len() == before {
+            break;
+        }
+    }
+    if set.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = set
+        .iter()
+        .filter_map(|oid| schema.by_oid(*oid))
+        .map(Table::qualified)
+        .collect();
+    client
+        .batch_execute(&sql::truncate(&names))
+        .await
+        .map_err(|e| SeedError::db("emptying tables for a frozen load", &e))?;
+    for table in &mut plan.tables {
+        table.freeze = set.contains(&table.oid);
+    }
+    Ok(())
 }

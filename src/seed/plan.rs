@@ -53,6 +53,8 @@ pub(crate) struct TablePlan {
     /// Serial and identity columns whose sequences move past the data.
     pub sequences: Vec<String>,
     pub had_rows: bool,
+    /// Truncated in this transaction: load with `COPY FREEZE`.
+    pub freeze: bool,
 }
 
 #[derive(Debug)]
@@ -561,6 +563,7 @@ fn plan_table(
         orderings,
         sequences,
         had_rows,
+        freeze: false,
     })
 }
 

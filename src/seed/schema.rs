@@ -62,6 +62,8 @@ pub struct Table {
     pub orderings: Vec<Ordering>,
     /// Names of check constraints the generator does not understand.
     pub opaque_checks: Vec<String>,
+    /// A partitioned table (rows go to its partitions).
+    pub partitioned: bool,
 }
 
 impl Table {
@@ -259,6 +261,7 @@ pub async fn introspect(client: &Client) -> Result<Schema, SeedError> {
                 foreign_keys: Vec::new(),
                 orderings: Vec::new(),
                 opaque_checks: Vec::new(),
+                partitioned: r.get(12),
             });
         }
         let default: Option<String> = r.get(9);
@@ -727,6 +730,7 @@ mod tests {
             foreign_keys: vec![],
             orderings: vec![],
             opaque_checks: vec![],
+            partitioned: false,
         }
     }
 

@@ -4,7 +4,7 @@
 pub(crate) const COLUMNS: &str = "
 SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.attnotnull, a.atttypid, a.atttypmod,
        format_type(a.atttypid, a.atttypmod), pg_get_expr(d.adbin, d.adrelid),
-       a.attidentity::text, a.attgenerated::text
+       a.attidentity::text, a.attgenerated::text, c.relkind = 'p'
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -83,9 +83,17 @@ pub(crate) fn has_rows(table: &str) -> String {
     format!("SELECT EXISTS (SELECT 1 FROM {table})")
 }
 
-/// `COPY` of the listed columns in binary format.
-pub(crate) fn copy_in(table: &str, columns: &str) -> String {
-    format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)")
+/// `COPY` of the listed columns in binary format. `FREEZE` writes rows
+/// already frozen and all-visible, as long-lived production rows are, so the
+/// first scan in the rehearsal does not rewrite every page to set hint bits.
+pub(crate) fn copy_in(table: &str, columns: &str, freeze: bool) -> String {
+    let freeze = if freeze { ", FREEZE" } else { "" };
+    format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary{freeze})")
+}
+
+/// Empties tables in this transaction, which is what allows `COPY FREEZE`.
+pub(crate) fn truncate(tables: &[String]) -> String {
+    format!("TRUNCATE {}", tables.join(", "))
 }
 
 /// Parent keys for a foreign key, cast to the child's column types, in a
