@@ -3,7 +3,8 @@
 //! (a) the full generator (`seed_database`: introspection, generation and
 //!     binary COPY, generation overlapped with sending),
 //! (b) binary COPY of the same shape of rows precomputed in memory,
-//! (c) server-side `INSERT ... SELECT generate_series`.
+//! (c) server-side `INSERT ... SELECT generate_series` with random values of
+//!     the same shape, as a hand-written SQL seed script would do.
 //!
 //! Run with `REHEARSE_TEST_DATABASE_URL` (or whatever backend
 //! `rehearse::testing` provides): `cargo bench --bench seed`.
@@ -148,9 +149,14 @@ fn bench(c: &mut Criterion) {
                     client
                         .batch_execute(&format!(
                             "INSERT INTO accounts
-                             SELECT g, 'name ' || g, 'user' || g || '@example.com', 18 + g % 70,
-                                    (g % 10000)::float8, g % 5 <> 0,
-                                    timestamptz '2020-01-01' + g * interval '1 second'
+                             SELECT g,
+                                    initcap(substr(md5(random()::text), 1, 8)) || ' '
+                                        || initcap(substr(md5(random()::text), 1, 10)),
+                                    substr(md5(random()::text), 1, 12) || '@example.com',
+                                    18 + floor(random() * 72)::int,
+                                    random() * 10000,
+                                    random() < 0.8,
+                                    timestamptz '2019-01-01' + random() * interval '7 years'
                              FROM generate_series(1, {ROWS}) g"
                         ))
                         .await
