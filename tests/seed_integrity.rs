@@ -21,10 +21,17 @@ async fn ecommerce_spec_loads_with_every_foreign_key_intact() {
     };
     let client = db.connect().await;
     client.batch_execute(ECOMMERCE).await.unwrap();
+    let constraints =
+        "SELECT string_agg(conname || ':' || pg_get_constraintdef(oid), ',' ORDER BY conname)
+                       FROM pg_constraint WHERE connamespace = 'public'::regnamespace";
+    let before: String = client.query_one(constraints, &[]).await.unwrap().get(0);
     let spec = SeedSpec::load(std::path::Path::new("seeds/ecommerce.toml")).unwrap();
     let report = seed_database(db.conn(), Some(&spec), &options(42, 0.05))
         .await
         .unwrap();
+    // Keys and foreign keys set aside for the load are all back, unchanged.
+    let after: String = client.query_one(constraints, &[]).await.unwrap().get(0);
+    assert_eq!(before, after);
 
     // Fixed row counts are spec rows x scale.
     assert_eq!(count(&client, "customers").await, 1000);

@@ -119,8 +119,41 @@ pub(crate) type KeyCache = HashMap<String, Arc<ParentKeys>>;
 pub(crate) struct SetAside {
     /// `CREATE INDEX` statements.
     pub indexes: Vec<String>,
-    /// `ALTER TABLE ... ADD CONSTRAINT` statements.
+    /// `ALTER TABLE ... ADD CONSTRAINT` statements for foreign keys.
     pub foreign_keys: Vec<String>,
+    /// `ALTER TABLE ... ADD CONSTRAINT` statements for primary keys and
+    /// unique constraints.
+    pub keys: Vec<String>,
+}
+
+/// Drops the primary key and unique constraints of an empty table whose
+/// referencing foreign keys are all dropped already.
+pub(crate) async fn set_aside_keys(
+    client: &Client,
+    plan: &TablePlan,
+    aside: &mut SetAside,
+) -> Result<(), SeedError> {
+    let context = format!("preparing {} for loading", plan.display);
+    for row in client
+        .query(sql::KEY_CONSTRAINTS, &[&plan.oid])
+        .await
+        .map_err(|e| SeedError::db(&context, &e))?
+    {
+        let name: String = row.get(0);
+        let definition: String = row.get(1);
+        client
+            .batch_execute(&format!(
+                "ALTER TABLE {} DROP CONSTRAINT {name}",
+                plan.qualified
+            ))
+            .await
+            .map_err(|e| SeedError::db(&context, &e))?;
+        aside.keys.push(format!(
+            "ALTER TABLE {} ADD CONSTRAINT {name} {definition}",
+            plan.qualified
+        ));
+    }
+    Ok(())
 }
 
 async fn parent_keys(
@@ -182,10 +215,13 @@ async fn parent_keys(
 
 /// Drops the indexes and foreign keys of an empty table that no constraint
 /// needs, returning the statements that recreate them.
-pub(crate) async fn set_aside(client: &Client, plan: &TablePlan) -> Result<SetAside, SeedError> {
-    let mut aside = SetAside::default();
+pub(crate) async fn set_aside(
+    client: &Client,
+    plan: &TablePlan,
+    aside: &mut SetAside,
+) -> Result<(), SeedError> {
     if plan.had_rows {
-        return Ok(aside);
+        return Ok(());
     }
     let context = format!("preparing {} for loading", plan.display);
     for row in client
@@ -220,7 +256,7 @@ pub(crate) async fn set_aside(client: &Client, plan: &TablePlan) -> Result<SetAs
             plan.qualified
         ));
     }
-    Ok(aside)
+    Ok(())
 }
 
 /// Generates and loads one table.

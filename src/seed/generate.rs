@@ -565,7 +565,11 @@ impl Gen {
                 let picks = [*lo, *hi, 0, 1, -1];
                 let within: Vec<i128> = picks.into_iter().filter(|v| v >= lo && v <= hi).collect();
                 Value::Numeric {
-                    mantissa: within[rng.random_range(0..within.len())],
+                    mantissa: if within.is_empty() {
+                        *lo
+                    } else {
+                        within[rng.random_range(0..within.len())]
+                    },
                     scale: *scale,
                 }
             }

@@ -77,7 +77,12 @@ pub(crate) fn integer(rng: &mut ChaCha8Rng, lo: i64, hi: i64) -> i64 {
         .into_iter()
         .filter(|v| (lo..=hi).contains(v))
         .collect();
-    within[rng.random_range(0..within.len())]
+    // Contradictory checks leave nothing in range; the load will say so.
+    if within.is_empty() {
+        lo
+    } else {
+        within[rng.random_range(0..within.len())]
+    }
 }
 
 /// A boundary float within `[lo, hi]`.

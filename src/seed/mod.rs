@@ -143,21 +143,28 @@ async fn seed_in_transaction(
     truncate_for_freeze(client, &schema, &mut plan).await?;
     let progress = progress_allowed(options.progress);
 
-    let mut restore_indexes = Vec::new();
-    let mut restore_fks = Vec::new();
+    // Bulk-load order, as pg_restore does it: indexes, foreign keys and
+    // (where nothing else references the table) primary and unique keys of
+    // empty tables go first and come back after the data, built once.
+    let mut aside = copy::SetAside::default();
+    for table in &plan.tables {
+        copy::set_aside(client, table, &mut aside).await?;
+    }
+    let unreferenced = keys_free_to_drop(&schema, &plan);
+    for table in plan.tables.iter().filter(|t| unreferenced.contains(&t.oid)) {
+        copy::set_aside_keys(client, table, &mut aside).await?;
+    }
     let mut reports = Vec::new();
     let mut cache = copy::KeyCache::new();
     for table in plan.tables {
-        let aside = copy::set_aside(client, &table).await?;
-        restore_indexes.extend(aside.indexes);
-        restore_fks.extend(aside.foreign_keys);
         reports.push(copy::load_table(client, table, options.seed, &mut cache, progress).await?);
     }
     for fk in &plan.deferred {
         copy::fill_deferred(client, fk, options.seed).await?;
     }
-    copy::restore(client, &restore_indexes).await?;
-    copy::restore(client, &restore_fks).await?;
+    copy::restore(client, &aside.keys).await?;
+    copy::restore(client, &aside.indexes).await?;
+    copy::restore(client, &aside.foreign_keys).await?;
     // Fresh statistics, as production has: plans during the rehearsal
     // should be the plans production would choose.
     for report in &reports {
@@ -232,4 +239,26 @@ async fn truncate_for_freeze(
         table.freeze = set.contains(&table.oid);
     }
     Ok(())
+}
+
+/// Empty tables being loaded whose every referencing foreign key comes from
+/// an empty table being loaded (and so was dropped for the load): their keys
+/// can be dropped too.
+fn keys_free_to_drop(schema: &Schema, plan: &plan::Plan) -> std::collections::BTreeSet<u32> {
+    let empty: std::collections::BTreeSet<u32> = plan
+        .tables
+        .iter()
+        .filter(|t| !t.had_rows)
+        .map(|t| t.oid)
+        .collect();
+    empty
+        .iter()
+        .copied()
+        .filter(|oid| {
+            schema.tables.iter().all(|other| {
+                empty.contains(&other.oid)
+                    || other.foreign_keys.iter().all(|fk| fk.ref_table != *oid)
+            })
+        })
+        .collect()
 }

@@ -1,5 +1,42 @@
 //! `seeds/*.toml`: how many rows, which generators, which distributions.
 //!
+//! ```toml
+//! seed = 42               # used when the command line gives none
+//! scale = 1.0             # multiplies every row count
+//! default_rows = 1000     # tables not listed here
+//! hostile = false         # hostile values everywhere
+//!
+//! [tables.orders]
+//! rows = 100000
+//! hostile = true          # this table only
+//!
+//! [tables.orders.columns.customer_id]           # a foreign key column
+//! distribution = { kind = "zipf", exponent = 1.1 }
+//!
+//! [tables.orders.columns.status]
+//! values = { pending = 5, paid = 80, cancelled = 15 }   # or ["a", "b"]
+//!
+//! [tables.orders.columns.total]
+//! distribution = { kind = "normal", mean = 80.0, stddev = 40.0 }
+//! min = 1
+//! max = 5000
+//!
+//! [tables.orders.columns.notes]
+//! generator = "sentence"  # email, name, phone, city, url, ip, user_agent, ...
+//! null_fraction = 0.8
+//! length = { min = 10, max = 200 }
+//!
+//! [tables.orders.columns.shipped_at]
+//! from = "2020-01-01"
+//! to = "2025-12-31"
+//! after = "created_at"    # never before created_at
+//!
+//! [tables.order_items.per_parent]   # rows come as children of orders
+//! column = "order_id"
+//! distribution = { kind = "uniform", min = 1, max = 5 }
+//! ```
+//!
+//! Tables are named `name` (unambiguous or in `public`) or `schema.name`.
 //! Every value keeps its span so that errors found later, against the real
 //! schema, still point at `file:line:col`.
 
@@ -76,6 +113,11 @@ pub(crate) struct ColumnSpec {
     pub hostile: Option<Spanned<bool>>,
 }
 
+/// `distribution = { kind = "...", ... }`. On a value column it shapes the
+/// values within the column's range; on a foreign key column it shapes which
+/// parent rows are picked (zipf: a few parents get most children; normal:
+/// `mean` and `stddev` are fractions of the parent count); in `per_parent`
+/// it is the number of children per parent row.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub(crate) enum Distribution {

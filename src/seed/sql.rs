@@ -59,6 +59,15 @@ FROM pg_constraint con
 WHERE con.conrelid = $1::oid AND con.contype = 'f'
 ORDER BY con.conname";
 
+/// Primary key and unique constraints of a table: dropped before loading an
+/// empty table nobody else references and added back afterwards, so their
+/// indexes are built once, sorted, instead of row by row.
+pub(crate) const KEY_CONSTRAINTS: &str = "
+SELECT quote_ident(con.conname), pg_get_constraintdef(con.oid)
+FROM pg_constraint con
+WHERE con.conrelid = $1::oid AND con.contype IN ('p', 'u')
+ORDER BY con.contype, con.conname";
+
 /// Quotes an identifier the way Postgres' `quote_ident` does, always.
 pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
