@@ -6,8 +6,8 @@
 //! (c) server-side `INSERT ... SELECT generate_series` with random values of
 //!     the same shape, as a hand-written SQL seed script would do.
 //!
-//! Run with `REHEARSE_TEST_DATABASE_URL` (or whatever backend
-//! `rehearse::testing` provides): `cargo bench --bench seed`.
+//! `cargo bench --bench seed`: runs on the test suite's shared server (a
+//! local cluster by default; `REHEARSE_TEST_BACKEND` picks another).
 
 use std::path::Path;
 use std::pin::pin;
@@ -127,7 +127,7 @@ async fn insert_select(client: &Client) -> Duration {
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let Some(db) = runtime.block_on(rehearse::testing::fresh_database()) else {
-        eprintln!("seed bench: no database (set REHEARSE_TEST_DATABASE_URL)");
+        eprintln!("seed bench: no database (see rehearse::testing for backends)");
         return;
     };
     let client = runtime.block_on(db.connect());
