@@ -62,6 +62,10 @@ pub struct Phase {
     pub fleet: Vec<String>,
     /// The fleet got here by rolling back.
     pub rollback: bool,
+    /// A migration runs during this phase: errors from schema changes show
+    /// up once it commits, so live errors count against the next state.
+    #[serde(default)]
+    pub migrating: bool,
     pub start_us: u64,
     pub end_us: u64,
 }
@@ -333,20 +337,33 @@ pub fn build_compat(
         let Some(p) = phases.iter().find(|p| p.index == phase) else {
             continue;
         };
-        let state = p.state;
-        // Already explained by PREPARE on this state: count it there.
-        if let Some(b) = breakages.iter_mut().find(|b| {
-            b.version == version && b.query == query && b.state == state && b.evidence == Evidence::Prepare
-                && b.sqlstate.is_some()
+        // Already explained by PREPARE on this state (or, while a migration
+        // runs, on the state before or after it): count it there.
+        let candidates = if p.migrating {
+            vec![p.state, p.state + 1]
+        } else {
+            vec![p.state]
+        };
+        if let Some(b) = candidates.iter().find_map(|&state| {
+            breakages.iter().position(|b| {
+                b.version == version
+                    && b.query == query
+                    && b.state == state
+                    && b.evidence == Evidence::Prepare
+                    && b.sqlstate.as_ref() == Some(&sqlstate)
+            })
         }) {
-            b.failed_executions += count;
+            breakages[b].failed_executions += count;
             continue;
         }
+        let state = if p.migrating { p.state + 1 } else { p.state };
         let succeeded = executions.iter().any(|e| {
             e.version == version
                 && e.query == query
                 && e.sqlstate.is_none()
-                && phases.iter().any(|q| q.index == e.phase && q.state == state)
+                && phases
+                    .iter()
+                    .any(|q| q.index == e.phase && q.state == state && !q.migrating)
         });
         let own = home.get(&version).copied().unwrap_or(state);
         let classes = if succeeded || own == state {
@@ -428,6 +445,7 @@ pub(crate) mod fixtures {
             state,
             fleet: fleet.iter().map(ToString::to_string).collect(),
             rollback,
+            migrating: false,
             start_us: index as u64 * 1_000_000,
             end_us: (index as u64 + 1) * 1_000_000,
         }

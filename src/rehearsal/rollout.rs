@@ -226,6 +226,10 @@ impl Fleet {
     }
 
     fn begin(&mut self, name: String, rollback: bool) {
+        self.begin_phase(name, rollback, false);
+    }
+
+    fn begin_phase(&mut self, name: String, rollback: bool, migrating: bool) {
         let now = self.run.recorder.now_us();
         if let Some(last) = self.phases.last_mut() {
             last.end_us = now;
@@ -237,6 +241,7 @@ impl Fleet {
             state: self.state,
             fleet: self.versions(),
             rollback,
+            migrating,
             start_us: now,
             end_us: now,
         });
@@ -332,12 +337,12 @@ pub async fn run_rollout(
                         continue;
                     }
                     let label = batch.iter().map(|m| m.version.as_str()).collect::<Vec<_>>().join(", ");
-                    fleet.begin(format!("migrate {label}"), false);
+                    fleet.begin_phase(format!("migrate {label}"), false, true);
                     migrate(target, &recorder, runner, batch).await?;
                     fleet.state += 1;
                     states.push(format!("after {label}"));
-                    probes.extend(probe(&harness, fleet.state, &all).await);
                     fleet.begin(format!("serve after {label}"), false);
+                    probes.extend(probe(&harness, fleet.state, &all).await);
                     tokio::time::sleep(phase).await;
                 }
                 Step::Deploy { version, count } => {
