@@ -12,7 +12,9 @@ use rehearse::testing::shared_server;
 
 async fn rollout(name: &str) -> Option<ScenarioReport> {
     let server = shared_server()?;
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(name);
     let plan = Plan::prepare(Scenario::load(&path).unwrap()).unwrap();
     let report = rehearse_on(
         &plan,
@@ -43,7 +45,9 @@ fn live(compat: &CompatReport) -> Vec<(BreakageClass, String, String, String, St
                 b.version.clone(),
                 b.query.clone(),
                 b.state_label.clone(),
-                b.sqlstate.as_ref().map_or("-".into(), |s| s.code().to_string()),
+                b.sqlstate
+                    .as_ref()
+                    .map_or("-".into(), |s| s.code().to_string()),
             )
         })
         .collect();
@@ -52,7 +56,13 @@ fn live(compat: &CompatReport) -> Vec<(BreakageClass, String, String, String, St
     list
 }
 
-fn row(class: BreakageClass, v: &str, q: &str, state: &str, code: &str) -> (BreakageClass, String, String, String, String) {
+fn row(
+    class: BreakageClass,
+    v: &str,
+    q: &str,
+    state: &str,
+    code: &str,
+) -> (BreakageClass, String, String, String, String) {
     (class, v.into(), q.into(), state.into(), code.into())
 }
 
@@ -66,12 +76,27 @@ async fn dropping_a_column_breaks_old_code_only() {
     assert_eq!(
         live(&compat),
         vec![
-            row(BreakageClass::OldOnNew, "old", "get_customer", "after 0002", "42703"),
-            row(BreakageClass::RollbackUnsafe, "old", "get_customer", "after 0002", "42703"),
+            row(
+                BreakageClass::OldOnNew,
+                "old",
+                "get_customer",
+                "after 0002",
+                "42703"
+            ),
+            row(
+                BreakageClass::RollbackUnsafe,
+                "old",
+                "get_customer",
+                "after 0002",
+                "42703"
+            ),
         ]
     );
     // The new code works on both schemas.
-    assert!(compat.breakages.iter().all(|b| b.version == "old"), "{compat:#?}");
+    assert!(
+        compat.breakages.iter().all(|b| b.version == "old"),
+        "{compat:#?}"
+    );
     // The old clients really hit it while serving on the migrated schema.
     let seen = compat
         .breakages
@@ -80,7 +105,12 @@ async fn dropping_a_column_breaks_old_code_only() {
         .unwrap();
     assert!(seen.failed_executions > 0, "{seen:?}");
     let traffic = report.traffic.unwrap();
-    assert!(traffic.phases.iter().any(|p| p.rollback && p.fleet == ["old", "old"]));
+    assert!(
+        traffic
+            .phases
+            .iter()
+            .any(|p| p.rollback && p.fleet == ["old", "old"])
+    );
     let errors: u64 = traffic
         .queries
         .iter()
@@ -98,8 +128,20 @@ async fn a_rename_breaks_both_directions() {
     assert_eq!(
         live(&report.compat.unwrap()),
         vec![
-            row(BreakageClass::OldOnNew, "old", "get_email", "after 0002", "42703"),
-            row(BreakageClass::NewOnOld, "new", "get_email_address", "baseline", "42703"),
+            row(
+                BreakageClass::OldOnNew,
+                "old",
+                "get_email",
+                "after 0002",
+                "42703"
+            ),
+            row(
+                BreakageClass::NewOnOld,
+                "new",
+                "get_email_address",
+                "baseline",
+                "42703"
+            ),
         ]
     );
 }
@@ -112,10 +154,19 @@ async fn old_inserts_fail_live_on_a_not_null_column_without_default() {
     let compat = report.compat.unwrap();
     assert_eq!(
         live(&compat),
-        vec![row(BreakageClass::OldOnNew, "old", "add_customer", "after 0002", "23502")]
+        vec![row(
+            BreakageClass::OldOnNew,
+            "old",
+            "add_customer",
+            "after 0002",
+            "23502"
+        )]
     );
     // PREPARE cannot see it: only the live workload does.
-    assert_eq!(compat.breakages.iter().find(|b| b.live).unwrap().evidence, Evidence::Live);
+    assert_eq!(
+        compat.breakages.iter().find(|b| b.live).unwrap().evidence,
+        Evidence::Live
+    );
 }
 
 #[tokio::test]
@@ -126,8 +177,20 @@ async fn deploying_before_the_migration_breaks_new_code() {
     assert_eq!(
         live(&report.compat.unwrap()),
         vec![
-            row(BreakageClass::NewOnOld, "new", "get_customer", "baseline", "42703"),
-            row(BreakageClass::NewOnOld, "new", "set_nickname", "baseline", "42703"),
+            row(
+                BreakageClass::NewOnOld,
+                "new",
+                "get_customer",
+                "baseline",
+                "42703"
+            ),
+            row(
+                BreakageClass::NewOnOld,
+                "new",
+                "set_nickname",
+                "baseline",
+                "42703"
+            ),
         ]
     );
 }
@@ -142,8 +205,16 @@ async fn safe_plans_break_nothing_they_run() {
         assert_eq!(live(&compat), vec![], "{name}");
         assert!(report.findings.is_empty(), "{name}: {:#?}", report.findings);
         let traffic = report.traffic.unwrap();
-        assert!(traffic.queries.iter().all(|q| q.errors == 0), "{name}: {traffic:#?}");
-        assert!(traffic.queries.iter().any(|q| q.version == "new" && q.executions > 0));
+        assert!(
+            traffic.queries.iter().all(|q| q.errors == 0),
+            "{name}: {traffic:#?}"
+        );
+        assert!(
+            traffic
+                .queries
+                .iter()
+                .any(|q| q.version == "new" && q.executions > 0)
+        );
         if name == "expand-contract-rename" {
             assert_eq!(compat.states, vec!["baseline", "after 0002", "after 0003"]);
             // Not run by the plan, but in the matrix: old code after the

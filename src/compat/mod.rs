@@ -32,7 +32,9 @@ pub struct Shape {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum Prepared {
-    Ok { shapes: Vec<Shape> },
+    Ok {
+        shapes: Vec<Shape>,
+    },
     Error {
         statement: usize,
         sqlstate: SqlState,
@@ -75,9 +77,14 @@ pub struct Phase {
 #[serde(tag = "verdict", rename_all = "kebab-case")]
 pub enum CellVerdict {
     Ok,
-    Error { sqlstate: SqlState, message: String },
+    Error {
+        sqlstate: SqlState,
+        message: String,
+    },
     /// Prepares, but parameters or result columns differ.
-    Changed { changes: Vec<String> },
+    Changed {
+        changes: Vec<String>,
+    },
 }
 
 /// How a breakage happens in a rollout.
@@ -161,7 +168,12 @@ pub struct CompatReport {
 #[must_use]
 pub fn compare(home: &Prepared, here: &Prepared) -> CellVerdict {
     match (home, here) {
-        (_, Prepared::Error { sqlstate, message, .. }) => CellVerdict::Error {
+        (
+            _,
+            Prepared::Error {
+                sqlstate, message, ..
+            },
+        ) => CellVerdict::Error {
             sqlstate: sqlstate.clone(),
             message: message.clone(),
         },
@@ -185,9 +197,9 @@ pub fn compare(home: &Prepared, here: &Prepared) -> CellVerdict {
                 for (name, ty) in &a.columns {
                     match b.columns.iter().find(|(n, _)| n == name) {
                         None => changes.push(format!("{prefix}result column `{name}` removed")),
-                        Some((_, t)) if t != ty => changes.push(format!(
-                            "{prefix}result column `{name}` type {ty} -> {t}"
-                        )),
+                        Some((_, t)) if t != ty => {
+                            changes.push(format!("{prefix}result column `{name}` type {ty} -> {t}"))
+                        }
                         Some(_) => {}
                     }
                 }
@@ -225,9 +237,9 @@ pub fn classify(
     phases: &[Phase],
 ) -> Vec<(BreakageClass, bool)> {
     let runs = |rollback: bool| {
-        phases
-            .iter()
-            .any(|p| p.state == state && p.rollback == rollback && p.fleet.iter().any(|v| v == version))
+        phases.iter().any(|p| {
+            p.state == state && p.rollback == rollback && p.fleet.iter().any(|v| v == version)
+        })
     };
     let mut classes = Vec::new();
     if state > home {
@@ -271,7 +283,10 @@ pub fn build_compat(
         let Some(reference) = find(&probe.version, &probe.query, own) else {
             continue;
         };
-        if let Prepared::Error { sqlstate, message, .. } = &reference.prepared {
+        if let Prepared::Error {
+            sqlstate, message, ..
+        } = &reference.prepared
+        {
             return Err(format!(
                 "query `{}` of version `{}` does not prepare on the schema it is written for ({}): {} {}",
                 probe.query,
@@ -284,7 +299,9 @@ pub fn build_compat(
         let verdict = compare(&reference.prepared, &probe.prepared);
         let (sqlstate, message) = match &verdict {
             CellVerdict::Ok => (None, None),
-            CellVerdict::Error { sqlstate, message } => (Some(sqlstate.clone()), Some(message.clone())),
+            CellVerdict::Error { sqlstate, message } => {
+                (Some(sqlstate.clone()), Some(message.clone()))
+            }
             CellVerdict::Changed { changes } => (None, Some(changes.join("; "))),
         };
         if let Some(message) = message {
@@ -416,7 +433,10 @@ pub(crate) mod fixtures {
         Prepared::Ok {
             shapes: vec![Shape {
                 params: vec!["int4".into()],
-                columns: columns.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+                columns: columns
+                    .iter()
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .collect(),
             }],
         }
     }
@@ -479,7 +499,11 @@ pub(crate) mod fixtures {
         BTreeMap::from([("old".to_string(), 0), ("new".to_string(), 1)])
     }
 
-    pub(crate) fn report(probes: &[Probe], phases: &[Phase], executions: &[Execution]) -> CompatReport {
+    pub(crate) fn report(
+        probes: &[Probe],
+        phases: &[Phase],
+        executions: &[Execution],
+    ) -> CompatReport {
         build_compat(
             vec!["baseline".into(), "after 0002".into()],
             homes(),
@@ -500,7 +524,9 @@ mod tests {
     fn shapes_compare_by_column_name_and_type() {
         let home = shape(&[("id", "int4"), ("email", "text")]);
         assert_eq!(compare(&home, &home), CellVerdict::Ok);
-        let CellVerdict::Changed { changes } = compare(&home, &shape(&[("id", "int8"), ("mail", "text")])) else {
+        let CellVerdict::Changed { changes } =
+            compare(&home, &shape(&[("id", "int8"), ("mail", "text")]))
+        else {
             panic!()
         };
         assert_eq!(
@@ -511,7 +537,10 @@ mod tests {
                 "statement 1: result column `mail` added",
             ]
         );
-        assert!(matches!(compare(&home, &error("42703")), CellVerdict::Error { .. }));
+        assert!(matches!(
+            compare(&home, &error("42703")),
+            CellVerdict::Error { .. }
+        ));
     }
 
     #[test]
@@ -522,10 +551,17 @@ mod tests {
             probed(0, "new", "get", shape(&[("id", "int4")])),
             probed(1, "new", "get", shape(&[("id", "int4")])),
         ];
-        let r = report(&probes, &migrate_then_deploy(), &[exec("old", "get", 1, Some("42703"))]);
+        let r = report(
+            &probes,
+            &migrate_then_deploy(),
+            &[exec("old", "get", 1, Some("42703"))],
+        );
         assert_eq!(r.breakages.len(), 1, "{r:#?}");
         let b = &r.breakages[0];
-        assert_eq!((b.class, b.live, b.failed_executions), (BreakageClass::OldOnNew, true, 1));
+        assert_eq!(
+            (b.class, b.live, b.failed_executions),
+            (BreakageClass::OldOnNew, true, 1)
+        );
         assert_eq!(b.sqlstate, Some(SqlState::UndefinedColumn));
         assert_eq!(r.cells.len(), 4);
     }
@@ -538,14 +574,20 @@ mod tests {
         ];
         let r = report(&probes, &migrate_then_deploy(), &[]);
         assert_eq!(r.breakages.len(), 1);
-        assert_eq!((r.breakages[0].class, r.breakages[0].live), (BreakageClass::NewOnOld, false));
+        assert_eq!(
+            (r.breakages[0].class, r.breakages[0].live),
+            (BreakageClass::NewOnOld, false)
+        );
         let deploy_first = vec![
             phase(0, 0, &["old"], false),
             phase(1, 0, &["new"], false),
             phase(2, 1, &["new"], false),
         ];
         let r = report(&probes, &deploy_first, &[]);
-        assert_eq!((r.breakages[0].class, r.breakages[0].live), (BreakageClass::NewOnOld, true));
+        assert_eq!(
+            (r.breakages[0].class, r.breakages[0].live),
+            (BreakageClass::NewOnOld, true)
+        );
     }
 
     #[test]
@@ -556,10 +598,16 @@ mod tests {
         ];
         let mut phases = vec![phase(0, 0, &["old"], false), phase(1, 1, &["new"], false)];
         let r = report(&probes, &phases, &[]);
-        assert_eq!((r.breakages[0].class, r.breakages[0].live), (BreakageClass::RollbackUnsafe, false));
+        assert_eq!(
+            (r.breakages[0].class, r.breakages[0].live),
+            (BreakageClass::RollbackUnsafe, false)
+        );
         phases.push(phase(2, 1, &["old"], true));
         let r = report(&probes, &phases, &[]);
-        assert_eq!((r.breakages[0].class, r.breakages[0].live), (BreakageClass::RollbackUnsafe, true));
+        assert_eq!(
+            (r.breakages[0].class, r.breakages[0].live),
+            (BreakageClass::RollbackUnsafe, true)
+        );
     }
 
     #[test]
@@ -584,13 +632,30 @@ mod tests {
         let classes: Vec<_> = r
             .breakages
             .iter()
-            .map(|b| (b.class, b.query.as_str(), b.sqlstate.clone().unwrap(), b.failed_executions))
+            .map(|b| {
+                (
+                    b.class,
+                    b.query.as_str(),
+                    b.sqlstate.clone().unwrap(),
+                    b.failed_executions,
+                )
+            })
             .collect();
         assert_eq!(
             classes,
             vec![
-                (BreakageClass::OldOnNew, "add", SqlState::NotNullViolation, 2),
-                (BreakageClass::DataDependent, "get", SqlState::from_code("22P02"), 1),
+                (
+                    BreakageClass::OldOnNew,
+                    "add",
+                    SqlState::NotNullViolation,
+                    2
+                ),
+                (
+                    BreakageClass::DataDependent,
+                    "get",
+                    SqlState::from_code("22P02"),
+                    1
+                ),
             ]
         );
         assert_eq!(r.transient.len(), 1);
@@ -607,6 +672,9 @@ mod tests {
             &[],
         )
         .unwrap_err();
-        assert!(e.contains("query `get` of version `old`") && e.contains("42703"), "{e}");
+        assert!(
+            e.contains("query `get` of version `old`") && e.contains("42703"),
+            "{e}"
+        );
     }
 }

@@ -31,11 +31,9 @@ pub async fn probe(client: &Client, state: usize, workloads: &[Arc<Workload>]) -
                     Err(e) => {
                         prepared = Some(Prepared::Error {
                             statement,
-                            sqlstate: e
-                                .code()
-                                .map_or(SqlState::Other("08006".into()), |c| {
-                                    SqlState::from_code(c.code())
-                                }),
+                            sqlstate: e.code().map_or(SqlState::Other("08006".into()), |c| {
+                                SqlState::from_code(c.code())
+                            }),
                             message: crate::provision::describe_pg_error(&e),
                         });
                         break;

@@ -17,7 +17,11 @@ pub(super) fn findings(
     what: &str,
 ) -> Vec<Finding> {
     let mut by_query: BTreeMap<(&str, &str), Vec<&Breakage>> = BTreeMap::new();
-    for b in compat.breakages.iter().filter(|b| b.class == class && b.live) {
+    for b in compat
+        .breakages
+        .iter()
+        .filter(|b| b.class == class && b.live)
+    {
         by_query.entry((&b.version, &b.query)).or_default().push(b);
     }
     by_query

@@ -5,7 +5,12 @@ use super::{CheckId, Finding, breakage};
 use crate::compat::{BreakageClass, CompatReport};
 
 pub(super) fn check(compat: &CompatReport) -> Vec<Finding> {
-    breakage::findings(compat, BreakageClass::DataDependent, CheckId::DataDependentBreakage, "query fails with the data")
+    breakage::findings(
+        compat,
+        BreakageClass::DataDependent,
+        CheckId::DataDependentBreakage,
+        "query fails with the data",
+    )
 }
 
 #[cfg(test)]
@@ -15,9 +20,14 @@ mod tests {
 
     #[test]
     fn bad_the_plan_runs_a_broken_combination() {
-        let f = check(&super::super::rollout_examples::bad(CheckId::DataDependentBreakage));
+        let f = check(&super::super::rollout_examples::bad(
+            CheckId::DataDependentBreakage,
+        ));
         assert!(!f.is_empty());
-        assert!(f.iter().all(|f| f.check == CheckId::DataDependentBreakage), "{f:?}");
+        assert!(
+            f.iter().all(|f| f.check == CheckId::DataDependentBreakage),
+            "{f:?}"
+        );
         assert!(f[0].message.contains("query `get`"), "{}", f[0].message);
     }
 
@@ -29,7 +39,11 @@ mod tests {
             probed(0, "new", "get", shape(&[("id", "int4")])),
             probed(1, "new", "get", shape(&[("id", "int4")])),
         ];
-        let r = report(&probes, &migrate_then_deploy(), &[exec("old", "get", 1, None)]);
+        let r = report(
+            &probes,
+            &migrate_then_deploy(),
+            &[exec("old", "get", 1, None)],
+        );
         assert!(check(&r).is_empty());
     }
 }

@@ -5,7 +5,12 @@ use super::{CheckId, Finding, breakage};
 use crate::compat::{BreakageClass, CompatReport};
 
 pub(super) fn check(compat: &CompatReport) -> Vec<Finding> {
-    breakage::findings(compat, BreakageClass::OldOnNew, CheckId::OldOnNew, "old code breaks on the migrated schema")
+    breakage::findings(
+        compat,
+        BreakageClass::OldOnNew,
+        CheckId::OldOnNew,
+        "old code breaks on the migrated schema",
+    )
 }
 
 #[cfg(test)]
@@ -29,7 +34,11 @@ mod tests {
             probed(0, "new", "get", shape(&[("id", "int4")])),
             probed(1, "new", "get", shape(&[("id", "int4")])),
         ];
-        let r = report(&probes, &migrate_then_deploy(), &[exec("old", "get", 1, None)]);
+        let r = report(
+            &probes,
+            &migrate_then_deploy(),
+            &[exec("old", "get", 1, None)],
+        );
         assert!(check(&r).is_empty());
     }
 }

@@ -26,13 +26,26 @@ pub(crate) fn bad(check: CheckId) -> CompatReport {
             return report(&probes, &phases, &[]);
         }
         CheckId::DataDependentBreakage => {
-            let probes = [probed(0, "old", "get", shape(&[])), probed(1, "old", "get", shape(&[]))];
-            let executions = [exec("old", "get", 1, Some("22P02")), exec("old", "get", 1, None)];
+            let probes = [
+                probed(0, "old", "get", shape(&[])),
+                probed(1, "old", "get", shape(&[])),
+            ];
+            let executions = [
+                exec("old", "get", 1, Some("22P02")),
+                exec("old", "get", 1, None),
+            ];
             return report(&probes, &migrate_then_deploy(), &executions);
         }
         CheckId::TrafficErrors => {
-            let probes = [probed(0, "old", "get", shape(&[])), probed(1, "old", "get", shape(&[]))];
-            return report(&probes, &migrate_then_deploy(), &[exec("old", "get", 1, Some("55P03"))]);
+            let probes = [
+                probed(0, "old", "get", shape(&[])),
+                probed(1, "old", "get", shape(&[])),
+            ];
+            return report(
+                &probes,
+                &migrate_then_deploy(),
+                &[exec("old", "get", 1, Some("55P03"))],
+            );
         }
         // Read the traffic report, or a race record: their own tests.
         CheckId::TrafficStall

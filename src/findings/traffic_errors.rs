@@ -47,8 +47,15 @@ mod tests {
 
     #[test]
     fn good_compatibility_errors_are_not_traffic_errors() {
-        let probes = [probed(0, "old", "get", shape(&[])), probed(1, "old", "get", shape(&[]))];
-        let r = report(&probes, &migrate_then_deploy(), &[exec("old", "get", 1, Some("23502"))]);
+        let probes = [
+            probed(0, "old", "get", shape(&[])),
+            probed(1, "old", "get", shape(&[])),
+        ];
+        let r = report(
+            &probes,
+            &migrate_then_deploy(),
+            &[exec("old", "get", 1, Some("23502"))],
+        );
         assert!(check(&r).is_empty());
     }
 }

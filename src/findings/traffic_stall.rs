@@ -54,7 +54,12 @@ mod tests {
         });
         let f = check(&t);
         assert_eq!(f.len(), 1);
-        assert!(f[0].message.contains("2500 ms while migration statement 0002:3"), "{}", f[0].message);
+        assert!(
+            f[0].message
+                .contains("2500 ms while migration statement 0002:3"),
+            "{}",
+            f[0].message
+        );
     }
 
     #[test]

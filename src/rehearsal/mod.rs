@@ -207,15 +207,39 @@ async fn run_stages(
     if let Some(spec) = &plan.scenario.rollout {
         let started = Instant::now();
         let runner = config.runner;
-        let outcome = rollout::run_rollout(&target, &spec.config, &spec.steps, &plan.scenario.workloads, &plan.pending, runner).await;
+        let outcome = rollout::run_rollout(
+            &target,
+            &spec.config,
+            &spec.steps,
+            &plan.scenario.workloads,
+            &plan.pending,
+            runner,
+        )
+        .await;
         for name in [&target.dbname, &reference.dbname] {
-            postgres.drop_database(name).await.map_err(|e| e.to_string())?;
+            postgres
+                .drop_database(name)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         let outcome = outcome?;
-        stages.record("rollout", started, format!("{} phase(s), {} execution(s), {} breakage(s)", outcome.traffic.phases.len(), outcome.executions.len(), outcome.compat.breakages.len()));
+        stages.record(
+            "rollout",
+            started,
+            format!(
+                "{} phase(s), {} execution(s), {} breakage(s)",
+                outcome.traffic.phases.len(),
+                outcome.executions.len(),
+                outcome.compat.breakages.len()
+            ),
+        );
         let findings = crate::findings::check_rollout(&outcome.compat, &outcome.traffic);
         let judgement = judge(&findings, &plan.scenario.expect);
-        report.verdict = if judgement.pass { Verdict::Pass } else { Verdict::Fail };
+        report.verdict = if judgement.pass {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        };
         report.reasons = judgement.reasons;
         report.findings = findings;
         report.compat = Some(outcome.compat);

@@ -18,7 +18,9 @@ use crate::migrate::runner::{ReplicaCtx, run_replica};
 use crate::migrate::{Migration, RunnerKind};
 use crate::provision::ConnInfo;
 use crate::timeline::{Actor, EventKind, ExitStatus, Recorder, Timeline};
-use crate::workload::{ClientPool, Execution, TrafficReport, Workload, WorkloadRun, traffic_report};
+use crate::workload::{
+    ClientPool, Execution, TrafficReport, Workload, WorkloadRun, traffic_report,
+};
 
 /// Shorthands for the common plans.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,7 +121,10 @@ impl RolloutConfig {
         }
         let mut steps = match (&self.plan, self.steps.is_empty()) {
             (Some(_), false) => {
-                return Err((None, "`rollout`: give either `plan` or `steps`, not both".into()));
+                return Err((
+                    None,
+                    "`rollout`: give either `plan` or `steps`, not both".into(),
+                ));
             }
             (None, true) => return Err((None, "`rollout` needs `plan` or `steps`".into())),
             (Some(plan), true) => {
@@ -176,7 +181,9 @@ fn parse_step(text: &str) -> Result<Step, String> {
                 version: (*v).into(),
                 count: Some(count),
             }),
-            _ => Err(format!("step `{text}`: replica count must be a positive number")),
+            _ => Err(format!(
+                "step `{text}`: replica count must be a positive number"
+            )),
         },
         ["rollback", v] => Ok(Step::Rollback((*v).into())),
         _ => Err(format!(
@@ -328,7 +335,9 @@ pub async fn run_rollout(
                                 + pending[next..]
                                     .iter()
                                     .position(|m| m.version == v)
-                                    .ok_or_else(|| format!("step `migrate {v}`: no pending migration {v} left"))?
+                                    .ok_or_else(|| {
+                                        format!("step `migrate {v}`: no pending migration {v} left")
+                                    })?
                         }
                     };
                     let batch = &pending[next..end];
@@ -336,7 +345,11 @@ pub async fn run_rollout(
                     if batch.is_empty() {
                         continue;
                     }
-                    let label = batch.iter().map(|m| m.version.as_str()).collect::<Vec<_>>().join(", ");
+                    let label = batch
+                        .iter()
+                        .map(|m| m.version.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ");
                     fleet.begin_phase(format!("migrate {label}"), false, true);
                     migrate(target, &recorder, runner, batch).await?;
                     fleet.state += 1;
@@ -374,7 +387,12 @@ pub async fn run_rollout(
     }
     fleet.stop_all().await;
     match result {
-        Err(_) => return Err(format!("rollout did not finish within {}s", config.deadline_s)),
+        Err(_) => {
+            return Err(format!(
+                "rollout did not finish within {}s",
+                config.deadline_s
+            ));
+        }
         Ok(Err(e)) => return Err(e),
         Ok(Ok(())) => {}
     }
@@ -386,7 +404,12 @@ pub async fn run_rollout(
     let last_state = states.len() - 1;
     let home: BTreeMap<String, usize> = all
         .iter()
-        .map(|w| (w.version.clone(), if w.version == first { 0 } else { last_state }))
+        .map(|w| {
+            (
+                w.version.clone(),
+                if w.version == first { 0 } else { last_state },
+            )
+        })
         .collect();
     let executions = run.executions();
     let timeline = recorder.timeline();
@@ -464,7 +487,9 @@ mod tests {
 
     #[test]
     fn shorthands_expand() {
-        let steps = config("plan = \"expand-contract\"\nrollback = true\n").steps().unwrap();
+        let steps = config("plan = \"expand-contract\"\nrollback = true\n")
+            .steps()
+            .unwrap();
         assert_eq!(
             steps,
             vec![
@@ -483,15 +508,22 @@ mod tests {
 
     #[test]
     fn explicit_steps_parse_and_errors_name_the_step() {
-        let steps = config("steps = [\"serve v1\", \"deploy v2 1\", \"migrate 0005\", \"rollback v1\"]\n")
-            .steps()
-            .unwrap();
+        let steps =
+            config("steps = [\"serve v1\", \"deploy v2 1\", \"migrate 0005\", \"rollback v1\"]\n")
+                .steps()
+                .unwrap();
         assert_eq!(steps.len(), 4);
-        let (at, e) = config("steps = [\"serve v1\", \"launch v2\"]\n").steps().unwrap_err();
+        let (at, e) = config("steps = [\"serve v1\", \"launch v2\"]\n")
+            .steps()
+            .unwrap_err();
         assert_eq!(at, Some(1));
         assert!(e.contains("launch v2"), "{e}");
         let (at, _) = config("steps = [\"migrate\"]\n").steps().unwrap_err();
         assert_eq!(at, Some(0));
-        assert!(config("plan = \"deploy-then-migrate\"\nreplicas = 0\n").steps().is_err());
+        assert!(
+            config("plan = \"deploy-then-migrate\"\nreplicas = 0\n")
+                .steps()
+                .is_err()
+        );
     }
 }

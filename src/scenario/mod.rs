@@ -226,7 +226,8 @@ impl Scenario {
                 config
             }
         };
-        let (workloads, rollout) = workloads_and_rollout(raw.workloads, raw.rollout, base, &error_at)?;
+        let (workloads, rollout) =
+            workloads_and_rollout(raw.workloads, raw.rollout, base, &error_at)?;
         Ok(Scenario {
             workloads,
             rollout,
@@ -267,7 +268,10 @@ fn workloads_and_rollout(
         if !resolved.is_file() {
             return Err(error_at(
                 file.span(),
-                format!("`workloads.{version}`: {} does not exist", resolved.display()),
+                format!(
+                    "`workloads.{version}`: {} does not exist",
+                    resolved.display()
+                ),
             ));
         }
         workloads.push(crate::workload::Workload::load(version, &resolved)?);
@@ -277,12 +281,10 @@ fn workloads_and_rollout(
     };
     let span = rollout.span();
     let config = rollout.into_inner();
-    let steps = config
-        .steps()
-        .map_err(|(step, message)| match step {
-            Some(i) => error_at(span.clone(), format!("`rollout.steps[{i}]`: {message}")),
-            None => error_at(span.clone(), message),
-        })?;
+    let steps = config.steps().map_err(|(step, message)| match step {
+        Some(i) => error_at(span.clone(), format!("`rollout.steps[{i}]`: {message}")),
+        None => error_at(span.clone(), message),
+    })?;
     for version in crate::rehearsal::rollout::versions_of(&steps) {
         if !raw.contains_key(&version) {
             return Err(error_at(

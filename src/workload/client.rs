@@ -114,13 +114,17 @@ impl WorkloadRun {
             table.join("."),
             quote_ident(col[0])
         );
-        let rows = client
-            .query(&sql, &[])
-            .await
-            .map_err(|e| format!("`from = \"{column}\"`: {}", crate::provision::describe_pg_error(&e)))?;
+        let rows = client.query(&sql, &[]).await.map_err(|e| {
+            format!(
+                "`from = \"{column}\"`: {}",
+                crate::provision::describe_pg_error(&e)
+            )
+        })?;
         let values: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
         if values.is_empty() {
-            return Err(format!("`from = \"{column}\"`: no rows to draw values from"));
+            return Err(format!(
+                "`from = \"{column}\"`: no rows to draw values from"
+            ));
         }
         let values = Arc::new(values);
         self.samples
@@ -142,9 +146,9 @@ impl WorkloadRun {
             for q in &w.queries {
                 for p in &q.params {
                     if let ParamSource::From(column) = p {
-                        self.sample(&client, column)
-                            .await
-                            .map_err(|e| format!("{}: query `{}`: {e}", w.path.display(), q.name))?;
+                        self.sample(&client, column).await.map_err(|e| {
+                            format!("{}: query `{}`: {e}", w.path.display(), q.name)
+                        })?;
                     }
                 }
             }
@@ -208,7 +212,12 @@ impl Drop for ClientPool {
     }
 }
 
-async fn client_loop(run: WorkloadRun, workload: Arc<Workload>, name: String, stop: Arc<AtomicBool>) {
+async fn client_loop(
+    run: WorkloadRun,
+    workload: Arc<Workload>,
+    name: String,
+    stop: Arc<AtomicBool>,
+) {
     let Ok(client) = run.conn.connect(&name).await else {
         run.record(Execution {
             version: workload.version.clone(),
@@ -259,10 +268,9 @@ async fn client_loop(run: WorkloadRun, workload: Arc<Workload>, name: String, st
         let (sqlstate, message) = match result {
             Ok(()) => (None, None),
             Err(e) => (
-                Some(
-                    e.code()
-                        .map_or(SqlState::Other("08006".into()), |c| SqlState::from_code(c.code())),
-                ),
+                Some(e.code().map_or(SqlState::Other("08006".into()), |c| {
+                    SqlState::from_code(c.code())
+                })),
                 Some(crate::provision::describe_pg_error(&e)),
             ),
         };

@@ -134,7 +134,10 @@ impl Workload {
         };
         let pace = match raw.rate {
             Some(r) if !(*r.get_ref() > 0.0 && r.get_ref().is_finite()) => {
-                return Err(err(r.span().start, "`rate` must be a positive number".into()));
+                return Err(err(
+                    r.span().start,
+                    "`rate` must be a positive number".into(),
+                ));
             }
             Some(r) => Pace::Rate(r.into_inner()),
             None => Pace::ClosedLoop,
@@ -143,10 +146,16 @@ impl Workload {
         for q in raw.query {
             let name = q.name.get_ref().trim().to_string();
             if name.is_empty() {
-                return Err(err(q.name.span().start, "query `name` must not be empty".into()));
+                return Err(err(
+                    q.name.span().start,
+                    "query `name` must not be empty".into(),
+                ));
             }
             if queries.iter().any(|other: &Query| other.name == name) {
-                return Err(err(q.name.span().start, format!("query `{name}` is defined twice")));
+                return Err(err(
+                    q.name.span().start,
+                    format!("query `{name}` is defined twice"),
+                ));
             }
             let statements = match (q.sql, q.transaction) {
                 (Some(sql), None) => vec![sql.into_inner()],
@@ -154,7 +163,9 @@ impl Workload {
                 _ => {
                     return Err(err(
                         q.name.span().start,
-                        format!("query `{name}` needs exactly one of `sql` or a non-empty `transaction`"),
+                        format!(
+                            "query `{name}` needs exactly one of `sql` or a non-empty `transaction`"
+                        ),
                     ));
                 }
             };
@@ -164,7 +175,11 @@ impl Workload {
                     return Err(err(p.span().start, format!("query `{name}`: {message}")));
                 }
             }
-            let needed = statements.iter().map(|s| max_placeholder(s)).max().unwrap_or(0);
+            let needed = statements
+                .iter()
+                .map(|s| max_placeholder(s))
+                .max()
+                .unwrap_or(0);
             if needed != params.len() {
                 return Err(err(
                     q.name.span().start,
@@ -194,7 +209,10 @@ impl Workload {
             }
         }
         if queries.is_empty() {
-            return Err(err(0, "a workload needs at least one `[[query]]` (or `sqlx`)".into()));
+            return Err(err(
+                0,
+                "a workload needs at least one `[[query]]` (or `sqlx`)".into(),
+            ));
         }
         if queries.iter().all(|q| q.weight == 0) {
             return Err(err(0, "every query has weight 0: nothing would run".into()));
@@ -247,10 +265,14 @@ pub fn import_sqlx(dir: &Path) -> Result<Vec<Query>, String> {
     files.sort();
     let mut queries = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let text =
+            std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
         let parsed: SqlxQueryFile =
             serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-        let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("query-");
+        let stem = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("query-");
         let hash = stem.trim_start_matches("query-");
         let name = format!("sqlx-{}", &hash[..hash.len().min(12)]);
         let needed = max_placeholder(&parsed.query);
@@ -270,7 +292,11 @@ pub fn import_sqlx(dir: &Path) -> Result<Vec<Query>, String> {
 /// The highest `$n` placeholder in `sql` (0 when none).
 #[must_use]
 pub fn max_placeholder(sql: &str) -> usize {
-    placeholders(sql).into_iter().map(|(_, _, n)| n).max().unwrap_or(0)
+    placeholders(sql)
+        .into_iter()
+        .map(|(_, _, n)| n)
+        .max()
+        .unwrap_or(0)
 }
 
 /// `(start, end, n)` of every `$n` outside quotes and comments.
@@ -338,7 +364,10 @@ fn is_write(sql: &str) -> bool {
         .to_ascii_uppercase();
     let upper = sql.to_ascii_uppercase();
     matches!(first.as_str(), "INSERT" | "UPDATE" | "DELETE" | "MERGE")
-        || (first == "WITH" && ["INSERT", "UPDATE", "DELETE"].iter().any(|w| upper.contains(w)))
+        || (first == "WITH"
+            && ["INSERT", "UPDATE", "DELETE"]
+                .iter()
+                .any(|w| upper.contains(w)))
         || upper.contains("FOR UPDATE")
 }
 
@@ -374,7 +403,10 @@ params = [{ text = 8 }, { uuid = true }]
         assert_eq!(w.clients, 3);
         assert_eq!(w.pace, Pace::Rate(20.0));
         assert_eq!(w.queries.len(), 3);
-        assert_eq!(w.queries[0].params, vec![ParamSource::From("customers.id".into())]);
+        assert_eq!(
+            w.queries[0].params,
+            vec![ParamSource::From("customers.id".into())]
+        );
         assert_eq!(w.queries[1].statements.len(), 2);
         assert!(!w.queries[1].writes);
         assert!(w.queries[2].writes);
@@ -382,16 +414,28 @@ params = [{ text = 8 }, { uuid = true }]
 
     #[test]
     fn errors_point_at_the_line() {
-        let e = parse("[[query]]\nname = \"a\"\nsql = \"SELECT $1\"\n").unwrap_err().to_string();
-        assert!(e.contains("old.toml:2:8:") && e.contains("uses 1 parameter"), "{e}");
+        let e = parse("[[query]]\nname = \"a\"\nsql = \"SELECT $1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("old.toml:2:8:") && e.contains("uses 1 parameter"),
+            "{e}"
+        );
         let e = parse("[[query]]\nname = \"a\"\nsql = \"SELECT 1\"\nwieght = 1\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("old.toml:4:1:") && e.contains("unknown field `wieght`"), "{e}");
-        let e = parse("[[query]]\nname = \"a\"\nsql = \"SELECT $1\"\nparams = [{ from = \"x\" }]\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("old.toml:4:11:") && e.contains("table.column"), "{e}");
+        assert!(
+            e.contains("old.toml:4:1:") && e.contains("unknown field `wieght`"),
+            "{e}"
+        );
+        let e =
+            parse("[[query]]\nname = \"a\"\nsql = \"SELECT $1\"\nparams = [{ from = \"x\" }]\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            e.contains("old.toml:4:11:") && e.contains("table.column"),
+            "{e}"
+        );
         let e = parse("clients = 0\n[[query]]\nname = \"a\"\nsql = \"SELECT 1\"\n")
             .unwrap_err()
             .to_string();

@@ -71,11 +71,21 @@ pub fn statement_runs(timeline: &Timeline) -> Vec<StatementRun> {
     let mut runs = Vec::new();
     for e in &timeline.events {
         match &e.kind {
-            EventKind::StatementBegin { version, index, line } => {
+            EventKind::StatementBegin {
+                version,
+                index,
+                line,
+            } => {
                 open.insert((version.clone(), *index), (e.at_us, *line));
             }
-            EventKind::StatementEnd { version, index, line } => {
-                let start = open.remove(&(version.clone(), *index)).map_or(e.at_us, |(s, _)| s);
+            EventKind::StatementEnd {
+                version,
+                index,
+                line,
+            } => {
+                let start = open
+                    .remove(&(version.clone(), *index))
+                    .map_or(e.at_us, |(s, _)| s);
                 runs.push(StatementRun {
                     version: version.clone(),
                     index: *index,
@@ -120,8 +130,9 @@ pub fn traffic_report(
     }
     let mut queries = Vec::new();
     for ((phase, version, query), list) in groups {
-        // Three significant digits: 1 ms stays exact to the microsecond.
-        let mut histogram = Histogram::<u64>::new(3).expect("3 significant digits is valid");
+        // 1 us to 1 h at three significant digits; longer is clamped.
+        let mut histogram = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
+            .expect("bounds and precision are valid");
         for e in &list {
             histogram.saturating_record(e.latency_us.max(1));
         }
@@ -227,7 +238,11 @@ mod tests {
         assert!((q.throughput - 101.0).abs() < 1e-9);
         assert!((148..=151).contains(&q.p50_us), "{}", q.p50_us);
         assert!(q.p95_us < 200 && q.p99_us >= q.p95_us, "{q:?}");
-        assert!(q.max_us >= 2_000_000 && q.max_us < 2_002_000, "{}", q.max_us);
+        assert!(
+            q.max_us >= 2_000_000 && q.max_us < 2_002_000,
+            "{}",
+            q.max_us
+        );
         assert_eq!(r.stalls.len(), 1);
         assert_eq!(r.stalls[0].during, vec!["0002:3"]);
     }
