@@ -81,7 +81,7 @@ impl WorkloadRun {
 
     fn record(&self, execution: Execution) {
         let n = self.seen.fetch_add(1, Ordering::Relaxed);
-        if n >= KEEP_ALL && execution.sqlstate.is_none() && n % 10 != 0 {
+        if n >= KEEP_ALL && execution.sqlstate.is_none() && !n.is_multiple_of(10) {
             return;
         }
         self.executions

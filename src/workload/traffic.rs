@@ -177,7 +177,7 @@ pub fn traffic_report(
             }
         })
         .collect();
-    stalls.sort_by(|a, b| b.latency_us.cmp(&a.latency_us));
+    stalls.sort_by_key(|s| std::cmp::Reverse(s.latency_us));
     stalls.truncate(20);
     TrafficReport {
         phases: phases.to_vec(),
