@@ -394,4 +394,39 @@ mod tests {
         let err = parse("name = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("missing field `migrations`"), "{err}");
     }
+
+    /// Issue 5: `[workloads]` files load relative to the scenario and the
+    /// `[rollout]` plan is checked against them.
+    #[test]
+    fn workloads_and_rollout_are_loaded_and_checked() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/drop-column-old-reads");
+        let s = Scenario::load(&dir).unwrap();
+        assert_eq!(s.workloads.len(), 2);
+        assert_eq!(s.workloads[0].version, "new");
+        let rollout = s.rollout.unwrap();
+        assert_eq!(rollout.steps.len(), 4);
+        let file = dir.join("scenario.toml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let bad = text.replace(
+            "plan = \"migrate-then-deploy\"",
+            "steps = [\"serve old\", \"deploy v3\"]",
+        );
+        let e = Scenario::parse(&bad, &file).unwrap_err().to_string();
+        assert!(
+            e.contains("scenario.toml:15:1:") && e.contains("version `v3`"),
+            "{e}"
+        );
+        let bad = text.replace(
+            "old = \"workloads/old.toml\"",
+            "old = \"workloads/gone.toml\"",
+        );
+        let e = Scenario::parse(&bad, &file).unwrap_err().to_string();
+        assert!(
+            e.contains("scenario.toml:12:7:") && e.contains("gone.toml"),
+            "{e}"
+        );
+        let bad = text.replace("replicas = 2", "replica = 2");
+        let e = Scenario::parse(&bad, &file).unwrap_err().to_string();
+        assert!(e.contains("unknown field `replica`"), "{e}");
+    }
 }
