@@ -8,11 +8,9 @@ use rehearse::report::{ScenarioReport, Verdict};
 use rehearse::scenario::Scenario;
 use rehearse::testing::shared_server;
 
-#[tokio::test]
-async fn app_queries_queue_behind_the_migration_and_the_stall_names_it() {
-    let Some(server) = shared_server() else {
-        return;
-    };
+/// A scenario in a temporary folder: a migration holding ACCESS EXCLUSIVE
+/// for a second, one app version reading the table.
+fn scenario(app_settings: &str, expect: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     std::fs::create_dir_all(root.join("migrations")).unwrap();
@@ -31,20 +29,27 @@ async fn app_queries_queue_behind_the_migration_and_the_stall_names_it() {
     .unwrap();
     std::fs::write(
         root.join("app.toml"),
-        "clients = 2\n[[query]]\nname = \"get_customer\"\n\
+        format!(
+            "clients = 2\n{app_settings}\n[[query]]\nname = \"get_customer\"\n\
          sql = \"SELECT id, email FROM customers WHERE id = $1\"\n\
-         params = [{ from = \"customers.id\" }]\n",
+         params = [{{ from = \"customers.id\" }}]\n"
+        ),
     )
     .unwrap();
     std::fs::write(
         root.join("scenario.toml"),
-        "name = \"stall\"\n[migrations]\ndir = \"migrations\"\nlayout = \"sqlx\"\nbaseline = \"0001\"\n\
+        format!("name = \"stall\"\n[migrations]\ndir = \"migrations\"\nlayout = \"sqlx\"\nbaseline = \"0001\"\n\
          [workloads]\napp = \"app.toml\"\n\
          [rollout]\nsteps = [\"serve app\", \"migrate\"]\nreplicas = 1\nphase_ms = 300\nstall_ms = 400\n\
-         [expect]\nfindings = [\"traffic-stall\"]\n",
+         [expect]\n{expect}\n"),
     )
     .unwrap();
-    let plan = Plan::prepare(Scenario::load(root).unwrap()).unwrap();
+    dir
+}
+
+async fn rehearse(dir: &tempfile::TempDir) -> Option<ScenarioReport> {
+    let server = shared_server()?;
+    let plan = Plan::prepare(Scenario::load(dir.path()).unwrap()).unwrap();
     let report = rehearse_on(
         &plan,
         &server,
@@ -58,6 +63,15 @@ async fn app_queries_queue_behind_the_migration_and_the_stall_names_it() {
         report.error,
         report.reasons
     );
+    Some(report)
+}
+
+#[tokio::test]
+async fn app_queries_queue_behind_the_migration_and_the_stall_names_it() {
+    let dir = scenario("", "findings = [\"traffic-stall\"]");
+    let Some(report) = rehearse(&dir).await else {
+        return;
+    };
     let ids: Vec<CheckId> = report.findings.iter().map(|f| f.check).collect();
     assert_eq!(ids, vec![CheckId::TrafficStall], "{:#?}", report.findings);
     let traffic = report.traffic.unwrap();
@@ -85,4 +99,25 @@ async fn app_queries_queue_behind_the_migration_and_the_stall_names_it() {
         .unwrap();
     assert!(q.max_us >= worst.latency_us - worst.latency_us / 100);
     assert_eq!(q.errors, 0);
+}
+
+#[tokio::test]
+async fn an_app_with_a_lock_timeout_fails_instead_and_that_is_a_traffic_error() {
+    let dir = scenario(
+        "lock_timeout_ms = 100",
+        "findings = [\"traffic-errors\"]\nallow = [\"traffic-stall\"]",
+    );
+    let Some(report) = rehearse(&dir).await else {
+        return;
+    };
+    let errors: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.check == CheckId::TrafficErrors)
+        .collect();
+    assert_eq!(errors.len(), 1, "{:#?}", report.findings);
+    assert_eq!(errors[0].details["query"], "get_customer");
+    assert_eq!(errors[0].details["sqlstate"], "55P03");
+    // A lock timeout is not a compatibility problem.
+    assert!(report.compat.unwrap().breakages.is_empty());
 }

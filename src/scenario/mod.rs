@@ -277,6 +277,12 @@ fn workloads_and_rollout(
         workloads.push(crate::workload::Workload::load(version, &resolved)?);
     }
     let Some(rollout) = rollout else {
+        if let Some(file) = raw.values().next() {
+            return Err(error_at(
+                file.span(),
+                "`[workloads]` run only along a `[rollout]` plan: add one".into(),
+            ));
+        }
         return Ok((workloads, None));
     };
     let span = rollout.span();
@@ -423,6 +429,14 @@ mod tests {
         let e = Scenario::parse(&bad, &file).unwrap_err().to_string();
         assert!(
             e.contains("scenario.toml:12:7:") && e.contains("gone.toml"),
+            "{e}"
+        );
+        let start = text.find("[rollout]").unwrap();
+        let end = text.find("[expect]").unwrap();
+        let bad = format!("{}{}", &text[..start], &text[end..]);
+        let e = Scenario::parse(&bad, &file).unwrap_err().to_string();
+        assert!(
+            e.contains("scenario.toml:13:7:") && e.contains("add one"),
             "{e}"
         );
         let bad = text.replace("replicas = 2", "replica = 2");

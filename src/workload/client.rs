@@ -231,12 +231,11 @@ async fn client_loop(
         });
         return;
     };
-    let _ = client
-        .batch_execute(&format!(
-            "SET statement_timeout = {}",
-            STATEMENT_TIMEOUT.as_millis()
-        ))
-        .await;
+    let mut settings = format!("SET statement_timeout = {}", STATEMENT_TIMEOUT.as_millis());
+    if let Some(ms) = workload.lock_timeout_ms {
+        settings.push_str(&format!("; SET lock_timeout = {ms}"));
+    }
+    let _ = client.batch_execute(&settings).await;
     let total: u64 = workload.queries.iter().map(|q| u64::from(q.weight)).sum();
     let interval = match workload.pace {
         Pace::ClosedLoop => None,

@@ -70,6 +70,11 @@ pub struct Workload {
     /// Clients per running replica of this version.
     pub clients: u32,
     pub pace: Pace,
+    /// `lock_timeout` of the clients' sessions (manual, "Client Connection
+    /// Defaults"): an app that gives up on locks fails with 55P03 instead
+    /// of queueing behind a migration.
+    #[serde(default)]
+    pub lock_timeout_ms: Option<u64>,
     pub queries: Vec<Query>,
 }
 
@@ -80,6 +85,8 @@ struct RawWorkload {
     clients: Option<Spanned<u32>>,
     #[serde(default)]
     rate: Option<Spanned<f64>>,
+    #[serde(default)]
+    lock_timeout_ms: Option<Spanned<u64>>,
     /// A folder of sqlx offline query files to import.
     #[serde(default)]
     sqlx: Option<Spanned<PathBuf>>,
@@ -141,6 +148,15 @@ impl Workload {
             }
             Some(r) => Pace::Rate(r.into_inner()),
             None => Pace::ClosedLoop,
+        };
+        let lock_timeout_ms = match raw.lock_timeout_ms {
+            Some(t) if *t.get_ref() == 0 => {
+                return Err(err(
+                    t.span().start,
+                    "`lock_timeout_ms` must be positive".into(),
+                ));
+            }
+            t => t.map(Spanned::into_inner),
         };
         let mut queries = Vec::new();
         for q in raw.query {
@@ -222,6 +238,7 @@ impl Workload {
             path: path.to_path_buf(),
             clients,
             pace,
+            lock_timeout_ms,
             queries,
         })
     }
