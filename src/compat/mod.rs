@@ -361,14 +361,22 @@ pub fn build_compat(
         } else {
             vec![p.state]
         };
+        // A failure in a rollback phase counts for `rollback-unsafe`, any
+        // other for the forward class.
+        let matches = |b: &Breakage, state: usize| {
+            b.version == version
+                && b.query == query
+                && b.state == state
+                && b.evidence == Evidence::Prepare
+                && b.sqlstate.as_ref() == Some(&sqlstate)
+        };
+        let same_direction =
+            |b: &Breakage| (b.class == BreakageClass::RollbackUnsafe) == p.rollback;
         if let Some(b) = candidates.iter().find_map(|&state| {
-            breakages.iter().position(|b| {
-                b.version == version
-                    && b.query == query
-                    && b.state == state
-                    && b.evidence == Evidence::Prepare
-                    && b.sqlstate.as_ref() == Some(&sqlstate)
-            })
+            breakages
+                .iter()
+                .position(|b| matches(b, state) && same_direction(b))
+                .or_else(|| breakages.iter().position(|b| matches(b, state)))
         }) {
             breakages[b].failed_executions += count;
             continue;
@@ -607,6 +615,27 @@ mod tests {
         assert_eq!(
             (r.breakages[0].class, r.breakages[0].live),
             (BreakageClass::RollbackUnsafe, true)
+        );
+        // Served forward on that state too: both classes, and each failure
+        // counts where it happened.
+        phases.insert(1, phase(3, 1, &["old"], false));
+        let executions = [
+            exec("old", "get", 3, Some("42703")),
+            exec("old", "get", 2, Some("42703")),
+            exec("old", "get", 2, Some("42703")),
+        ];
+        let r = report(&probes, &phases, &executions);
+        let counts: Vec<_> = r
+            .breakages
+            .iter()
+            .map(|b| (b.class, b.failed_executions))
+            .collect();
+        assert_eq!(
+            counts,
+            vec![
+                (BreakageClass::OldOnNew, 1),
+                (BreakageClass::RollbackUnsafe, 2)
+            ]
         );
     }
 
