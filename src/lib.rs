@@ -14,6 +14,7 @@
 //! are tested from recorded timelines.
 
 pub mod cli;
+pub mod compat; // issue 5: compatibility matrix
 pub mod exit;
 pub mod findings;
 pub mod migrate;
@@ -24,3 +25,4 @@ pub mod scenario;
 pub mod seed;
 pub mod testing;
 pub mod timeline;
+pub mod workload; // issue 5: app workloads

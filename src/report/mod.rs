@@ -49,6 +49,12 @@ pub struct ScenarioReport {
     /// The replica race: its timeline and the state it left.
     #[serde(default)]
     pub race: Option<crate::timeline::RaceRecord>,
+    /// Issue 5: the compatibility matrix of a rollout.
+    #[serde(default)]
+    pub compat: Option<crate::compat::CompatReport>,
+    /// Issue 5: what the rollout did to the app workloads' traffic.
+    #[serde(default)]
+    pub traffic: Option<crate::workload::TrafficReport>,
 }
 
 impl ScenarioReport {
@@ -67,6 +73,8 @@ impl ScenarioReport {
             reasons: Vec::new(),
             findings: Vec::new(),
             race: None,
+            compat: None,
+            traffic: None,
         }
     }
 }
