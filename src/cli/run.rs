@@ -8,7 +8,7 @@ use clap::Args;
 use super::{BackendArgs, fail};
 use crate::exit::Exit;
 use crate::provision::RunId;
-use crate::rehearsal::{Plan, rehearse_scenario};
+use crate::rehearsal::{Plan, ServerPool};
 use crate::report::{
     ReportFormat, ReportTarget, ReportTargets, RunReport, SCHEMA_VERSION, Verdict, parse_targets,
     write_json,
@@ -41,6 +41,7 @@ pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let started = Instant::now();
     let mut reports = Vec::new();
+    let mut servers = ServerPool::default();
     for plan in &plans {
         let scenario = &plan.scenario;
         if !quiet {
@@ -50,9 +51,12 @@ pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
             run_id: run_id.clone(),
             ..args.backend.options(scenario.backend)
         };
-        let report = rehearse_scenario(plan, &options).await;
+        let report = servers.rehearse(plan, &options).await;
         print_summary(&report);
         reports.push(report);
+    }
+    if let Err(e) = servers.shutdown().await {
+        return fail(&format!("cleanup failed: {e}"), Exit::Infrastructure);
     }
     let report = RunReport {
         schema_version: SCHEMA_VERSION,
