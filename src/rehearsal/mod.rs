@@ -339,7 +339,8 @@ async fn run_stages(
                 outcome.compat.breakages.len()
             ),
         );
-        let findings = crate::findings::check_rollout(&outcome.compat, &outcome.traffic);
+        let findings =
+            crate::findings::check_rollout(&outcome.compat, &outcome.traffic, &outcome.timeline);
         let judgement = judge(&findings, &plan.scenario.expect);
         report.verdict = if judgement.pass {
             Verdict::Pass
