@@ -161,3 +161,40 @@ fn a_failing_migration_halts_a_rollout_plan() {
         "{stdout}"
     );
 }
+
+/// Every execution of the app clients reaches the JSON report: version,
+/// query, phase, latency and SQLSTATE (the old code's inserts failing with
+/// 23502 once a NOT NULL column without default exists).
+#[test]
+fn the_report_records_every_execution() {
+    if rehearse::provision::PgBinaries::find(None, None).is_err() {
+        let _: Option<()> = rehearse::testing::skip("local postgres binaries", &"none found");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.json");
+    let target = format!("json={}", path.display());
+    let (code, stdout, stderr) = rehearse(&[
+        "run",
+        "scenarios/not-null-without-default",
+        "--backend",
+        "local",
+        "--report",
+        &target,
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let executions = report["scenarios"][0]["executions"].as_array().unwrap();
+    assert!(executions.len() > 10, "{} executions", executions.len());
+    assert!(
+        executions
+            .iter()
+            .any(|e| e["sqlstate"].is_null() && e["latency_us"].as_u64().is_some())
+    );
+    let failed = executions
+        .iter()
+        .find(|e| e["query"] == "add_customer" && e["version"] == "old" && !e["sqlstate"].is_null())
+        .expect("a failing execution of the old insert");
+    assert_eq!(failed["sqlstate"], "23502", "{failed}");
+}

@@ -351,6 +351,7 @@ async fn run_stages(
         report.findings = findings;
         report.compat = Some(outcome.compat);
         report.traffic = Some(outcome.traffic);
+        report.executions = outcome.executions;
         return Ok(());
     }
 
