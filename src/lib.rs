@@ -16,6 +16,7 @@
 pub mod cli;
 pub mod exit;
 pub mod findings;
+pub mod locks;
 pub mod migrate;
 pub mod provision;
 pub mod rehearsal;
