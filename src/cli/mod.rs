@@ -5,6 +5,7 @@ mod doctor;
 mod gc;
 mod provision;
 mod run;
+mod trace;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,6 +38,8 @@ enum Command {
     Doctor(doctor::DoctorArgs),
     /// Remove containers and local clusters left behind by killed runs.
     Gc(gc::GcArgs),
+    /// Trace the locks each statement of a migration takes, on a throwaway database.
+    Trace(trace::TraceArgs),
 }
 
 /// Flags every command that provisions a Postgres shares.
@@ -156,6 +159,7 @@ async fn dispatch(cli: Cli) -> Exit {
         Command::Provision(args) => provision::provision(args, cli.quiet).await,
         Command::Doctor(args) => doctor::doctor(args).await,
         Command::Gc(args) => gc::gc(args).await,
+        Command::Trace(args) => trace::trace(args, cli.quiet).await,
     }
 }
 

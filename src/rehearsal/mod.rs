@@ -16,7 +16,8 @@ pub use races::{
     run_reference,
 };
 
-use crate::findings::{check_race, judge};
+use crate::findings::{check_locks, check_race, judge_with_locks};
+use crate::locks;
 use crate::migrate::{MigrateError, Migration, MigrationSet, RunnerKind, apply_serial};
 use crate::provision::{Postgres, ProvisionOptions};
 use crate::report::{ScenarioReport, StageReport, Verdict};
@@ -202,9 +203,14 @@ async fn run_stages(
     );
 
     let started = Instant::now();
-    let outcome = run_races_with_reference(&target, Some(&reference), &plan.pending, config)
+    // Locks (issue 6): the sampler watches the target during the race.
+    let sampler = locks::sampler::start(&target, locks::SamplerOptions::default())
         .await
         .map_err(|e| e.to_string())?;
+    let offset_us = i64::try_from(started.elapsed().as_micros()).unwrap_or(0);
+    let outcome = run_races_with_reference(&target, Some(&reference), &plan.pending, config).await;
+    let samples = sampler.stop().await.map_err(|e| e.to_string())?;
+    let outcome = outcome.map_err(|e| e.to_string())?;
     stages.record(
         "replicas",
         started,
@@ -218,8 +224,41 @@ async fn run_stages(
     );
 
     let started = Instant::now();
-    let findings = check_race(&outcome);
-    let judgement = judge(&findings, &plan.scenario.expect);
+    let timeline = locks::TimelineRef {
+        timeline: &outcome.timeline,
+        offset_us,
+    };
+    let sampled = locks::analyse(&samples, &plan.pending, Some(timeline));
+    let traced = postgres
+        .clone_database(&template, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    // The trace runs the pending statements on a third clone, rolled back.
+    let trace =
+        locks::trace_database(&traced, &plan.pending, &locks::TraceOptions::default()).await;
+    postgres
+        .drop_database(&traced.dbname)
+        .await
+        .map_err(|e| e.to_string())?;
+    let trace_note = trace
+        .as_ref()
+        .err()
+        .map_or_else(String::new, |e| format!(", {e}"));
+    let lock_report = locks::LockReport::new(&plan.pending, trace.ok(), Some(sampled));
+    stages.record(
+        "locks",
+        started,
+        format!(
+            "{} samples, trace of {} statement(s){trace_note}",
+            samples.samples.len(),
+            lock_report.trace.as_ref().map_or(0, |t| t.statements.len())
+        ),
+    );
+
+    let started = Instant::now();
+    let mut findings = check_race(&outcome);
+    findings.extend(check_locks(&lock_report));
+    let judgement = judge_with_locks(&findings, Some(&lock_report), &plan.scenario.expect);
     stages.record(
         "findings",
         started,
@@ -233,6 +272,7 @@ async fn run_stages(
     report.reasons = judgement.reasons;
     report.findings = findings;
     report.race = Some(outcome);
+    report.locks = Some(lock_report);
 
     // Clones are dropped now rather than with the server: on the url
     // backend and a shared test server they would otherwise pile up.

@@ -49,6 +49,9 @@ pub struct ScenarioReport {
     /// The replica race: its timeline and the state it left.
     #[serde(default)]
     pub race: Option<crate::timeline::RaceRecord>,
+    /// Locks: per-statement trace, lint, and what the sampler saw (issue 6).
+    #[serde(default)]
+    pub locks: Option<crate::locks::LockReport>,
 }
 
 impl ScenarioReport {
@@ -67,6 +70,7 @@ impl ScenarioReport {
             reasons: Vec::new(),
             findings: Vec::new(),
             race: None,
+            locks: None,
         }
     }
 }
