@@ -122,15 +122,19 @@ pub(crate) fn print_table(
             TraceOutcome::NotTraced { reason } => writeln!(out, "  not traced: {reason}")?,
         }
         if s.outcome == TraceOutcome::Ran {
-            let locks: Vec<String> = s
+            // Relations that no longer have a name (a rewrite's transient
+            // heap) and catalog object locks are counted, not listed.
+            let (named, other): (Vec<_>, Vec<_>) = s
                 .acquired
                 .iter()
-                .map(|l| match (l.locktype, &l.relation, &l.object) {
-                    (LockType::Relation, Some(r), _) => format!("{r} {}", l.mode),
-                    (t, _, Some(o)) => format!("{t:?} {o} {}", l.mode).to_lowercase(),
-                    (t, _, None) => format!("{t:?} {}", l.mode).to_lowercase(),
-                })
+                .partition(|l| l.locktype == LockType::Relation && l.relkind.is_some());
+            let mut locks: Vec<String> = named
+                .iter()
+                .filter_map(|l| l.relation.as_ref().map(|r| format!("{r} {}", l.mode)))
                 .collect();
+            if !other.is_empty() {
+                locks.push(format!("+{} other", other.len()));
+            }
             writeln!(
                 out,
                 "  {:.1} ms | locks: {} | rewrite: {}",
