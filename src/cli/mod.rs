@@ -5,6 +5,7 @@ mod doctor;
 mod gc;
 mod provision;
 mod run;
+mod seed;
 mod trace;
 
 use std::path::PathBuf;
@@ -38,6 +39,8 @@ enum Command {
     Doctor(doctor::DoctorArgs),
     /// Remove containers and local clusters left behind by killed runs.
     Gc(gc::GcArgs),
+    /// Fill a database with generated data from a seeds file.
+    Seed(crate::seed::SeedArgs),
     /// Trace the locks each statement of a migration takes, on a throwaway database.
     Trace(trace::TraceArgs),
 }
@@ -159,6 +162,7 @@ async fn dispatch(cli: Cli) -> Exit {
         Command::Provision(args) => provision::provision(args, cli.quiet).await,
         Command::Doctor(args) => doctor::doctor(args).await,
         Command::Gc(args) => gc::gc(args).await,
+        Command::Seed(args) => seed::seed(args, cli.quiet).await,
         Command::Trace(args) => trace::trace(args, cli.quiet).await,
     }
 }

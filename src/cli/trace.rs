@@ -11,6 +11,7 @@ use crate::exit::Exit;
 use crate::locks::{self, Confirmation, LockReport, LockType, TraceOptions, TraceOutcome};
 use crate::migrate::{Layout, MigrateError, Migration, MigrationSet, RunnerKind, apply_serial};
 use crate::provision::Postgres;
+use crate::seed::{SeedOptions, SeedSpec, seed_database};
 
 #[derive(Debug, Args)]
 pub(crate) struct TraceArgs {
@@ -62,9 +63,10 @@ pub(crate) async fn trace(args: TraceArgs, quiet: bool) -> Exit {
         Ok(baseline) => baseline.unwrap_or_default(),
         Err(e) => return fail(&e, Exit::BadInput),
     };
-    if args.seed.is_some() {
-        return fail(&"--seed: seeding lands with the seed merge", Exit::BadInput);
-    }
+    let seed = match args.seed.as_deref().map(SeedSpec::load).transpose() {
+        Ok(seed) => seed,
+        Err(e) => return fail(&e, Exit::BadInput),
+    };
     let postgres = match Postgres::start(&args.backend.options(None)).await {
         Ok(postgres) => postgres,
         Err(e) => return fail(&e, provision_exit(&e)),
@@ -72,20 +74,35 @@ pub(crate) async fn trace(args: TraceArgs, quiet: bool) -> Exit {
     if !quiet {
         eprintln!("rehearse: tracing on {}", postgres.describe());
     }
-    let exit = trace_on(&postgres, &baseline, &pending).await;
+    let exit = trace_on(&postgres, &baseline, seed.as_ref(), &pending).await;
     if let Err(e) = postgres.shutdown().await {
         return fail(&format!("cleanup failed: {e}"), Exit::Infrastructure);
     }
     exit
 }
 
-async fn trace_on(postgres: &Postgres, baseline: &[Migration], pending: &[Migration]) -> Exit {
+async fn trace_on(
+    postgres: &Postgres,
+    baseline: &[Migration],
+    seed: Option<&SeedSpec>,
+    pending: &[Migration],
+) -> Exit {
     let db = match postgres.create_database(None).await {
         Ok(db) => db,
         Err(e) => return fail(&e, Exit::Infrastructure),
     };
     if let Err(e) = apply_serial(&db, &RunnerKind::Naive, baseline).await {
         return fail(&format!("baseline: {e}"), Exit::BadInput);
+    }
+    // Seeded volume: durations and rewrites as production-size data shows them.
+    if let Some(spec) = seed {
+        let options = SeedOptions {
+            progress: false,
+            ..SeedOptions::default()
+        };
+        if let Err(e) = seed_database(&db, Some(spec), &options).await {
+            return fail(&format!("seeding: {e}"), Exit::Infrastructure);
+        }
     }
     let trace = match locks::trace_database(&db, pending, &TraceOptions::default()).await {
         Ok(trace) => trace,
