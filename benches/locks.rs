@@ -52,7 +52,7 @@ async fn setup(conn: &ConnInfo) -> Vec<tokio_postgres::Client> {
             "DROP TABLE IF EXISTS accounts; \
              CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL); \
              INSERT INTO accounts SELECT g, 0 FROM generate_series(1, {ACCOUNTS}) g; \
-             VACUUM ANALYZE accounts;"
+             ANALYZE accounts;"
         ))
         .await
         .unwrap();
