@@ -17,6 +17,7 @@ pub mod cli;
 pub mod compat; // issue 5: compatibility matrix
 pub mod exit;
 pub mod findings;
+pub mod locks;
 pub mod migrate;
 pub mod provision;
 pub mod rehearsal;

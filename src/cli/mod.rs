@@ -6,6 +6,7 @@ mod gc;
 mod provision;
 mod run;
 mod seed;
+mod trace;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,6 +41,8 @@ enum Command {
     Gc(gc::GcArgs),
     /// Fill a database with generated data from a seeds file.
     Seed(crate::seed::SeedArgs),
+    /// Trace the locks each statement of a migration takes, on a throwaway database.
+    Trace(trace::TraceArgs),
 }
 
 /// Flags every command that provisions a Postgres shares.
@@ -160,6 +163,7 @@ async fn dispatch(cli: Cli) -> Exit {
         Command::Doctor(args) => doctor::doctor(args).await,
         Command::Gc(args) => gc::gc(args).await,
         Command::Seed(args) => seed::seed(args, cli.quiet).await,
+        Command::Trace(args) => trace::trace(args, cli.quiet).await,
     }
 }
 

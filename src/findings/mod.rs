@@ -3,6 +3,7 @@
 //! Every check is a pure function of a [`RaceRecord`]; none talks to
 //! Postgres, so each is tested beside its code from hand-built records.
 
+mod blocked_backends;
 mod bookkeeping;
 mod data_drift;
 mod double_application;
@@ -10,11 +11,16 @@ mod duplicate_data;
 mod fault_recovery;
 mod invalid_index;
 mod leaked_lock;
+mod lock_lint;
+mod lock_queue;
+mod long_access_exclusive;
+mod missing_lock_timeout;
 mod replica_errors;
 mod replica_timeout;
 mod replica_waits;
 mod rollout_halt;
 mod schema_drift;
+mod table_rewrite;
 mod verdict;
 // Issue 5: compatibility and traffic checks over a rollout.
 mod breakage;
@@ -29,11 +35,12 @@ mod traffic_stall;
 
 use serde::{Deserialize, Serialize};
 
+use crate::locks::LockReport;
 use crate::timeline::{Actor, EventKind, ExitStatus, RaceRecord, SqlState, Timeline};
 
 pub use fault_recovery::{FaultClass, classify as classify_fault};
 pub use schema_drift::diff_schema;
-pub use verdict::{Judgement, judge};
+pub use verdict::{Judgement, judge, judge_with_locks};
 
 /// Every check, by its kebab-case id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -58,11 +65,18 @@ pub enum CheckId {
     DataDependentBreakage,
     TrafficErrors,
     TrafficStall,
+    // Lock checks (issue 6): they run on a lock report, see `check_locks`.
+    LongAccessExclusive,
+    LockQueue,
+    BlockedBackends,
+    TableRewrite,
+    MissingLockTimeout,
+    LockLint,
 }
 
 impl CheckId {
     /// The registry, in report order.
-    pub const ALL: [CheckId; 18] = [
+    pub const ALL: [CheckId; 24] = [
         CheckId::DoubleApplication,
         CheckId::DuplicateData,
         CheckId::ReplicaErrors,
@@ -81,6 +95,12 @@ impl CheckId {
         CheckId::DataDependentBreakage,
         CheckId::TrafficErrors,
         CheckId::TrafficStall,
+        CheckId::LongAccessExclusive,
+        CheckId::LockQueue,
+        CheckId::BlockedBackends,
+        CheckId::TableRewrite,
+        CheckId::MissingLockTimeout,
+        CheckId::LockLint,
     ];
 
     /// The kebab-case id used in scenario files and reports.
@@ -105,6 +125,12 @@ impl CheckId {
             CheckId::DataDependentBreakage => "data-dependent-breakage",
             CheckId::TrafficErrors => "traffic-errors",
             CheckId::TrafficStall => "traffic-stall",
+            CheckId::LongAccessExclusive => "long-access-exclusive",
+            CheckId::LockQueue => "lock-queue",
+            CheckId::BlockedBackends => "blocked-backends",
+            CheckId::TableRewrite => "table-rewrite",
+            CheckId::MissingLockTimeout => "missing-lock-timeout",
+            CheckId::LockLint => "lock-lint",
         }
     }
 
@@ -158,6 +184,16 @@ impl CheckId {
             CheckId::DataDependentBreakage => "a query that prepares fails with some data",
             CheckId::TrafficErrors => "app queries failed on locks, timeouts or deadlocks",
             CheckId::TrafficStall => "app queries stalled while a migration statement ran",
+            CheckId::LongAccessExclusive => "a migration held ACCESS EXCLUSIVE on a table for long",
+            CheckId::LockQueue => {
+                "application queries queued behind a migration's waiting lock request"
+            }
+            CheckId::BlockedBackends => {
+                "application sessions waited on locks (blocked-backend-seconds)"
+            }
+            CheckId::TableRewrite => "a statement rewrote a whole table",
+            CheckId::MissingLockTimeout => "a strong lock was taken with no lock_timeout",
+            CheckId::LockLint => "dangerous statements, confirmed or not by execution",
         }
     }
 
@@ -182,6 +218,31 @@ impl CheckId {
             | CheckId::DataDependentBreakage
             | CheckId::TrafficErrors
             | CheckId::TrafficStall => Vec::new(),
+            // Lock checks read a lock report, not the race: `check_locks`.
+            CheckId::LongAccessExclusive
+            | CheckId::LockQueue
+            | CheckId::BlockedBackends
+            | CheckId::TableRewrite
+            | CheckId::MissingLockTimeout
+            | CheckId::LockLint => Vec::new(),
+        }
+    }
+
+    /// Whether this check runs on a lock report (see [`check_locks`]).
+    #[must_use]
+    pub fn is_lock_check(self) -> bool {
+        LOCK_CHECKS.contains(&self)
+    }
+
+    fn run_locks(self, report: &LockReport) -> Vec<Finding> {
+        match self {
+            CheckId::LongAccessExclusive => long_access_exclusive::check(report),
+            CheckId::LockQueue => lock_queue::check(report),
+            CheckId::BlockedBackends => blocked_backends::check(report),
+            CheckId::TableRewrite => table_rewrite::check(report),
+            CheckId::MissingLockTimeout => missing_lock_timeout::check(report),
+            CheckId::LockLint => lock_lint::check(report),
+            _ => Vec::new(),
         }
     }
 }
@@ -252,6 +313,26 @@ pub fn check_rollout(
     findings.extend(traffic_errors::check(compat));
     findings.extend(traffic_stall::check(traffic));
     findings
+}
+
+/// The checks that run on a lock report.
+const LOCK_CHECKS: [CheckId; 6] = [
+    CheckId::LongAccessExclusive,
+    CheckId::LockQueue,
+    CheckId::BlockedBackends,
+    CheckId::TableRewrite,
+    CheckId::MissingLockTimeout,
+    CheckId::LockLint,
+];
+
+/// Runs every lock check on a lock report (pure data: trace, lint and
+/// sampler analysis).
+#[must_use]
+pub fn check_locks(report: &LockReport) -> Vec<Finding> {
+    LOCK_CHECKS
+        .into_iter()
+        .flat_map(|c| c.run_locks(report))
+        .collect()
 }
 
 /// A replica failure as the checks see it.
@@ -463,6 +544,13 @@ mod tests {
             | CheckId::DataDependentBreakage
             | CheckId::TrafficErrors
             | CheckId::TrafficStall => {}
+            // Lock checks have their examples in `lock_bad_example`.
+            CheckId::LongAccessExclusive
+            | CheckId::LockQueue
+            | CheckId::BlockedBackends
+            | CheckId::TableRewrite
+            | CheckId::MissingLockTimeout
+            | CheckId::LockLint => {}
             CheckId::FaultRecovery => {
                 r.fault = Some(FaultState {
                     fault: FaultRecord {
@@ -483,10 +571,12 @@ mod tests {
 
     #[test]
     fn every_check_flags_its_bad_example_and_only_its_own_check_id() {
-        for check in CheckId::ALL {
-            if check.reads_rollout() {
-                continue;
-            }
+        // Rollout and lock checks read other reports; they have their own
+        // tests below.
+        for check in CheckId::ALL
+            .into_iter()
+            .filter(|c| !c.reads_rollout() && !c.is_lock_check())
+        {
             let found = check.run(&bad_example(check));
             assert!(!found.is_empty(), "{check} does not flag its bad example");
             assert!(found.iter().all(|f| f.check == check), "{check}: {found:?}");
@@ -518,6 +608,107 @@ mod tests {
             assert!(!found.is_empty(), "{check} does not flag its bad example");
             assert!(found.iter().all(|f| f.check == check), "{check}: {found:?}");
         }
+    }
+
+    /// A lock report each lock check must flag.
+    fn lock_bad_example(check: CheckId) -> LockReport {
+        use crate::locks::analysis::{Blocker, Hold, StatementRef, Wait};
+        use crate::locks::{
+            Confirmation, HeldLock, Holder, LintFinding, LockAnalysis, LockMode, LockType, RuleId,
+            Trace, TraceOutcome, TracedStatement,
+        };
+        let traced = TracedStatement {
+            version: "0002".into(),
+            index: 0,
+            line: 1,
+            sql: "ALTER TABLE t ALTER COLUMN id TYPE bigint".into(),
+            duration_us: 2_000_000,
+            acquired: vec![HeldLock {
+                locktype: LockType::Relation,
+                mode: LockMode::AccessExclusive,
+                relation: Some("public.t".into()),
+                relkind: Some("r".into()),
+                object: None,
+            }],
+            held: vec![],
+            rewritten: vec!["public.t".into()],
+            lock_timeout: "0".into(),
+            outcome: TraceOutcome::Ran,
+        };
+        let wait = Wait {
+            pid: 3,
+            holder: Holder::App("app".into()),
+            locktype: LockType::Relation,
+            mode: LockMode::AccessShare,
+            relation: Some("public.t".into()),
+            from_us: 0,
+            to_us: 500_000,
+            wait_us: 510_000,
+            blocked_by: vec![Blocker {
+                pid: 2,
+                holder: Holder::Replica(0),
+                queued: true,
+            }],
+            statement: Some(StatementRef {
+                version: "0002".into(),
+                index: 0,
+                line: 1,
+            }),
+            query: "SELECT 1".into(),
+        };
+        let mut r = LockReport::default();
+        match check {
+            CheckId::LongAccessExclusive => {
+                r.sampled = Some(LockAnalysis {
+                    holds: vec![Hold {
+                        relation: "public.t".into(),
+                        mode: LockMode::AccessExclusive,
+                        holder: Holder::Replica(0),
+                        pid: 2,
+                        from_us: 0,
+                        to_us: 2_000_000,
+                        hold_us: 2_010_000,
+                    }],
+                    ..LockAnalysis::default()
+                });
+            }
+            CheckId::LockQueue | CheckId::BlockedBackends => {
+                r.sampled = Some(LockAnalysis {
+                    waits: vec![wait],
+                    blocked_backend_seconds: 0.51,
+                    ..LockAnalysis::default()
+                });
+            }
+            CheckId::TableRewrite | CheckId::MissingLockTimeout => {
+                r.trace = Some(Trace {
+                    statements: vec![traced],
+                });
+            }
+            CheckId::LockLint => {
+                r.lint = vec![LintFinding {
+                    rule: RuleId::CreateIndexNotConcurrently,
+                    version: "0002".into(),
+                    index: 0,
+                    line: 1,
+                    message: "blocks writes".into(),
+                    fix: "CONCURRENTLY".into(),
+                    confirmation: Confirmation::Confirmed,
+                }];
+            }
+            other => panic!("{other} is not a lock check"),
+        }
+        r
+    }
+
+    #[test]
+    fn every_lock_check_flags_its_bad_example_and_an_empty_report_is_clean() {
+        for check in CheckId::ALL.into_iter().filter(|c| c.is_lock_check()) {
+            let found = check.run_locks(&lock_bad_example(check));
+            assert!(!found.is_empty(), "{check} does not flag its bad example");
+            assert!(found.iter().all(|f| f.check == check), "{check}: {found:?}");
+            assert!(found.iter().all(|f| !f.message.is_empty()));
+        }
+        assert_eq!(check_locks(&LockReport::default()), vec![]);
     }
 
     #[test]

@@ -47,8 +47,15 @@ pub(crate) fn bad(check: CheckId) -> CompatReport {
                 &[exec("old", "get", 1, Some("55P03"))],
             );
         }
-        // Read the traffic report, or a race record: their own tests.
+        // Read the traffic report, a race record or a lock report: their
+        // own tests.
         CheckId::TrafficStall
+        | CheckId::LongAccessExclusive
+        | CheckId::LockQueue
+        | CheckId::BlockedBackends
+        | CheckId::TableRewrite
+        | CheckId::MissingLockTimeout
+        | CheckId::LockLint
         | CheckId::DoubleApplication
         | CheckId::DuplicateData
         | CheckId::ReplicaErrors

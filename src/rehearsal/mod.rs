@@ -17,7 +17,8 @@ pub use races::{
     run_reference,
 };
 
-use crate::findings::{check_race, judge};
+use crate::findings::{check_locks, check_race, check_rollout, judge_with_locks};
+use crate::locks;
 use crate::migrate::{MigrateError, Migration, MigrationSet, RunnerKind, apply_serial};
 use crate::provision::{Postgres, ProvisionOptions};
 use crate::report::{ScenarioReport, StageReport, Verdict};
@@ -295,39 +296,82 @@ async fn run_stages(
         .clone_database(&template, None)
         .await
         .map_err(|e| e.to_string())?;
-    let reference = postgres
-        .clone_database(&template, None)
-        .await
-        .map_err(|e| e.to_string())?;
+    // The serial reference run only makes sense for a replica race.
+    let reference = match plan.scenario.rollout {
+        Some(_) => None,
+        None => Some(
+            postgres
+                .clone_database(&template, None)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+    };
     stages.record(
         "clone",
         started,
-        format!(
-            "target {} and reference {}",
-            target.dbname, reference.dbname
-        ),
+        match &reference {
+            Some(reference) => format!(
+                "target {} and reference {}",
+                target.dbname, reference.dbname
+            ),
+            None => format!("target {}", target.dbname),
+        },
     );
+    let result = rehearse_clones(
+        plan,
+        postgres,
+        &template,
+        &target,
+        reference.as_ref(),
+        stages,
+        report,
+    )
+    .await;
+    // Clones are dropped now rather than with the server: on the url
+    // backend and a shared test server they would otherwise pile up.
+    for clone in std::iter::once(&target).chain(reference.as_ref()) {
+        postgres
+            .drop_database(&clone.dbname)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    result
+}
 
-    // Issue 5: a scenario with a rollout runs it on the target instead of
-    // the plain replica race.
+/// The rehearsal proper on prepared clones: the replica race, or the
+/// rollout when the scenario has one, watched by the lock sampler; then the
+/// per-statement lock trace, the checks and the verdict.
+async fn rehearse_clones(
+    plan: &Plan,
+    postgres: &Postgres,
+    template: &crate::provision::Template,
+    target: &crate::provision::ConnInfo,
+    reference: Option<&crate::provision::ConnInfo>,
+    stages: &mut Stages,
+    report: &mut ScenarioReport,
+) -> Result<(), String> {
+    let started = Instant::now();
+    // Locks (issue 6): the sampler watches the target during the rehearsal.
+    let sampler = locks::sampler::start(target, locks::SamplerOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    // The rehearsal's clock starts right after the sampler's: attribution by
+    // time is off by that gap at most (query text is matched first).
+    let offset_us = 0;
+    let mut findings;
+    let timeline;
     if let Some(spec) = &plan.scenario.rollout {
-        let started = Instant::now();
-        let runner = config.runner;
+        // Issue 5: old and new code side by side through the rollout plan.
         let outcome = rollout::run_rollout(
-            &target,
+            target,
             &spec.config,
             &spec.steps,
             &plan.scenario.workloads,
             &plan.pending,
-            runner,
+            plan.scenario.replicas.runner,
         )
         .await;
-        for name in [&target.dbname, &reference.dbname] {
-            postgres
-                .drop_database(name)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
+        let samples = sampler.stop().await.map_err(|e| e.to_string())?;
         let outcome = outcome?;
         stages.record(
             "rollout",
@@ -339,41 +383,72 @@ async fn run_stages(
                 outcome.compat.breakages.len()
             ),
         );
-        let findings =
-            crate::findings::check_rollout(&outcome.compat, &outcome.traffic, &outcome.timeline);
-        let judgement = judge(&findings, &plan.scenario.expect);
-        report.verdict = if judgement.pass {
-            Verdict::Pass
-        } else {
-            Verdict::Fail
-        };
-        report.reasons = judgement.reasons;
-        report.findings = findings;
+        findings = check_rollout(&outcome.compat, &outcome.traffic, &outcome.timeline);
+        timeline = (outcome.timeline, samples);
         report.compat = Some(outcome.compat);
         report.traffic = Some(outcome.traffic);
         report.executions = outcome.executions;
-        return Ok(());
+    } else {
+        let outcome =
+            run_races_with_reference(target, reference, &plan.pending, &plan.scenario.replicas)
+                .await;
+        let samples = sampler.stop().await.map_err(|e| e.to_string())?;
+        let outcome = outcome.map_err(|e| e.to_string())?;
+        stages.record(
+            "replicas",
+            started,
+            format!(
+                "{} replica(s), runner {}, {} pending migration(s), {} events",
+                outcome.replicas,
+                outcome.runner,
+                plan.pending.len(),
+                outcome.timeline.events.len()
+            ),
+        );
+        findings = check_race(&outcome);
+        timeline = (outcome.timeline.clone(), samples);
+        report.race = Some(outcome);
     }
+    let (timeline, samples) = timeline;
 
     let started = Instant::now();
-    let outcome = run_races_with_reference(&target, Some(&reference), &plan.pending, config)
+    let sampled = locks::analyse(
+        &samples,
+        &plan.pending,
+        Some(locks::TimelineRef {
+            timeline: &timeline,
+            offset_us,
+        }),
+    );
+    // The trace runs the pending statements on a third clone, rolled back.
+    let traced = postgres
+        .clone_database(template, None)
         .await
         .map_err(|e| e.to_string())?;
+    let trace =
+        locks::trace_database(&traced, &plan.pending, &locks::TraceOptions::default()).await;
+    postgres
+        .drop_database(&traced.dbname)
+        .await
+        .map_err(|e| e.to_string())?;
+    let trace_note = trace
+        .as_ref()
+        .err()
+        .map_or_else(String::new, |e| format!(", {e}"));
+    let lock_report = locks::LockReport::new(&plan.pending, trace.ok(), Some(sampled));
     stages.record(
-        "replicas",
+        "locks",
         started,
         format!(
-            "{} replica(s), runner {}, {} pending migration(s), {} events",
-            outcome.replicas,
-            outcome.runner,
-            plan.pending.len(),
-            outcome.timeline.events.len()
+            "{} samples, trace of {} statement(s){trace_note}",
+            samples.samples.len(),
+            lock_report.trace.as_ref().map_or(0, |t| t.statements.len())
         ),
     );
 
     let started = Instant::now();
-    let findings = check_race(&outcome);
-    let judgement = judge(&findings, &plan.scenario.expect);
+    findings.extend(check_locks(&lock_report));
+    let judgement = judge_with_locks(&findings, Some(&lock_report), &plan.scenario.expect);
     stages.record(
         "findings",
         started,
@@ -386,15 +461,6 @@ async fn run_stages(
     };
     report.reasons = judgement.reasons;
     report.findings = findings;
-    report.race = Some(outcome);
-
-    // Clones are dropped now rather than with the server: on the url
-    // backend and a shared test server they would otherwise pile up.
-    for name in [&target.dbname, &reference.dbname] {
-        postgres
-            .drop_database(name)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
+    report.locks = Some(lock_report);
     Ok(())
 }

@@ -59,6 +59,9 @@ pub struct ScenarioReport {
     /// phase, start, latency, SQLSTATE); successes are sampled past 200k.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub executions: Vec<crate::workload::Execution>,
+    /// Locks: per-statement trace, lint, and what the sampler saw (issue 6).
+    #[serde(default)]
+    pub locks: Option<crate::locks::LockReport>,
 }
 
 impl ScenarioReport {
@@ -80,6 +83,7 @@ impl ScenarioReport {
             compat: None,
             traffic: None,
             executions: Vec::new(),
+            locks: None,
         }
     }
 }

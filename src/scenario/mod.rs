@@ -82,6 +82,19 @@ pub struct Expectations {
     /// Checks whose findings are tolerated.
     #[serde(default)]
     pub allow: Vec<CheckId>,
+    /// Lock thresholds (issue 6), judged from the lock report: longest
+    /// ACCESS EXCLUSIVE hold on any table, in milliseconds.
+    #[serde(default)]
+    pub max_access_exclusive_ms: Option<u64>,
+    /// Waiting sessions x seconds over the whole rehearsal.
+    #[serde(default)]
+    pub max_blocked_backend_seconds: Option<f64>,
+    /// Longest lock wait of an application query, in milliseconds.
+    #[serde(default)]
+    pub max_app_stall_ms: Option<u64>,
+    /// Fail when a statement takes a write-blocking lock with no lock_timeout.
+    #[serde(default)]
+    pub require_lock_timeout: bool,
 }
 
 /// A loaded, validated scenario with absolute paths.

@@ -1,0 +1,34 @@
+//! `lock-lint`: static lint findings on the pending statements, each
+//! marked confirmed / not confirmed / contradicted by the trace. Confirmed
+//! ones are warnings; the others are notes (a finding the execution
+//! contradicts is reported as such, not as an error: issue 6).
+
+use serde_json::json;
+
+use super::{CheckId, Finding, Severity};
+use crate::locks::{Confirmation, LockReport, RuleId};
+
+pub(super) fn check(report: &LockReport) -> Vec<Finding> {
+    report
+        .lint
+        .iter()
+        // The missing-lock-timeout check reports that from the trace itself.
+        .filter(|f| f.rule != RuleId::MissingLockTimeout || report.trace.is_none())
+        .map(|f| {
+            let (severity, mark) = match f.confirmation {
+                Confirmation::Confirmed => (Severity::Warning, "confirmed by execution"),
+                Confirmation::NotConfirmed => (Severity::Info, "not confirmed by execution"),
+                Confirmation::Contradicted => (Severity::Info, "contradicted by execution"),
+            };
+            Finding::new(
+                CheckId::LockLint,
+                severity,
+                format!(
+                    "{} (migration {} line {}): {}; fix: {} [{mark}]",
+                    f.rule, f.version, f.line, f.message, f.fix
+                ),
+                json!({ "rule": f.rule, "version": f.version, "line": f.line, "fix": f.fix, "confirmation": f.confirmation }),
+            )
+        })
+        .collect()
+}

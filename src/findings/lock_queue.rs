@@ -1,0 +1,46 @@
+//! `lock-queue`: an application query waited behind a migration's *queued*
+//! lock request, not a held lock. A waiting ACCESS EXCLUSIVE request blocks
+//! every later request on the table, even plain SELECTs (REFERENCE.md,
+//! "Operations that hurt"); lock_timeout bounds it.
+
+use serde_json::json;
+
+use super::{CheckId, Finding, Severity};
+use crate::locks::LockReport;
+
+pub(super) fn check(report: &LockReport) -> Vec<Finding> {
+    let Some(sampled) = &report.sampled else {
+        return Vec::new();
+    };
+    let queued: Vec<_> = sampled
+        .queued_waits()
+        .filter(|w| !w.holder.is_migration())
+        .collect();
+    let Some(worst) = queued.iter().max_by_key(|w| w.wait_us) else {
+        return Vec::new();
+    };
+    let ahead = worst
+        .blocked_by
+        .iter()
+        .find(|b| b.queued)
+        .map_or_else(String::new, |b| b.holder.to_string());
+    let statement = worst.statement.as_ref().map_or_else(String::new, |s| {
+        format!(" (migration {} statement at line {})", s.version, s.line)
+    });
+    vec![Finding::new(
+        CheckId::LockQueue,
+        Severity::Warning,
+        format!(
+            "{} application lock request(s) queued behind {ahead}'s waiting lock request{statement} on {}; the longest waited {} ms",
+            queued.len(),
+            worst.relation.as_deref().unwrap_or("a lock"),
+            worst.wait_us / 1_000
+        ),
+        json!({
+            "waits": queued.len(),
+            "max_wait_ms": worst.wait_us / 1_000,
+            "relation": worst.relation,
+            "statement": worst.statement,
+        }),
+    )]
+}

@@ -1,0 +1,616 @@
+//! From samples to impact: who held which lock for how long, who waited
+//! behind whom, the lock queue, and blocked-backend-seconds. Pure: tested
+//! from hand-built samples.
+//!
+//! A lock seen in consecutive samples is one episode; an episode seen from
+//! `from_us` to `to_us` is counted as held `to_us - from_us + interval`
+//! (a lock seen in one sample was held for about one interval).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::mode::{LockMode, LockType};
+use super::sampler::{Backend, SAMPLER_APPLICATION_NAME, Sample, Samples};
+use crate::migrate::Migration;
+use crate::timeline::{Actor, EventKind, Timeline};
+
+/// Who a backend is, from its `application_name`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Holder {
+    Replica(u32),
+    Job,
+    /// An application workload (or any other client), by name.
+    App(String),
+}
+
+impl Holder {
+    #[must_use]
+    pub fn from_application_name(name: &str) -> Holder {
+        if let Some(n) = name
+            .strip_prefix("rehearse-replica-")
+            .and_then(|n| n.parse().ok())
+        {
+            Holder::Replica(n)
+        } else if name == "rehearse-job" {
+            Holder::Job
+        } else {
+            Holder::App(name.to_string())
+        }
+    }
+
+    /// Whether this is a migration runner (replica or job).
+    #[must_use]
+    pub fn is_migration(&self) -> bool {
+        matches!(self, Holder::Replica(_) | Holder::Job)
+    }
+
+    fn actor(&self) -> Option<Actor> {
+        match self {
+            Holder::Replica(n) => Some(Actor::Replica(*n)),
+            Holder::Job => Some(Actor::Job),
+            Holder::App(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Holder::Replica(n) => write!(f, "replica {n}"),
+            Holder::Job => f.write_str("the migration job"),
+            Holder::App(name) if name.is_empty() => f.write_str("an unnamed client"),
+            Holder::App(name) => write!(f, "{name}"),
+        }
+    }
+}
+
+/// A pending migration statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementRef {
+    pub version: String,
+    pub index: usize,
+    pub line: usize,
+}
+
+/// One granted table lock, held continuously.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub relation: String,
+    pub mode: LockMode,
+    pub holder: Holder,
+    pub pid: i32,
+    pub from_us: u64,
+    pub to_us: u64,
+    pub hold_us: u64,
+}
+
+/// Per relation and mode: max and total hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelationLocks {
+    pub relation: String,
+    pub mode: LockMode,
+    pub holders: Vec<Holder>,
+    pub max_hold_us: u64,
+    pub total_hold_us: u64,
+}
+
+/// Who blocked a waiting backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocker {
+    pub pid: i32,
+    pub holder: Holder,
+    /// The blocker was itself waiting: a queued request ahead (the
+    /// lock-queue effect), not a held lock.
+    pub queued: bool,
+}
+
+/// One lock request that waited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wait {
+    pub pid: i32,
+    pub holder: Holder,
+    pub locktype: LockType,
+    pub mode: LockMode,
+    pub relation: Option<String>,
+    pub from_us: u64,
+    pub to_us: u64,
+    pub wait_us: u64,
+    /// Blockers when the wait was first seen.
+    pub blocked_by: Vec<Blocker>,
+    /// The migration statement that caused the wait, when a migration
+    /// backend was among the blockers (held or queued).
+    pub statement: Option<StatementRef>,
+    pub query: String,
+}
+
+impl Wait {
+    /// Whether this wait sat behind a queued request rather than a held lock.
+    #[must_use]
+    pub fn behind_queue(&self) -> bool {
+        self.blocked_by.iter().any(|b| b.queued)
+    }
+}
+
+/// Backends waiting at one moment (recorded when the count changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuePoint {
+    pub at_us: u64,
+    pub waiting: u32,
+}
+
+/// What the sampler's samples say.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LockAnalysis {
+    pub samples: usize,
+    pub missed_samples: u64,
+    pub interval_us: u64,
+    pub sample_rate_per_second: f64,
+    pub holds: Vec<Hold>,
+    pub relations: Vec<RelationLocks>,
+    pub waits: Vec<Wait>,
+    pub queue: Vec<QueuePoint>,
+    /// Waiting sessions x seconds: the figure that best predicts
+    /// user-visible impact.
+    pub blocked_backend_seconds: f64,
+}
+
+impl LockAnalysis {
+    /// Longest ACCESS EXCLUSIVE hold, per relation.
+    #[must_use]
+    pub fn max_access_exclusive(&self) -> Option<&RelationLocks> {
+        self.relations
+            .iter()
+            .filter(|r| r.mode == LockMode::AccessExclusive)
+            .max_by_key(|r| r.max_hold_us)
+    }
+
+    /// Longest wait of an application (not a migration runner).
+    #[must_use]
+    pub fn max_app_wait_us(&self) -> u64 {
+        self.waits
+            .iter()
+            .filter(|w| !w.holder.is_migration())
+            .map(|w| w.wait_us)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Waits that sat behind a queued request: the lock-queue effect.
+    pub fn queued_waits(&self) -> impl Iterator<Item = &Wait> {
+        self.waits.iter().filter(|w| w.behind_queue())
+    }
+}
+
+/// Where the sampler's clock stands against the timeline's.
+#[derive(Debug, Clone, Copy)]
+pub struct TimelineRef<'a> {
+    pub timeline: &'a Timeline,
+    /// Sampler time minus timeline time, in microseconds.
+    pub offset_us: i64,
+}
+
+type EpisodeKey = (
+    i32,
+    LockType,
+    Option<String>,
+    Option<String>,
+    LockMode,
+    bool,
+);
+
+struct Episode {
+    from_us: u64,
+    last_us: u64,
+    first_sample: usize,
+}
+
+/// Derives holds, waits, the queue and blocked-backend-seconds.
+#[must_use]
+pub fn analyse(
+    samples: &Samples,
+    pending: &[Migration],
+    timeline: Option<TimelineRef<'_>>,
+) -> LockAnalysis {
+    let list = &samples.samples;
+    let interval = samples.interval_us.max(1);
+    let mut open: BTreeMap<EpisodeKey, Episode> = BTreeMap::new();
+    let mut closed: Vec<(EpisodeKey, Episode)> = Vec::new();
+    let mut queue: Vec<QueuePoint> = Vec::new();
+    let mut blocked_us: f64 = 0.0;
+    for (i, sample) in list.iter().enumerate() {
+        let mut present = std::collections::BTreeSet::new();
+        for row in &sample.locks {
+            if app_name(sample, row.pid) == Some(SAMPLER_APPLICATION_NAME) {
+                continue;
+            }
+            let key = (
+                row.pid,
+                row.locktype,
+                row.relation.clone(),
+                row.object.clone(),
+                row.mode,
+                row.granted,
+            );
+            present.insert(key.clone());
+            open.entry(key)
+                .and_modify(|e| e.last_us = sample.at_us)
+                .or_insert(Episode {
+                    from_us: sample.at_us,
+                    last_us: sample.at_us,
+                    first_sample: i,
+                });
+        }
+        let ended: Vec<EpisodeKey> = open
+            .keys()
+            .filter(|k| !present.contains(*k))
+            .cloned()
+            .collect();
+        for key in ended {
+            if let Some(e) = open.remove(&key) {
+                closed.push((key, e));
+            }
+        }
+        let mut waiting: Vec<i32> = sample
+            .locks
+            .iter()
+            .filter(|l| !l.granted)
+            .map(|l| l.pid)
+            .collect();
+        waiting.sort_unstable();
+        waiting.dedup();
+        let count = u32::try_from(waiting.len()).unwrap_or(u32::MAX);
+        if queue.last().map(|q| q.waiting) != Some(count) {
+            queue.push(QueuePoint {
+                at_us: sample.at_us,
+                waiting: count,
+            });
+        }
+        // A gap after missed samples counts only a few intervals: the
+        // sampler did not see what happened in it.
+        let dt = list
+            .get(i + 1)
+            .map_or(interval, |next| next.at_us.saturating_sub(sample.at_us))
+            .min(interval * 4);
+        #[expect(clippy::cast_precision_loss, reason = "seconds as a float")]
+        {
+            blocked_us += waiting.len() as f64 * dt as f64;
+        }
+    }
+    closed.extend(open);
+
+    let mut holds = Vec::new();
+    let mut waits = Vec::new();
+    for ((pid, locktype, relation, _object, mode, granted), e) in closed {
+        let sample = &list[e.first_sample];
+        let holder = Holder::from_application_name(app_name(sample, pid).unwrap_or(""));
+        let span = e.last_us - e.from_us + interval;
+        if granted {
+            if let (LockType::Relation, Some(relation)) = (locktype, relation) {
+                holds.push(Hold {
+                    relation,
+                    mode,
+                    holder,
+                    pid,
+                    from_us: e.from_us,
+                    to_us: e.last_us,
+                    hold_us: span,
+                });
+            }
+            continue;
+        }
+        let row = sample
+            .locks
+            .iter()
+            .find(|l| l.pid == pid && !l.granted && l.mode == mode && l.relation == relation);
+        let blocked_by: Vec<Blocker> = row
+            .map(|r| r.blocked_by.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|b| Blocker {
+                pid: b,
+                holder: Holder::from_application_name(app_name(sample, b).unwrap_or("")),
+                queued: sample.locks.iter().any(|l| l.pid == b && !l.granted),
+            })
+            .collect();
+        let statement = blocked_by
+            .iter()
+            .filter(|b| b.holder.is_migration())
+            .find_map(|b| attribute(sample, b, pending, timeline, e.from_us));
+        waits.push(Wait {
+            pid,
+            holder,
+            locktype,
+            mode,
+            relation,
+            from_us: e.from_us,
+            to_us: e.last_us,
+            wait_us: span,
+            blocked_by,
+            statement,
+            query: query_of(sample, pid).to_string(),
+        });
+    }
+    holds.sort_by_key(|h| (h.from_us, h.pid));
+    waits.sort_by_key(|w| (w.from_us, w.pid));
+
+    let mut relations: BTreeMap<(String, LockMode), RelationLocks> = BTreeMap::new();
+    for h in &holds {
+        let r = relations
+            .entry((h.relation.clone(), h.mode))
+            .or_insert_with(|| RelationLocks {
+                relation: h.relation.clone(),
+                mode: h.mode,
+                holders: Vec::new(),
+                max_hold_us: 0,
+                total_hold_us: 0,
+            });
+        if !r.holders.contains(&h.holder) {
+            r.holders.push(h.holder.clone());
+        }
+        r.max_hold_us = r.max_hold_us.max(h.hold_us);
+        r.total_hold_us += h.hold_us;
+    }
+
+    LockAnalysis {
+        samples: list.len(),
+        missed_samples: samples.missed,
+        interval_us: samples.interval_us,
+        sample_rate_per_second: samples.rate_per_second(),
+        holds,
+        relations: relations.into_values().collect(),
+        waits,
+        queue,
+        blocked_backend_seconds: blocked_us / 1e6,
+    }
+}
+
+fn backend(sample: &Sample, pid: i32) -> Option<&Backend> {
+    sample.backends.iter().find(|b| b.pid == pid)
+}
+
+fn app_name(sample: &Sample, pid: i32) -> Option<&str> {
+    backend(sample, pid).map(|b| b.application_name.as_str())
+}
+
+fn query_of(sample: &Sample, pid: i32) -> &str {
+    backend(sample, pid).map_or("", |b| b.query.as_str())
+}
+
+fn normalise(sql: &str) -> String {
+    sql.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_end_matches(';')
+        .to_string()
+}
+
+/// The migration statement a blocking migration backend was running: by
+/// its query text first (independent of clocks), else by the timeline's
+/// StatementBegin/End events around the moment the wait began.
+fn attribute(
+    sample: &Sample,
+    blocker: &Blocker,
+    pending: &[Migration],
+    timeline: Option<TimelineRef<'_>>,
+    at_us: u64,
+) -> Option<StatementRef> {
+    let running = normalise(query_of(sample, blocker.pid));
+    if !running.is_empty() {
+        for m in pending {
+            for (index, s) in m.statements.iter().enumerate() {
+                let text = normalise(&s.sql);
+                // pg_stat_activity shows at most 300 characters here, and a
+                // runner may send several statements in one string.
+                let prefix: String = text.chars().take(running.chars().count()).collect();
+                if !text.is_empty() && (running.contains(&text) || prefix == running) {
+                    return Some(StatementRef {
+                        version: m.version.clone(),
+                        index,
+                        line: s.line,
+                    });
+                }
+            }
+        }
+    }
+    let t = timeline?;
+    let actor = blocker.holder.actor()?;
+    let at = i64::try_from(at_us).ok()? - t.offset_us;
+    let mut current = None;
+    for e in t.timeline.of(actor) {
+        if i64::try_from(e.at_us).ok()? > at {
+            break;
+        }
+        match &e.kind {
+            EventKind::StatementBegin {
+                version,
+                index,
+                line,
+            } => {
+                current = Some(StatementRef {
+                    version: version.clone(),
+                    index: *index,
+                    line: *line,
+                });
+            }
+            EventKind::StatementEnd { .. } => current = None,
+            _ => {}
+        }
+    }
+    current
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sampler::LockRow;
+    use super::*;
+
+    fn row(pid: i32, rel: &str, mode: LockMode, granted: bool, blocked_by: &[i32]) -> LockRow {
+        LockRow {
+            pid,
+            locktype: LockType::Relation,
+            mode,
+            granted,
+            relation: Some(rel.into()),
+            object: None,
+            blocked_by: blocked_by.to_vec(),
+        }
+    }
+
+    fn backends() -> Vec<Backend> {
+        let b = |pid, app: &str, query: &str| Backend {
+            pid,
+            application_name: app.into(),
+            query: query.into(),
+        };
+        vec![
+            b(1, "report", "SELECT count(*) FROM t"),
+            b(2, "rehearse-replica-0", "ALTER TABLE t ADD COLUMN c int"),
+            b(3, "app-v1", "SELECT * FROM t WHERE id = 1"),
+        ]
+    }
+
+    /// A long read holds ACCESS SHARE; the migration's ALTER queues; a later
+    /// SELECT waits behind the queued ALTER (the lock-queue effect).
+    fn lock_queue_samples() -> Samples {
+        use LockMode::*;
+        let s = |at_us, locks| Sample {
+            at_us,
+            locks,
+            backends: backends(),
+        };
+        Samples {
+            interval_us: 10_000,
+            missed: 0,
+            duration_us: 50_000,
+            samples: vec![
+                s(0, vec![row(1, "public.t", AccessShare, true, &[])]),
+                s(
+                    10_000,
+                    vec![
+                        row(1, "public.t", AccessShare, true, &[]),
+                        row(2, "public.t", AccessExclusive, false, &[1]),
+                    ],
+                ),
+                s(
+                    20_000,
+                    vec![
+                        row(1, "public.t", AccessShare, true, &[]),
+                        row(2, "public.t", AccessExclusive, false, &[1]),
+                        row(3, "public.t", AccessShare, false, &[2]),
+                    ],
+                ),
+                s(
+                    30_000,
+                    vec![
+                        row(2, "public.t", AccessExclusive, true, &[]),
+                        row(3, "public.t", AccessShare, false, &[2]),
+                    ],
+                ),
+                s(40_000, vec![row(3, "public.t", AccessShare, true, &[])]),
+            ],
+        }
+    }
+
+    fn pending() -> Vec<Migration> {
+        vec![Migration {
+            version: "0002".into(),
+            description: String::new(),
+            kind: crate::migrate::MigrationKind::Versioned,
+            path: "0002.sql".into(),
+            statements: vec![crate::migrate::Statement {
+                sql: "ALTER TABLE t\n  ADD COLUMN c int;".into(),
+                line: 3,
+            }],
+            transactional: true,
+            down: None,
+        }]
+    }
+
+    #[test]
+    fn lock_queue_is_seen_and_attributed_to_the_statement() {
+        let a = analyse(&lock_queue_samples(), &pending(), None);
+        let queued: Vec<&Wait> = a.queued_waits().collect();
+        assert_eq!(queued.len(), 1, "{a:#?}");
+        assert_eq!(queued[0].holder, Holder::App("app-v1".into()));
+        assert_eq!(queued[0].wait_us, 20_000);
+        assert_eq!(
+            queued[0].statement,
+            Some(StatementRef {
+                version: "0002".into(),
+                index: 0,
+                line: 3
+            })
+        );
+        // The ALTER itself waited behind a held lock, not a queue.
+        let alter = a.waits.iter().find(|w| w.pid == 2).unwrap();
+        assert!(!alter.behind_queue());
+        assert_eq!(alter.blocked_by[0].holder, Holder::App("report".into()));
+        assert_eq!(a.max_app_wait_us(), 20_000);
+    }
+
+    #[test]
+    fn holds_and_blocked_backend_seconds() {
+        let a = analyse(&lock_queue_samples(), &[], None);
+        let ae = a.max_access_exclusive().unwrap();
+        assert_eq!(ae.relation, "public.t");
+        assert_eq!(ae.max_hold_us, 10_000);
+        assert_eq!(ae.holders, vec![Holder::Replica(0)]);
+        let share = a
+            .relations
+            .iter()
+            .find(|r| r.mode == LockMode::AccessShare)
+            .unwrap();
+        assert_eq!(share.total_hold_us, 30_000 + 10_000);
+        // waiting: 0,1,2,1,0 backends x 10 ms
+        assert!(
+            (a.blocked_backend_seconds - 0.04).abs() < 1e-9,
+            "{}",
+            a.blocked_backend_seconds
+        );
+        let counts: Vec<u32> = a.queue.iter().map(|q| q.waiting).collect();
+        assert_eq!(counts, [0, 1, 2, 1, 0]);
+    }
+
+    #[test]
+    fn timeline_attributes_when_the_query_text_is_unknown() {
+        let mut samples = lock_queue_samples();
+        for s in &mut samples.samples {
+            for b in &mut s.backends {
+                b.query = String::new();
+            }
+        }
+        let timeline = Timeline {
+            events: vec![crate::timeline::Event {
+                at_us: 5_000,
+                actor: Actor::Replica(0),
+                kind: EventKind::StatementBegin {
+                    version: "0002".into(),
+                    index: 0,
+                    line: 3,
+                },
+            }],
+        };
+        let a = analyse(
+            &samples,
+            &[],
+            Some(TimelineRef {
+                timeline: &timeline,
+                offset_us: 0,
+            }),
+        );
+        let queued = a.queued_waits().next().unwrap();
+        assert_eq!(queued.statement.as_ref().map(|s| s.line), Some(3));
+    }
+
+    #[test]
+    fn application_names_map_to_holders() {
+        assert_eq!(
+            Holder::from_application_name("rehearse-replica-7"),
+            Holder::Replica(7)
+        );
+        assert_eq!(Holder::from_application_name("rehearse-job"), Holder::Job);
+        assert!(!Holder::from_application_name("app-v2").is_migration());
+    }
+}

@@ -1,0 +1,432 @@
+//! Static lint of migration statements, then confirmed (or not) by what the
+//! trace saw. One rule per file, each with a stable kebab-case id, a
+//! one-line fix, and bad/good fixtures tested beside the registry.
+//!
+//! Statements are read with `sqlparser`'s tokenizer (pure Rust): it knows
+//! comments, string literals, dollar quoting and quoted identifiers, so a
+//! keyword inside a string or a `"CONCURRENTLY"` column never matches. The
+//! rules look at keyword sequences, which is what the dangerous forms in
+//! REFERENCE.md ("Operations that hurt") are.
+
+mod add_column_rewrite;
+mod add_unique_constraint;
+mod alter_column_type;
+mod create_index;
+mod drop_or_rename;
+mod missing_lock_timeout;
+mod set_not_null;
+mod unbatched_backfill;
+mod validated_constraint;
+
+use serde::{Deserialize, Serialize};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+use super::mode::LockMode;
+use super::trace::{Trace, TraceOutcome, TracedStatement};
+use crate::migrate::Migration;
+
+/// Every lint rule, by its kebab-case id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleId {
+    CreateIndexNotConcurrently,
+    ValidatedConstraint,
+    AddColumnRewrite,
+    AlterColumnType,
+    SetNotNull,
+    AddUniqueConstraint,
+    UnbatchedBackfill,
+    DropOrRename,
+    MissingLockTimeout,
+}
+
+/// What executing the statement should show if the rule is right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// A table lock at least this strong.
+    TableLock(LockMode),
+    /// The table's storage replaced (relfilenode changed).
+    Rewrite,
+    /// A lock that blocks writes taken with `lock_timeout` unset.
+    LockWithoutTimeout,
+    /// Holding its locks for a noticeable time on the seeded volume.
+    Slow,
+}
+
+/// A lint rule: metadata as data (the eugene `hint_data` habit).
+pub struct Rule {
+    pub id: RuleId,
+    /// One line: what to do instead.
+    pub fix: &'static str,
+    pub expected: Expected,
+    /// Returns a message when the statement matches.
+    pub check: fn(&Classified, &Context) -> Option<String>,
+    /// A statement the rule must flag, and one it must not.
+    pub bad: &'static str,
+    pub good: &'static str,
+}
+
+/// The registry, in report order.
+pub const RULES: [&Rule; 9] = [
+    &create_index::RULE,
+    &validated_constraint::RULE,
+    &add_column_rewrite::RULE,
+    &alter_column_type::RULE,
+    &set_not_null::RULE,
+    &add_unique_constraint::RULE,
+    &unbatched_backfill::RULE,
+    &drop_or_rename::RULE,
+    &missing_lock_timeout::RULE,
+];
+
+impl RuleId {
+    /// The stable kebab-case id.
+    #[must_use]
+    pub fn id(self) -> &'static str {
+        match self {
+            RuleId::CreateIndexNotConcurrently => "create-index-not-concurrently",
+            RuleId::ValidatedConstraint => "validated-constraint",
+            RuleId::AddColumnRewrite => "add-column-rewrite",
+            RuleId::AlterColumnType => "alter-column-type",
+            RuleId::SetNotNull => "set-not-null",
+            RuleId::AddUniqueConstraint => "add-unique-constraint",
+            RuleId::UnbatchedBackfill => "unbatched-backfill",
+            RuleId::DropOrRename => "drop-or-rename",
+            RuleId::MissingLockTimeout => "missing-lock-timeout",
+        }
+    }
+
+    /// The rule's registry entry.
+    #[must_use]
+    pub fn rule(self) -> &'static Rule {
+        RULES.into_iter().find(|r| r.id == self).unwrap_or(RULES[0])
+    }
+}
+
+impl std::fmt::Display for RuleId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+/// What migration context a rule sees besides the statement.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// An earlier statement of the migration set `lock_timeout`.
+    pub lock_timeout_set: bool,
+}
+
+/// A statement read by the tokenizer.
+#[derive(Debug, Clone, Default)]
+pub struct Classified {
+    /// Unquoted words upper-cased; quoted identifiers keep their quotes and
+    /// string literals are `'…'`, so neither matches a keyword.
+    pub tokens: Vec<String>,
+    pub transaction_control: bool,
+    /// CONCURRENTLY, VACUUM and the like: 25001 in a transaction block.
+    pub needs_no_transaction: bool,
+}
+
+impl Classified {
+    /// Whether `words` appear consecutively.
+    #[must_use]
+    pub fn has_seq(&self, words: &[&str]) -> bool {
+        self.tokens
+            .windows(words.len())
+            .any(|w| w.iter().zip(words).all(|(a, b)| a == b))
+    }
+
+    #[must_use]
+    pub fn has(&self, word: &str) -> bool {
+        self.tokens.iter().any(|t| t == word)
+    }
+
+    #[must_use]
+    pub fn starts_with(&self, words: &[&str]) -> bool {
+        self.tokens.len() >= words.len() && self.tokens.iter().zip(words).all(|(a, b)| a == b)
+    }
+}
+
+/// Tokenizes one statement. Text the tokenizer rejects yields no tokens
+/// (no rule matches; the statement is still traced).
+#[must_use]
+pub fn classify(sql: &str) -> Classified {
+    let dialect = PostgreSqlDialect {};
+    let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize() else {
+        return Classified::default();
+    };
+    let tokens: Vec<String> = tokens
+        .into_iter()
+        .filter_map(|t| match t {
+            Token::Whitespace(_) | Token::EOF => None,
+            Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_uppercase()),
+            Token::Word(w) => Some(format!("\"{}\"", w.value)),
+            Token::SingleQuotedString(s) => Some(format!("'{s}'")),
+            Token::DollarQuotedString(_) => Some("$$".into()),
+            other => Some(other.to_string()),
+        })
+        .collect();
+    let mut c = Classified {
+        tokens,
+        ..Classified::default()
+    };
+    c.transaction_control = ["BEGIN", "COMMIT", "ROLLBACK", "END", "START", "SAVEPOINT"]
+        .iter()
+        .any(|w| c.starts_with(&[w]));
+    c.needs_no_transaction =
+        c.has("CONCURRENTLY") || c.starts_with(&["VACUUM"]) || c.starts_with(&["ALTER", "SYSTEM"]);
+    c
+}
+
+/// What execution said about a lint finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Confirmation {
+    /// The trace saw what the rule predicts.
+    Confirmed,
+    /// Not executed by the trace (failed, or left to the sampler).
+    NotConfirmed,
+    /// The trace saw something else (e.g. a binary-coercible type change
+    /// that did not rewrite): reported as such, not as an error.
+    Contradicted,
+}
+
+/// One rule matched one statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LintFinding {
+    pub rule: RuleId,
+    pub version: String,
+    pub index: usize,
+    pub line: usize,
+    pub message: String,
+    pub fix: String,
+    pub confirmation: Confirmation,
+}
+
+/// Lints every statement of `migrations`; findings start `NotConfirmed`.
+#[must_use]
+pub fn lint(migrations: &[Migration]) -> Vec<LintFinding> {
+    let mut found = Vec::new();
+    for migration in migrations {
+        let mut context = Context::default();
+        for (index, statement) in migration.statements.iter().enumerate() {
+            let classified = classify(&statement.sql);
+            for rule in RULES {
+                if let Some(message) = (rule.check)(&classified, &context) {
+                    found.push(LintFinding {
+                        rule: rule.id,
+                        version: migration.version.clone(),
+                        index,
+                        line: statement.line,
+                        message,
+                        fix: rule.fix.to_string(),
+                        confirmation: Confirmation::NotConfirmed,
+                    });
+                }
+            }
+            if classified.has_seq(&["LOCK_TIMEOUT"]) && classified.has("SET") {
+                context.lock_timeout_set = true;
+            }
+        }
+    }
+    found
+}
+
+/// Marks each finding by what the trace saw for its statement.
+pub fn confirm(findings: &mut [LintFinding], trace: &Trace) {
+    for f in findings {
+        let traced = trace
+            .statements
+            .iter()
+            .find(|s| s.version == f.version && s.index == f.index);
+        f.confirmation = match traced {
+            Some(s) => judge_one(f.rule.rule().expected, s),
+            None => Confirmation::NotConfirmed,
+        };
+    }
+}
+
+/// Statements slower than this hold their locks long enough to matter.
+const SLOW_US: u64 = 100_000;
+
+fn judge_one(expected: Expected, s: &TracedStatement) -> Confirmation {
+    if s.outcome != TraceOutcome::Ran {
+        return Confirmation::NotConfirmed;
+    }
+    let yes = |b: bool| {
+        if b {
+            Confirmation::Confirmed
+        } else {
+            Confirmation::Contradicted
+        }
+    };
+    match expected {
+        Expected::TableLock(mode) => yes(s.strongest_table_lock().is_some_and(|(_, m)| m >= mode)),
+        Expected::Rewrite => yes(!s.rewritten.is_empty()),
+        Expected::LockWithoutTimeout => match s.strongest_table_lock() {
+            // Confirmed: it did take a write-blocking lock with no timeout.
+            // Contradicted: a timeout was in effect after all (role or
+            // database default) or the lock blocks nothing.
+            Some((_, m)) => yes(m.blocks_writes() && is_zero(&s.lock_timeout)),
+            None => Confirmation::Contradicted,
+        },
+        Expected::Slow => {
+            if s.duration_us >= SLOW_US {
+                Confirmation::Confirmed
+            } else {
+                // Fast on this data: neither proven nor disproven.
+                Confirmation::NotConfirmed
+            }
+        }
+    }
+}
+
+fn is_zero(setting: &str) -> bool {
+    matches!(setting.trim(), "0" | "0ms" | "0s")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rule_has_fixtures_flags_bad_and_passes_good() {
+        let context = Context::default();
+        for rule in RULES {
+            assert!(
+                !rule.bad.trim().is_empty(),
+                "{} has no bad fixture",
+                rule.id
+            );
+            assert!(
+                !rule.good.trim().is_empty(),
+                "{} has no good fixture",
+                rule.id
+            );
+            assert!(!rule.fix.is_empty(), "{} has no fix", rule.id);
+            assert!(
+                (rule.check)(&classify(rule.bad), &context).is_some(),
+                "{} does not flag {}",
+                rule.id,
+                rule.bad
+            );
+            assert!(
+                (rule.check)(&classify(rule.good), &context).is_none(),
+                "{} flags its good fixture {}",
+                rule.id,
+                rule.good
+            );
+        }
+    }
+
+    #[test]
+    fn ids_are_unique_kebab_case_and_registered() {
+        let mut seen = std::collections::HashSet::new();
+        for rule in RULES {
+            assert!(seen.insert(rule.id.id()));
+            assert!(
+                rule.id
+                    .id()
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '-')
+            );
+            assert_eq!(rule.id.rule().id, rule.id);
+            assert_eq!(serde_json::to_value(rule.id).unwrap(), rule.id.id());
+        }
+    }
+
+    #[test]
+    fn keywords_in_strings_and_quoted_names_do_not_match() {
+        let c = classify("INSERT INTO t (note) VALUES ('create index concurrently')");
+        assert!(!c.needs_no_transaction);
+        let c = classify("CREATE INDEX \"CONCURRENTLY\" ON t (a)");
+        assert!(!c.needs_no_transaction);
+        assert!(classify("create index concurrently i on t (a)").needs_no_transaction);
+        assert!(classify("  commit").transaction_control);
+    }
+
+    #[test]
+    fn lock_timeout_set_earlier_silences_the_rule() {
+        let migration = |sqls: &[&str]| Migration {
+            version: "1".into(),
+            description: String::new(),
+            kind: crate::migrate::MigrationKind::Versioned,
+            path: "1.sql".into(),
+            statements: sqls
+                .iter()
+                .enumerate()
+                .map(|(i, s)| crate::migrate::Statement {
+                    sql: (*s).into(),
+                    line: i + 1,
+                })
+                .collect(),
+            transactional: true,
+            down: None,
+        };
+        let ids = |m: &Migration| -> Vec<RuleId> {
+            lint(std::slice::from_ref(m))
+                .into_iter()
+                .map(|f| f.rule)
+                .collect()
+        };
+        let bare = migration(&["ALTER TABLE t DROP COLUMN c"]);
+        assert!(ids(&bare).contains(&RuleId::MissingLockTimeout));
+        let with = migration(&["SET lock_timeout = '2s'", "ALTER TABLE t DROP COLUMN c"]);
+        assert!(!ids(&with).contains(&RuleId::MissingLockTimeout));
+        assert!(ids(&with).contains(&RuleId::DropOrRename));
+    }
+
+    fn traced(acquired: Vec<super::super::trace::HeldLock>, rewritten: &[&str]) -> TracedStatement {
+        TracedStatement {
+            version: "1".into(),
+            index: 0,
+            line: 1,
+            sql: String::new(),
+            duration_us: 10,
+            acquired,
+            held: Vec::new(),
+            rewritten: rewritten.iter().map(|s| (*s).to_string()).collect(),
+            lock_timeout: "0".into(),
+            outcome: TraceOutcome::Ran,
+        }
+    }
+
+    #[test]
+    fn confirmation_follows_the_trace() {
+        use super::super::mode::LockType;
+        use super::super::trace::HeldLock;
+        let ae = HeldLock {
+            locktype: LockType::Relation,
+            mode: LockMode::AccessExclusive,
+            relation: Some("public.t".into()),
+            relkind: Some("r".into()),
+            object: None,
+        };
+        assert_eq!(
+            judge_one(Expected::Rewrite, &traced(vec![ae.clone()], &["public.t"])),
+            Confirmation::Confirmed
+        );
+        assert_eq!(
+            judge_one(Expected::Rewrite, &traced(vec![ae.clone()], &[])),
+            Confirmation::Contradicted
+        );
+        assert_eq!(
+            judge_one(
+                Expected::TableLock(LockMode::Share),
+                &traced(vec![ae.clone()], &[])
+            ),
+            Confirmation::Confirmed
+        );
+        assert_eq!(
+            judge_one(Expected::LockWithoutTimeout, &traced(vec![ae], &[])),
+            Confirmation::Confirmed
+        );
+        let mut failed = traced(vec![], &[]);
+        failed.outcome = TraceOutcome::NotTraced { reason: "x".into() };
+        assert_eq!(
+            judge_one(Expected::Rewrite, &failed),
+            Confirmation::NotConfirmed
+        );
+    }
+}

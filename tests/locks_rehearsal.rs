@@ -1,0 +1,38 @@
+//! The lock report in a full rehearsal: the sampler ran during the race,
+//! the trace covered every pending statement, and the report serialises.
+
+use std::path::Path;
+
+use rehearse::rehearsal::{Plan, rehearse_on};
+use rehearse::report::ScenarioReport;
+use rehearse::scenario::Scenario;
+use rehearse::testing::shared_server;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rehearsal_report_carries_the_trace_and_the_samples() {
+    let Some(server) = shared_server() else {
+        return;
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/smoke");
+    let plan = Plan::prepare(Scenario::load(&dir).unwrap()).unwrap();
+    let report = rehearse_on(
+        &plan,
+        &server,
+        ScenarioReport::new(&plan.scenario.name, &plan.scenario.path),
+    )
+    .await;
+    assert_eq!(report.error, None);
+    let locks = report.locks.as_ref().expect("no lock report");
+    let statements: usize = plan.pending.iter().map(|m| m.statements.len()).sum();
+    let trace = locks.trace.as_ref().expect("no trace");
+    assert_eq!(trace.statements.len(), statements);
+    let sampled = locks.sampled.as_ref().expect("no samples");
+    assert!(sampled.samples > 0);
+    assert!(report.stages.iter().any(|s| s.stage == "locks"));
+    let json = serde_json::to_string(&report).unwrap();
+    let back: ScenarioReport = serde_json::from_str(&json).unwrap();
+    let back = back.locks.expect("lock report lost in JSON");
+    assert_eq!(back.trace.as_ref(), Some(trace));
+    assert_eq!(back.lint, locks.lint);
+    assert_eq!(back.sampled.map(|s| s.samples), Some(sampled.samples));
+}
