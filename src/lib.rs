@@ -13,6 +13,7 @@
 //! Postgres. [`timeline`], [`findings`] and [`report`] work on plain data and
 //! are tested from recorded timelines.
 
+pub mod api;
 pub mod cli;
 pub mod exit;
 pub mod findings;
@@ -24,3 +25,6 @@ pub mod scenario;
 pub mod seed;
 pub mod testing;
 pub mod timeline;
+
+pub use api::{Outcome, Rehearsal};
+pub use findings::CheckId;
