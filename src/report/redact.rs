@@ -57,7 +57,7 @@ fn scrub_keywords(text: &str) -> String {
             quoted.find('\'').map_or(value.len(), |i| i + 2)
         } else {
             value
-                .find(|c: char| c.is_whitespace() || c == '&' || c == ',' || c == '"')
+                .find(|c: char| c.is_whitespace() || matches!(c, '&' | ',' | '"' | ')' | ';'))
                 .unwrap_or(value.len())
         };
         if end > 0 {
@@ -110,6 +110,7 @@ mod tests {
             "PGPASSWORD=[redacted] psql"
         );
         assert_eq!(scrub("password='a b' user=y"), "password=[redacted] user=y");
+        assert_eq!(scrub("(password=x)"), "(password=[redacted])");
         assert_eq!(scrub("no password= here"), "no password= here");
     }
 }

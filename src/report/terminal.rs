@@ -212,9 +212,16 @@ fn write_details(
             Severity::Warning => ("warning", AnsiColor::Yellow),
             Severity::Info => ("info", AnsiColor::Blue),
         };
+        let tolerated = if scenario.expect.findings.contains(&finding.check) {
+            " (expected)"
+        } else if scenario.expect.allow.contains(&finding.check) {
+            " (allowed)"
+        } else {
+            ""
+        };
         writeln!(
             out,
-            "  {} {}: {}",
+            "  {} {}{tolerated}: {}",
             paint(
                 options,
                 Style::new().fg_color(Some(color.into())),

@@ -1,0 +1,248 @@
+//! Every renderer, from a recorded race (tests/fixtures/naive-8-replicas.json)
+//! wrapped in a run of three scenarios: one passing with tolerated findings,
+//! one failing, one that could not run and whose error quotes a connection
+//! string with a canary password.
+//!
+//! Snapshots live in tests/snapshots/. Non-deterministic values (durations,
+//! run ids, timestamps, ports, database names) are redacted by filters. A
+//! stale snapshot fails the test (under CI insta never writes; locally it
+//! writes a `.snap.new` for `cargo insta review` and still fails).
+
+use rehearse::findings::{CheckId, check_race, judge};
+use rehearse::report::{
+    ReportFormat, RunReport, SCHEMA_VERSION, ScenarioReport, StageReport, TerminalOptions, Verdict,
+    write_terminal,
+};
+use rehearse::scenario::Expectations;
+use rehearse::timeline::RaceRecord;
+
+const CANARY: &str = "CANARY-pw-7f3a9";
+
+fn recorded_race() -> RaceRecord {
+    let text = std::fs::read_to_string("tests/fixtures/naive-8-replicas.json").unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn stages() -> Vec<StageReport> {
+    [
+        ("provision", 812, "local cluster, Postgres 15.14"),
+        (
+            "baseline",
+            95,
+            "1 baseline migration(s) in template rehearse_tpl_5f2a (built)",
+        ),
+        (
+            "clone",
+            41,
+            "target rehearse_db_81c2 and reference rehearse_db_81c3",
+        ),
+        (
+            "replicas",
+            233,
+            "8 replica(s), runner naive, 1 pending migration(s), 74 events",
+        ),
+        ("findings", 0, "4 finding(s)"),
+    ]
+    .into_iter()
+    .map(|(stage, duration_ms, summary)| StageReport {
+        stage: stage.into(),
+        duration_ms,
+        summary: summary.into(),
+    })
+    .collect()
+}
+
+fn raced(name: &str, expect: Expectations) -> ScenarioReport {
+    let race = recorded_race();
+    let findings = check_race(&race);
+    let judgement = judge(&findings, &expect);
+    let mut report = ScenarioReport::new(name, std::path::Path::new("scenarios/x/scenario.toml"));
+    report.verdict = if judgement.pass {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    };
+    report.backend = Some("local".into());
+    report.postgres_version = Some("15.14".into());
+    report.stages = stages();
+    report.reasons = judgement.reasons;
+    report.findings = findings;
+    report.race = Some(race);
+    report.expect = expect;
+    report
+}
+
+fn recorded_run() -> RunReport {
+    let passing = raced(
+        "naive runner, 8 replicas",
+        Expectations {
+            findings: vec![CheckId::DoubleApplication, CheckId::DuplicateData],
+            allow: vec![CheckId::ReplicaErrors],
+        },
+    );
+    let failing = raced("naive runner, no expectations", Expectations::default());
+    let mut broken = ScenarioReport::new(
+        "unreachable server",
+        std::path::Path::new("scenarios/y/scenario.toml"),
+    );
+    broken.error = Some(format!(
+        "cannot connect to postgres://app:{CANARY}@127.0.0.1:54321/rehearse_db_0a1b: \
+         connection refused (host=127.0.0.1 password={CANARY})"
+    ));
+    RunReport {
+        schema_version: SCHEMA_VERSION,
+        tool_version: "0.1.0".into(),
+        run_id: "r20261121-2330-ab12".into(),
+        started_at: "2026-11-21T23:30:00.000Z".into(),
+        duration_ms: 1234,
+        scenarios: vec![passing, failing, broken],
+    }
+}
+
+fn render(format: ReportFormat) -> String {
+    let mut out = Vec::new();
+    format.write(&recorded_run(), &mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+fn terminal(options: TerminalOptions) -> String {
+    let mut out = Vec::new();
+    write_terminal(&recorded_run(), options, &mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+/// Redactions shared by every snapshot.
+fn settings() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    for (pattern, replacement) in [
+        (r"\b\d+(\.\d+)?(µs|ms|s)\b", "[duration]"),
+        (r#"time="[0-9.]+""#, r#"time="[duration]""#),
+        (r"\br\d{8}-\d{4}-[0-9a-f]+\b", "[run-id]"),
+        (
+            r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z",
+            "[timestamp]",
+        ),
+        (r"127\.0\.0\.1:\d+", "127.0.0.1:[port]"),
+        (r"\brehearse_(db|tpl)_[0-9a-f]+\b", "[database]"),
+        (r"<td>\d+</td><td>", "<td>[ms]</td><td>"),
+        (r"pid \d+", "pid [pid]"),
+        (r#""duration_ms": \d+"#, r#""duration_ms": "[ms]""#),
+    ] {
+        settings.add_filter(pattern, replacement);
+    }
+    settings.set_prepend_module_to_snapshot(false);
+    settings
+}
+
+#[test]
+fn terminal_snapshot() {
+    settings().bind(|| {
+        insta::assert_snapshot!(
+            "terminal",
+            terminal(TerminalOptions {
+                color: false,
+                quiet: false
+            })
+        );
+        insta::assert_snapshot!(
+            "terminal-quiet",
+            terminal(TerminalOptions {
+                color: false,
+                quiet: true
+            })
+        );
+    });
+}
+
+#[test]
+fn terminal_colours_only_when_asked() {
+    let plain = terminal(TerminalOptions::default());
+    assert!(!plain.contains('\u{1b}'), "{plain}");
+    let coloured = terminal(TerminalOptions {
+        color: true,
+        quiet: false,
+    });
+    assert!(coloured.contains("\u{1b}["), "{coloured}");
+}
+
+#[test]
+fn junit_snapshot() {
+    settings().bind(|| insta::assert_snapshot!("junit", render(ReportFormat::Junit)));
+}
+
+#[test]
+fn markdown_snapshot() {
+    settings().bind(|| insta::assert_snapshot!("markdown", render(ReportFormat::Markdown)));
+}
+
+#[test]
+fn html_snapshot() {
+    settings().bind(|| insta::assert_snapshot!("html", render(ReportFormat::Html)));
+}
+
+#[test]
+fn json_snapshot_of_the_failing_scenario_summary() {
+    // The whole JSON repeats the recorded race; its other fields are what
+    // may drift, so snapshot everything but the race.
+    let mut value: serde_json::Value = serde_json::from_str(&render(ReportFormat::Json)).unwrap();
+    for scenario in value["scenarios"].as_array_mut().unwrap() {
+        scenario["race"] = serde_json::Value::String("[recorded race]".into());
+    }
+    settings().bind(|| {
+        insta::assert_snapshot!("json", serde_json::to_string_pretty(&value).unwrap());
+    });
+}
+
+#[test]
+fn no_renderer_prints_the_canary_password() {
+    let mut outputs: Vec<(String, String)> = ReportFormat::ALL
+        .into_iter()
+        .map(|(format, name)| (name.to_string(), render(format)))
+        .collect();
+    outputs.push(("terminal".into(), terminal(TerminalOptions::default())));
+    for (name, text) in outputs {
+        // The error message itself must still be there, minus the secret.
+        assert!(text.contains("connection refused"), "{name}: {text}");
+        assert!(
+            !text.contains(CANARY),
+            "{name} printed the password: {text}"
+        );
+        assert!(
+            !text.contains(&format!("app:{CANARY}@")),
+            "{name} printed a full url"
+        );
+    }
+}
+
+#[test]
+fn junit_has_one_suite_per_scenario_and_one_case_per_check() {
+    let xml = render(ReportFormat::Junit);
+    assert_eq!(xml.matches("<testsuite ").count(), 3, "{xml}");
+    // Two raced scenarios with every check, the broken one with every
+    // check skipped plus its `rehearsal` error.
+    assert_eq!(
+        xml.matches("<testcase ").count(),
+        3 * CheckId::ALL.len() + 1,
+        "{xml}"
+    );
+    // Only the scenario without expectations fails, on its error findings.
+    assert!(xml.contains(r#"failures="0""#), "{xml}");
+    assert!(xml.contains("<failure"), "{xml}");
+}
+
+#[test]
+fn json_report_matches_its_schema() {
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("docs/report.schema.json").unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&render(ReportFormat::Json)).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&report)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    // And the schema rejects what it should: a verdict it does not know.
+    let mut bad = report.clone();
+    bad["scenarios"][0]["verdict"] = "maybe".into();
+    assert!(!validator.is_valid(&bad));
+}
