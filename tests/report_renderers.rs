@@ -246,3 +246,86 @@ fn json_report_matches_its_schema() {
     bad["scenarios"][0]["verdict"] = "maybe".into();
     assert!(!validator.is_valid(&bad));
 }
+
+/// The first of `chromium` or `chromium-browser` on PATH.
+fn find_chromium() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Opens the HTML report in headless Chromium (Debian's `chromium`
+/// package), takes a screenshot and checks it shows the report: mostly
+/// white page, dark text, and the blue statement bars of the timeline
+/// (drawn in inline SVG: if the SVG did not render, they are missing).
+#[test]
+fn html_report_renders_in_headless_chromium() {
+    let Some(chromium) = find_chromium() else {
+        let _: Option<()> = rehearse::testing::skip(
+            "chromium (apt-get install chromium)",
+            &"neither chromium nor chromium-browser is on PATH",
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("report.html");
+    let shot = dir.path().join("report.png");
+    std::fs::write(&page, render(ReportFormat::Html)).unwrap();
+    let mut child = std::process::Command::new(&chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1280,1600",
+            &format!("--user-data-dir={}", dir.path().join("profile").display()),
+            &format!("--screenshot={}", shot.display()),
+        ])
+        .arg(format!("file://{}", page.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bounded: a wedged browser must not hang the suite.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("chromium did not finish its screenshot within 90 s");
+        }
+        std::thread::park_timeout(std::time::Duration::from_millis(100));
+    };
+    assert!(status.success(), "chromium failed: {status}");
+    if let Ok(keep) = std::env::var("REHEARSE_KEEP_SCREENSHOT") {
+        std::fs::copy(&shot, keep).unwrap();
+    }
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buffer = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buffer).unwrap();
+    let channels = info.color_type.samples();
+    let pixels: Vec<&[u8]> = buffer[..info.buffer_size()].chunks(channels).collect();
+    let non_white = pixels
+        .iter()
+        .filter(|p| p[..3].iter().any(|c| *c < 240))
+        .count();
+    let statement_blue = pixels
+        .iter()
+        .filter(|p| {
+            p[0].abs_diff(0x09) < 24 && p[1].abs_diff(0x69) < 24 && p[2].abs_diff(0xda) < 24
+        })
+        .count();
+    assert!(
+        non_white > pixels.len() / 100,
+        "the screenshot is (nearly) blank: {non_white} of {} pixels not white",
+        pixels.len()
+    );
+    assert!(
+        statement_blue > 200,
+        "no timeline statement bars in the screenshot ({statement_blue} blue pixels)"
+    );
+}

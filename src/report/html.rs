@@ -239,7 +239,7 @@ fn render_timeline(t: &Timeline, h: &mut String) -> std::fmt::Result {
     writeln!(
         h,
         "<svg class=\"timeline\" width=\"{:.0}\" height=\"{height:.0}\" role=\"img\">",
-        LABEL + WIDTH + 20.0
+        LABEL + WIDTH + 40.0
     )?;
     // Time axis: five ticks.
     for k in 0..=4u64 {
