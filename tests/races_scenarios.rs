@@ -15,9 +15,11 @@ use rehearse::testing::shared_server;
 /// Every example scenario; a test below checks the list is complete.
 const EXAMPLES: &[&str] = &[
     "cic-waiting-replicas",
+    "ecommerce",
     "job-gate-failing-migration",
     "job-gated-migrations",
     "naive-8-replicas",
+    "saas",
     "session-lock-8-replicas",
     "smoke",
     "startup-coupled-migrations",
@@ -113,4 +115,14 @@ async fn scenario_job_gated_migrations() {
 #[tokio::test]
 async fn scenario_smoke() {
     run_scenario("smoke").await;
+}
+
+#[tokio::test]
+async fn scenario_ecommerce_seeded() {
+    run_scenario("ecommerce").await;
+}
+
+#[tokio::test]
+async fn scenario_saas_seeded() {
+    run_scenario("saas").await;
 }

@@ -5,6 +5,7 @@ mod doctor;
 mod gc;
 mod provision;
 mod run;
+mod seed;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,6 +38,8 @@ enum Command {
     Doctor(doctor::DoctorArgs),
     /// Remove containers and local clusters left behind by killed runs.
     Gc(gc::GcArgs),
+    /// Fill a database with generated data from a seeds file.
+    Seed(crate::seed::SeedArgs),
 }
 
 /// Flags every command that provisions a Postgres shares.
@@ -156,6 +159,7 @@ async fn dispatch(cli: Cli) -> Exit {
         Command::Provision(args) => provision::provision(args, cli.quiet).await,
         Command::Doctor(args) => doctor::doctor(args).await,
         Command::Gc(args) => gc::gc(args).await,
+        Command::Seed(args) => seed::seed(args, cli.quiet).await,
     }
 }
 

@@ -22,6 +22,7 @@ pub use conn::ConnInfo;
 pub use docker::{DEFAULT_MAJOR as DOCKER_DEFAULT_MAJOR, DOCKER_IMAGE_ENV, DockerImage};
 pub use local::{LOCAL_BIN_ENV, LOCAL_TMPDIR_ENV, PgBinaries};
 pub use owner::RunId;
+pub use server::parse_url as parse_database_url;
 pub use template::Template;
 
 use docker::DockerInstance;

@@ -24,7 +24,7 @@ pub(crate) struct ServerDatabase {
 
 /// Parses a `postgres://` URL or key=value string without ever echoing the
 /// password in an error.
-pub(crate) fn parse_url(url: &str) -> Result<ConnInfo, ProvisionError> {
+pub fn parse_url(url: &str) -> Result<ConnInfo, ProvisionError> {
     let password_of = || {
         url::Url::parse(url)
             .ok()

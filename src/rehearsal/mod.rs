@@ -21,6 +21,7 @@ use crate::migrate::{MigrateError, Migration, MigrationSet, RunnerKind, apply_se
 use crate::provision::{Postgres, ProvisionOptions};
 use crate::report::{ScenarioReport, StageReport, Verdict};
 use crate::scenario::Scenario;
+use crate::seed::{SeedError, SeedOptions, SeedSpec, seed_database};
 
 /// A scenario with its files read: ready to rehearse, nothing run yet.
 #[derive(Debug, Clone)]
@@ -30,17 +31,33 @@ pub struct Plan {
     pub baseline: Vec<Migration>,
     /// Rehearsed: what the rollout will apply.
     pub pending: Vec<Migration>,
+    /// The seeds file, parsed (`[seed] spec`).
+    pub seed_spec: Option<SeedSpec>,
+}
+
+/// A scenario's files cannot be used: bad input, found before anything runs.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Migrations(#[from] MigrateError),
+    #[error(transparent)]
+    Seed(#[from] SeedError),
 }
 
 impl Plan {
-    /// Reads and splits the scenario's migrations.
-    pub fn prepare(scenario: Scenario) -> Result<Plan, MigrateError> {
+    /// Reads and splits the scenario's migrations and parses its seeds file.
+    pub fn prepare(scenario: Scenario) -> Result<Plan, PlanError> {
         let set = MigrationSet::load(&scenario.migrations.dir, scenario.migrations.layout)?;
         let (baseline, pending) = set.split_at(scenario.migrations.baseline.as_deref())?;
+        let seed_spec = match scenario.seed.as_ref().and_then(|seed| seed.spec.as_ref()) {
+            Some(path) => Some(SeedSpec::load(path)?),
+            None => None,
+        };
         Ok(Plan {
             scenario,
             baseline,
             pending,
+            seed_spec,
         })
     }
 
@@ -162,22 +179,48 @@ async fn run_stages(
         ));
     }
 
+    // The template: what production has today, baseline schema and data.
+    // Built once per content hash, so another rehearsal of the same scenario
+    // starts from a clone instead of re-seeding.
     let started = Instant::now();
     let baseline = plan.baseline.clone();
     let runner = config.runner;
+    let seed = plan.scenario.seed.as_ref().map(|seed| {
+        let options = SeedOptions {
+            seed: seed.seed,
+            scale: seed.scale,
+            hostile: seed.hostile,
+            progress: false,
+        };
+        (plan.seed_spec.clone(), options)
+    });
+    let mut seeded_rows = None;
+    let seeded = &mut seeded_rows;
     let template = postgres
         .template(&plan.template_key(), |conn| async move {
             apply_serial(&conn, &runner, &baseline)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            if let Some((spec, options)) = seed {
+                let report = seed_database(&conn, spec.as_ref(), &options)
+                    .await
+                    .map_err(|e| format!("seeding: {e}"))?;
+                *seeded = Some(report.total_rows);
+            }
+            Ok::<(), String>(())
         })
         .await
         .map_err(|e| e.to_string())?;
+    let seeded = match (seeded_rows, &plan.scenario.seed) {
+        (Some(rows), _) => format!(" and {rows} seeded rows"),
+        (None, Some(_)) => " and seed data".to_string(),
+        (None, None) => String::new(),
+    };
     stages.record(
         "baseline",
         started,
         format!(
-            "{} baseline migration(s) in template {} ({})",
+            "{} baseline migration(s){seeded} in template {} ({})",
             plan.baseline.len(),
             template.name,
             if template.built { "built" } else { "reused" }
