@@ -27,8 +27,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::findings::{CheckId, Finding};
-use crate::migrate::MigrateError;
 use crate::provision::Postgres;
+use crate::rehearsal::PlanError;
 use crate::rehearsal::{Plan, rehearse_on};
 use crate::report::summary::{human_us, severity_word, verdict_word};
 use crate::report::{ScenarioReport, ScenarioSummary, Verdict, redact::scrub};
@@ -41,7 +41,7 @@ pub enum ApiError {
     #[error(transparent)]
     Scenario(#[from] ScenarioError),
     #[error("{}: {source}", path.display())]
-    Migrations { path: PathBuf, source: MigrateError },
+    Migrations { path: PathBuf, source: PlanError },
 }
 
 /// A scenario ready to rehearse (its migrations read, nothing run yet).

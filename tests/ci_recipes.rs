@@ -14,10 +14,7 @@ fn recipes() -> Vec<std::path::PathBuf> {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 dirs.push(path);
-            } else if path
-                .extension()
-                .is_some_and(|e| e == "yml" || e == "yaml")
-            {
+            } else if path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
                 found.push(path);
             }
         }
@@ -33,10 +30,16 @@ fn snippets(value: &serde_norway::Value, out: &mut Vec<String>) {
             for (key, value) in map {
                 let key = key.as_str().unwrap_or_default();
                 match (key, value) {
-                    ("run" | "script" | "before_script" | "after_script", serde_norway::Value::String(s)) => {
+                    (
+                        "run" | "script" | "before_script" | "after_script",
+                        serde_norway::Value::String(s),
+                    ) => {
                         out.push(s.clone());
                     }
-                    ("script" | "before_script" | "after_script", serde_norway::Value::Sequence(items)) => {
+                    (
+                        "script" | "before_script" | "after_script",
+                        serde_norway::Value::Sequence(items),
+                    ) => {
                         out.extend(items.iter().filter_map(|i| i.as_str().map(str::to_string)));
                     }
                     _ => snippets(value, out),
@@ -54,8 +57,14 @@ fn substitute(text: &str) -> String {
     let mut rest = text;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
-        let close = if rest[start..].starts_with("${{") { "}}" } else { "}" };
-        let end = rest[start..].find(close).map_or(rest.len(), |e| start + e + close.len());
+        let close = if rest[start..].starts_with("${{") {
+            "}}"
+        } else {
+            "}"
+        };
+        let end = rest[start..]
+            .find(close)
+            .map_or(rest.len(), |e| start + e + close.len());
         out.push('1');
         rest = &rest[end..];
     }
@@ -83,13 +92,16 @@ fn rehearse_commands(snippet: &str) -> Vec<Vec<String>> {
 #[test]
 fn every_recipe_parses_and_its_rehearse_commands_exist() {
     let files = recipes();
-    assert!(files.len() >= 3, "expected the GitHub and GitLab recipes, found {files:?}");
+    assert!(
+        files.len() >= 3,
+        "expected the GitHub and GitLab recipes, found {files:?}"
+    );
     let cargo_toml = std::fs::read_to_string("Cargo.toml").unwrap();
     let mut commands = 0;
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
-        let yaml: serde_norway::Value = serde_norway::from_str(&text)
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let yaml: serde_norway::Value =
+            serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let mut found = Vec::new();
         snippets(&yaml, &mut found);
         assert!(!found.is_empty(), "{}: no run/script steps", file.display());
@@ -97,12 +109,20 @@ fn every_recipe_parses_and_its_rehearse_commands_exist() {
             for args in rehearse_commands(snippet) {
                 commands += 1;
                 if let Err(e) = Cli::try_parse_from(&args) {
-                    panic!("{}: `{}` does not parse:\n{e}", file.display(), args.join(" "));
+                    panic!(
+                        "{}: `{}` does not parse:\n{e}",
+                        file.display(),
+                        args.join(" ")
+                    );
                 }
             }
             for word in snippet.split_whitespace() {
                 if word.starts_with("ci/") && word.ends_with(".sh") {
-                    assert!(std::path::Path::new(word).is_file(), "{}: {word} is missing", file.display());
+                    assert!(
+                        std::path::Path::new(word).is_file(),
+                        "{}: {word} is missing",
+                        file.display()
+                    );
                 }
             }
             if let Some(rest) = snippet.split("--bench ").nth(1) {
@@ -115,7 +135,10 @@ fn every_recipe_parses_and_its_rehearse_commands_exist() {
             }
         }
     }
-    assert!(commands >= 5, "only {commands} rehearse commands found in {files:?}");
+    assert!(
+        commands >= 5,
+        "only {commands} rehearse commands found in {files:?}"
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! per format. Every writer takes an `impl io::Write`. Connection URLs appear
 //! without passwords only.
 
+pub mod bench;
 mod html;
 mod json;
 mod junit;
