@@ -37,8 +37,8 @@ fn migrations(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
     for path in scenarios() {
-        let scenario = Scenario::load(std::path::Path::new(&path))
-            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let scenario =
+            Scenario::load(std::path::Path::new(&path)).unwrap_or_else(|e| panic!("{path}: {e}"));
         let plan = Plan::prepare(scenario).unwrap_or_else(|e| panic!("{path}: {e}"));
         let runner = plan.scenario.replicas.runner;
         let template = runtime.block_on(async {
@@ -51,17 +51,20 @@ fn migrations(c: &mut Criterion) {
                 progress: false,
             });
             server
-                .template(&format!("bench-{}", plan.template_key()), |conn| async move {
-                    apply_serial(&conn, &runner, &baseline)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    if let Some(options) = options {
-                        seed_database(&conn, spec.as_ref(), &options)
+                .template(
+                    &format!("bench-{}", plan.template_key()),
+                    |conn| async move {
+                        apply_serial(&conn, &runner, &baseline)
                             .await
                             .map_err(|e| e.to_string())?;
-                    }
-                    Ok::<(), String>(())
-                })
+                        if let Some(options) = options {
+                            seed_database(&conn, spec.as_ref(), &options)
+                                .await
+                                .map_err(|e| e.to_string())?;
+                        }
+                        Ok::<(), String>(())
+                    },
+                )
                 .await
                 .unwrap()
         });
