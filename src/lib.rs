@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod compat; // issue 5: compatibility matrix
 pub mod exit;
 pub mod findings;
 pub mod migrate;
@@ -28,3 +29,4 @@ pub mod timeline;
 
 pub use api::{Outcome, Rehearsal};
 pub use findings::CheckId;
+pub mod workload; // issue 5: app workloads

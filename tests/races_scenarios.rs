@@ -14,11 +14,17 @@ use rehearse::testing::shared_server;
 
 /// Every example scenario; a test below checks the list is complete.
 const EXAMPLES: &[&str] = &[
+    "add-nullable-column",
     "cic-waiting-replicas",
+    "deploy-before-migrate",
+    "drop-column-old-reads",
     "ecommerce",
+    "expand-contract-rename",
     "job-gate-failing-migration",
     "job-gated-migrations",
     "naive-8-replicas",
+    "not-null-without-default",
+    "rename-column-both-ways",
     "saas",
     "session-lock-8-replicas",
     "smoke",
@@ -125,4 +131,36 @@ async fn scenario_ecommerce_seeded() {
 #[tokio::test]
 async fn scenario_saas_seeded() {
     run_scenario("saas").await;
+}
+
+// Issue 5: rollout scenarios (workloads, compatibility matrix, traffic).
+
+#[tokio::test]
+async fn scenario_add_nullable_column() {
+    run_scenario("add-nullable-column").await;
+}
+
+#[tokio::test]
+async fn scenario_deploy_before_migrate() {
+    run_scenario("deploy-before-migrate").await;
+}
+
+#[tokio::test]
+async fn scenario_drop_column_old_reads() {
+    run_scenario("drop-column-old-reads").await;
+}
+
+#[tokio::test]
+async fn scenario_expand_contract_rename() {
+    run_scenario("expand-contract-rename").await;
+}
+
+#[tokio::test]
+async fn scenario_not_null_without_default() {
+    run_scenario("not-null-without-default").await;
+}
+
+#[tokio::test]
+async fn scenario_rename_column_both_ways() {
+    run_scenario("rename-column-both-ways").await;
 }

@@ -329,3 +329,17 @@ fn html_report_renders_in_headless_chromium() {
         "no timeline statement bars in the screenshot ({statement_blue} blue pixels)"
     );
 }
+
+#[test]
+fn the_schema_lists_every_check_id() {
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("docs/report.schema.json").unwrap()).unwrap();
+    let listed: Vec<&str> = schema["$defs"]["check"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let registry: Vec<&str> = CheckId::ALL.iter().map(|c| c.id()).collect();
+    assert_eq!(listed, registry, "update docs/report.schema.json");
+}

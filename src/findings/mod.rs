@@ -16,6 +16,16 @@ mod replica_waits;
 mod rollout_halt;
 mod schema_drift;
 mod verdict;
+// Issue 5: compatibility and traffic checks over a rollout.
+mod breakage;
+mod data_dependent;
+mod new_on_old;
+mod old_on_new;
+mod rollback_unsafe;
+#[cfg(test)]
+mod rollout_examples;
+mod traffic_errors;
+mod traffic_stall;
 
 use serde::{Deserialize, Serialize};
 
@@ -41,11 +51,18 @@ pub enum CheckId {
     Bookkeeping,
     RolloutHalt,
     FaultRecovery,
+    // Issue 5 (read a rollout's compat/traffic report, see `check_rollout`).
+    OldOnNew,
+    NewOnOld,
+    RollbackUnsafe,
+    DataDependentBreakage,
+    TrafficErrors,
+    TrafficStall,
 }
 
 impl CheckId {
     /// The registry, in report order.
-    pub const ALL: [CheckId; 12] = [
+    pub const ALL: [CheckId; 18] = [
         CheckId::DoubleApplication,
         CheckId::DuplicateData,
         CheckId::ReplicaErrors,
@@ -58,6 +75,12 @@ impl CheckId {
         CheckId::Bookkeeping,
         CheckId::RolloutHalt,
         CheckId::FaultRecovery,
+        CheckId::OldOnNew,
+        CheckId::NewOnOld,
+        CheckId::RollbackUnsafe,
+        CheckId::DataDependentBreakage,
+        CheckId::TrafficErrors,
+        CheckId::TrafficStall,
     ];
 
     /// The kebab-case id used in scenario files and reports.
@@ -76,7 +99,27 @@ impl CheckId {
             CheckId::Bookkeeping => "bookkeeping",
             CheckId::RolloutHalt => "rollout-halt",
             CheckId::FaultRecovery => "fault-recovery",
+            CheckId::OldOnNew => "old-on-new",
+            CheckId::NewOnOld => "new-on-old",
+            CheckId::RollbackUnsafe => "rollback-unsafe",
+            CheckId::DataDependentBreakage => "data-dependent-breakage",
+            CheckId::TrafficErrors => "traffic-errors",
+            CheckId::TrafficStall => "traffic-stall",
         }
+    }
+
+    /// Issue 5: the check reads a rollout (see [`check_rollout`]), not a race.
+    #[must_use]
+    pub fn reads_rollout(self) -> bool {
+        matches!(
+            self,
+            CheckId::OldOnNew
+                | CheckId::NewOnOld
+                | CheckId::RollbackUnsafe
+                | CheckId::DataDependentBreakage
+                | CheckId::TrafficErrors
+                | CheckId::TrafficStall
+        )
     }
 
     /// Parses a kebab-case id.
@@ -109,6 +152,12 @@ impl CheckId {
             CheckId::FaultRecovery => {
                 "state after a killed replica, and whether a re-run converges"
             }
+            CheckId::OldOnNew => "old code still serving breaks on the migrated schema",
+            CheckId::NewOnOld => "new code deployed before its migration breaks",
+            CheckId::RollbackUnsafe => "rolling back to old code breaks on the later schema",
+            CheckId::DataDependentBreakage => "a query that prepares fails with some data",
+            CheckId::TrafficErrors => "app queries failed on locks, timeouts or deadlocks",
+            CheckId::TrafficStall => "app queries stalled while a migration statement ran",
         }
     }
 
@@ -126,6 +175,13 @@ impl CheckId {
             CheckId::Bookkeeping => bookkeeping::check(record),
             CheckId::RolloutHalt => rollout_halt::check(record),
             CheckId::FaultRecovery => fault_recovery::check(record),
+            // Issue 5: these read a rollout, not a race (`check_rollout`).
+            CheckId::OldOnNew
+            | CheckId::NewOnOld
+            | CheckId::RollbackUnsafe
+            | CheckId::DataDependentBreakage
+            | CheckId::TrafficErrors
+            | CheckId::TrafficStall => Vec::new(),
         }
     }
 }
@@ -178,6 +234,22 @@ pub fn check_race(record: &RaceRecord) -> Vec<Finding> {
         .into_iter()
         .flat_map(|c| c.run(record))
         .collect()
+}
+
+/// Issue 5: every rollout check on a rollout's compatibility and traffic
+/// reports.
+#[must_use]
+pub fn check_rollout(
+    compat: &crate::compat::CompatReport,
+    traffic: &crate::workload::TrafficReport,
+) -> Vec<Finding> {
+    let mut findings = old_on_new::check(compat);
+    findings.extend(new_on_old::check(compat));
+    findings.extend(rollback_unsafe::check(compat));
+    findings.extend(data_dependent::check(compat));
+    findings.extend(traffic_errors::check(compat));
+    findings.extend(traffic_stall::check(traffic));
+    findings
 }
 
 /// A replica failure as the checks see it.
@@ -382,6 +454,13 @@ mod tests {
             CheckId::RolloutHalt => {
                 r.timeline.events = vec![failed(0, "42703"), exited(2, 0, ExitStatus::Failure)];
             }
+            // Issue 5: rollout checks have their examples in rollout_examples.
+            CheckId::OldOnNew
+            | CheckId::NewOnOld
+            | CheckId::RollbackUnsafe
+            | CheckId::DataDependentBreakage
+            | CheckId::TrafficErrors
+            | CheckId::TrafficStall => {}
             CheckId::FaultRecovery => {
                 r.fault = Some(FaultState {
                     fault: FaultRecord {
@@ -403,7 +482,26 @@ mod tests {
     #[test]
     fn every_check_flags_its_bad_example_and_only_its_own_check_id() {
         for check in CheckId::ALL {
+            if check.reads_rollout() {
+                continue;
+            }
             let found = check.run(&bad_example(check));
+            assert!(!found.is_empty(), "{check} does not flag its bad example");
+            assert!(found.iter().all(|f| f.check == check), "{check}: {found:?}");
+        }
+    }
+
+    /// Issue 5: each compatibility check flags its bad example, and only
+    /// with its own id (traffic-stall is tested from a traffic report).
+    #[test]
+    fn every_rollout_check_flags_its_bad_example_and_only_its_own_check_id() {
+        let traffic = crate::workload::TrafficReport::default();
+        assert!(check_rollout(&crate::compat::CompatReport::default(), &traffic).is_empty());
+        for check in CheckId::ALL.into_iter().filter(|c| c.reads_rollout()) {
+            if check == CheckId::TrafficStall {
+                continue;
+            }
+            let found = check_rollout(&rollout_examples::bad(check), &traffic);
             assert!(!found.is_empty(), "{check} does not flag its bad example");
             assert!(found.iter().all(|f| f.check == check), "{check}: {found:?}");
         }

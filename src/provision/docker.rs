@@ -262,19 +262,15 @@ impl DockerInstance {
                 ))
             })?
             .map_err(|e| failed(e.to_string()))?;
+        // Owned by `instance` from here: an early return removes it.
+        let port = container.get_host_port_ipv4(5432).await;
         let mut instance = DockerInstance {
             container: Some(container),
             image,
             conn: ConnInfo::new("127.0.0.1", 0, SUPERUSER),
             version: ServerVersion::default(),
         };
-        let port = instance
-            .container
-            .as_ref()
-            .expect("just set")
-            .get_host_port_ipv4(5432)
-            .await
-            .map_err(|e| failed(format!("no port published for 5432: {e}")))?;
+        let port = port.map_err(|e| failed(format!("no port published for 5432: {e}")))?;
         instance.conn = ConnInfo::new("127.0.0.1", port, SUPERUSER).with_password(Some(password));
         instance.version = wait_ready(&instance.conn, deadline).await?;
         Ok(instance)

@@ -108,7 +108,7 @@ impl ServerDatabase {
     }
 
     pub(crate) fn resources(&self) -> Vec<super::Resource> {
-        let names = self.created.lock().expect("not poisoned");
+        let names = self.names();
         names
             .iter()
             .cloned()
@@ -116,33 +116,36 @@ impl ServerDatabase {
             .collect()
     }
 
+    /// The databases to drop. A panic elsewhere cannot leave the list half
+    /// updated, so a poisoned lock is still usable (and this runs in Drop,
+    /// where panicking would abort).
+    fn names(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.created
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     pub(crate) fn version(&self) -> &ServerVersion {
         &self.version
     }
 
     pub(crate) fn track(&self, name: &str) {
-        self.created
-            .lock()
-            .expect("not poisoned")
-            .push(name.to_string());
+        self.names().push(name.to_string());
     }
 
     pub(crate) fn untrack(&self, name: &str) {
-        self.created
-            .lock()
-            .expect("not poisoned")
-            .retain(|n| n != name);
+        self.names().retain(|n| n != name);
     }
 
     pub(crate) async fn drop_all(self) -> Result<(), ProvisionError> {
-        let names = std::mem::take(&mut *self.created.lock().expect("not poisoned"));
+        let names = std::mem::take(&mut *self.names());
         drop_databases(&self.admin, names).await
     }
 }
 
 impl Drop for ServerDatabase {
     fn drop(&mut self) {
-        let names = std::mem::take(&mut *self.created.lock().expect("not poisoned"));
+        let names = std::mem::take(&mut *self.names());
         if names.is_empty() {
             return;
         }

@@ -8,6 +8,7 @@
 //! the checks, and the verdict against the scenario's expectations.
 
 pub mod races;
+pub mod rollout; // issue 5
 
 use std::time::Instant;
 
@@ -244,6 +245,51 @@ async fn run_stages(
             target.dbname, reference.dbname
         ),
     );
+
+    // Issue 5: a scenario with a rollout runs it on the target instead of
+    // the plain replica race.
+    if let Some(spec) = &plan.scenario.rollout {
+        let started = Instant::now();
+        let runner = config.runner;
+        let outcome = rollout::run_rollout(
+            &target,
+            &spec.config,
+            &spec.steps,
+            &plan.scenario.workloads,
+            &plan.pending,
+            runner,
+        )
+        .await;
+        for name in [&target.dbname, &reference.dbname] {
+            postgres
+                .drop_database(name)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let outcome = outcome?;
+        stages.record(
+            "rollout",
+            started,
+            format!(
+                "{} phase(s), {} execution(s), {} breakage(s)",
+                outcome.traffic.phases.len(),
+                outcome.executions.len(),
+                outcome.compat.breakages.len()
+            ),
+        );
+        let findings = crate::findings::check_rollout(&outcome.compat, &outcome.traffic);
+        let judgement = judge(&findings, &plan.scenario.expect);
+        report.verdict = if judgement.pass {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        };
+        report.reasons = judgement.reasons;
+        report.findings = findings;
+        report.compat = Some(outcome.compat);
+        report.traffic = Some(outcome.traffic);
+        return Ok(());
+    }
 
     let started = Instant::now();
     let outcome = run_races_with_reference(&target, Some(&reference), &plan.pending, config)

@@ -65,6 +65,12 @@ pub struct ScenarioReport {
     /// tolerated finding from a failing one without re-reading the file.
     #[serde(default)]
     pub expect: crate::scenario::Expectations,
+    /// Issue 5: the compatibility matrix of a rollout.
+    #[serde(default)]
+    pub compat: Option<crate::compat::CompatReport>,
+    /// Issue 5: what the rollout did to the app workloads' traffic.
+    #[serde(default)]
+    pub traffic: Option<crate::workload::TrafficReport>,
 }
 
 impl ScenarioReport {
@@ -84,6 +90,8 @@ impl ScenarioReport {
             findings: Vec::new(),
             race: None,
             expect: crate::scenario::Expectations::default(),
+            compat: None,
+            traffic: None,
         }
     }
 }

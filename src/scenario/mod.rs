@@ -40,6 +40,12 @@ struct RawScenario {
     replicas: Option<Spanned<RaceConfig>>,
     #[serde(default)]
     expect: Expectations,
+    // Issue 5: app workloads per version (`old = "workloads/old.toml"`)
+    // and the rollout plan they follow.
+    #[serde(default)]
+    workloads: std::collections::BTreeMap<String, Spanned<PathBuf>>,
+    #[serde(default)]
+    rollout: Option<Spanned<crate::rehearsal::rollout::RolloutConfig>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +100,10 @@ pub struct Scenario {
     /// How the pending migrations are applied: replicas and runner.
     pub replicas: RaceConfig,
     pub expect: Expectations,
+    /// Issue 5: each version's workload, loaded.
+    pub workloads: Vec<crate::workload::Workload>,
+    /// Issue 5: the rollout plan, steps expanded.
+    pub rollout: Option<crate::rehearsal::rollout::RolloutSpec>,
 }
 
 /// Where the migrations are and which of them production already has.
@@ -216,7 +226,11 @@ impl Scenario {
                 config
             }
         };
+        let (workloads, rollout) =
+            workloads_and_rollout(raw.workloads, raw.rollout, base, &error_at)?;
         Ok(Scenario {
+            workloads,
+            rollout,
             name,
             description: raw.description,
             path: path.to_path_buf(),
@@ -232,6 +246,63 @@ impl Scenario {
             expect: raw.expect,
         })
     }
+}
+
+/// Issue 5: loads the `[workloads]` files and checks the `[rollout]` plan
+/// against them.
+fn workloads_and_rollout(
+    raw: std::collections::BTreeMap<String, Spanned<PathBuf>>,
+    rollout: Option<Spanned<crate::rehearsal::rollout::RolloutConfig>>,
+    base: &Path,
+    error_at: &dyn Fn(std::ops::Range<usize>, String) -> ScenarioError,
+) -> Result<
+    (
+        Vec<crate::workload::Workload>,
+        Option<crate::rehearsal::rollout::RolloutSpec>,
+    ),
+    ScenarioError,
+> {
+    let mut workloads = Vec::new();
+    for (version, file) in &raw {
+        let resolved = base.join(file.get_ref());
+        if !resolved.is_file() {
+            return Err(error_at(
+                file.span(),
+                format!(
+                    "`workloads.{version}`: {} does not exist",
+                    resolved.display()
+                ),
+            ));
+        }
+        workloads.push(crate::workload::Workload::load(version, &resolved)?);
+    }
+    let Some(rollout) = rollout else {
+        if let Some(file) = raw.values().next() {
+            return Err(error_at(
+                file.span(),
+                "`[workloads]` run only along a `[rollout]` plan: add one".into(),
+            ));
+        }
+        return Ok((workloads, None));
+    };
+    let span = rollout.span();
+    let config = rollout.into_inner();
+    let steps = config.steps().map_err(|(step, message)| match step {
+        Some(i) => error_at(span.clone(), format!("`rollout.steps[{i}]`: {message}")),
+        None => error_at(span.clone(), message),
+    })?;
+    for version in crate::rehearsal::rollout::versions_of(&steps) {
+        if !raw.contains_key(&version) {
+            return Err(error_at(
+                span.clone(),
+                format!("`rollout` runs version `{version}`, which has no entry in `[workloads]`"),
+            ));
+        }
+    }
+    Ok((
+        workloads,
+        Some(crate::rehearsal::rollout::RolloutSpec { config, steps }),
+    ))
 }
 
 #[cfg(test)]
@@ -328,5 +399,48 @@ mod tests {
     fn a_missing_required_key_is_named() {
         let err = parse("name = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("missing field `migrations`"), "{err}");
+    }
+
+    /// Issue 5: `[workloads]` files load relative to the scenario and the
+    /// `[rollout]` plan is checked against them.
+    #[test]
+    fn workloads_and_rollout_are_loaded_and_checked() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/drop-column-old-reads");
+        let s = Scenario::load(&dir).unwrap();
+        assert_eq!(s.workloads.len(), 2);
+        assert_eq!(s.workloads[0].version, "new");
+        let rollout = s.rollout.unwrap();
+        assert_eq!(rollout.steps.len(), 4);
+        let file = dir.join("scenario.toml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let bad = text.replace(
+            "plan = \"migrate-then-deploy\"",
+            "steps = [\"serve old\", \"deploy v3\"]",
+        );
+        let e = Scenario::parse(&bad, &file).unwrap_err().to_string();
+        assert!(
+            e.contains("scenario.toml:15:1:") && e.contains("version `v3`"),
+            "{e}"
+        );
+        let bad = text.replace(
+            "old = \"workloads/old.toml\"",
+            "old = \"workloads/gone.toml\"",
+        );
+        let e = Scenario::parse(&bad, &file).unwrap_err().to_string();
+        assert!(
+            e.contains("scenario.toml:12:7:") && e.contains("gone.toml"),
+            "{e}"
+        );
+        let start = text.find("[rollout]").unwrap();
+        let end = text.find("[expect]").unwrap();
+        let bad = format!("{}{}", &text[..start], &text[end..]);
+        let e = Scenario::parse(&bad, &file).unwrap_err().to_string();
+        assert!(
+            e.contains("scenario.toml:13:7:") && e.contains("add one"),
+            "{e}"
+        );
+        let bad = text.replace("replicas = 2", "replica = 2");
+        let e = Scenario::parse(&bad, &file).unwrap_err().to_string();
+        assert!(e.contains("unknown field `replica`"), "{e}");
     }
 }

@@ -102,6 +102,8 @@ pub enum EventKind {
         status: ExitStatus,
         code: Option<i32>,
     },
+    /// Issue 5: a rollout phase began (index into the rollout's phases).
+    Phase { index: usize, name: String },
 }
 
 /// One event; `at_us` counts microseconds since the rehearsal started.

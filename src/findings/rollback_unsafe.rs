@@ -1,0 +1,49 @@
+//! `rollback-unsafe` (issue 5): old code rolled back onto a later schema breaks. Read from the
+//! compatibility matrix (PREPARE on each schema state) and the live errors.
+
+use super::{CheckId, Finding, breakage};
+use crate::compat::{BreakageClass, CompatReport};
+
+pub(super) fn check(compat: &CompatReport) -> Vec<Finding> {
+    breakage::findings(
+        compat,
+        BreakageClass::RollbackUnsafe,
+        CheckId::RollbackUnsafe,
+        "rolling back to old code breaks",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compat::fixtures::*;
+
+    #[test]
+    fn bad_the_plan_runs_a_broken_combination() {
+        let f = check(&super::super::rollout_examples::bad(
+            CheckId::RollbackUnsafe,
+        ));
+        assert!(!f.is_empty());
+        assert!(
+            f.iter().all(|f| f.check == CheckId::RollbackUnsafe),
+            "{f:?}"
+        );
+        assert!(f[0].message.contains("query `get`"), "{}", f[0].message);
+    }
+
+    #[test]
+    fn good_every_query_works_everywhere_the_plan_runs_it() {
+        let probes = [
+            probed(0, "old", "get", shape(&[("id", "int4")])),
+            probed(1, "old", "get", shape(&[("id", "int4")])),
+            probed(0, "new", "get", shape(&[("id", "int4")])),
+            probed(1, "new", "get", shape(&[("id", "int4")])),
+        ];
+        let r = report(
+            &probes,
+            &migrate_then_deploy(),
+            &[exec("old", "get", 1, None)],
+        );
+        assert!(check(&r).is_empty());
+    }
+}

@@ -1,0 +1,529 @@
+//! Rollout plans (issue 5): the deploy as steps over time, with each
+//! version's app workload serving while migrations run, replicas are
+//! replaced one at a time and the old code comes back on rollback.
+//!
+//! Every step is a phase; the clients record which phase each execution ran
+//! in, the migration emits its statements into the same timeline, and every
+//! schema state the plan reaches is probed with PREPARE for every version.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::compat::{CompatReport, Phase, Probe, build_compat, probe};
+use crate::migrate::runner::{ReplicaCtx, run_replica};
+use crate::migrate::{Migration, RunnerKind};
+use crate::provision::ConnInfo;
+use crate::timeline::{Actor, EventKind, ExitStatus, Recorder, Timeline};
+use crate::workload::{
+    ClientPool, Execution, TrafficReport, Workload, WorkloadRun, traffic_report,
+};
+
+/// Shorthands for the common plans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlanShorthand {
+    /// serve from -> migrate (all) -> deploy to.
+    MigrateThenDeploy,
+    /// serve from -> deploy to -> migrate (all).
+    DeployThenMigrate,
+    /// serve from -> migrate the first pending (expand) -> deploy to ->
+    /// migrate the rest (contract).
+    ExpandContract,
+}
+
+/// The `[rollout]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutConfig {
+    #[serde(default)]
+    pub plan: Option<PlanShorthand>,
+    /// Explicit steps: `serve <v>`, `migrate [<version>]`,
+    /// `deploy <v> [<replicas>]`, `rollback <v>`.
+    #[serde(default)]
+    pub steps: Vec<String>,
+    /// The version serving before the rollout (shorthands).
+    #[serde(default = "default_from")]
+    pub from: String,
+    /// The version being deployed (shorthands).
+    #[serde(default = "default_to")]
+    pub to: String,
+    /// Shorthands: end by rolling back to `from`.
+    #[serde(default)]
+    pub rollback: bool,
+    /// App replicas; each runs its version's `clients`.
+    #[serde(default = "default_replicas")]
+    pub replicas: u32,
+    /// How long each serving phase lasts.
+    #[serde(default = "default_phase_ms")]
+    pub phase_ms: u64,
+    /// An execution at least this slow is a stall.
+    #[serde(default = "default_stall_ms")]
+    pub stall_ms: u64,
+    /// Bound on the whole rollout.
+    #[serde(default = "default_deadline_s")]
+    pub deadline_s: u64,
+}
+
+fn default_from() -> String {
+    "old".into()
+}
+fn default_to() -> String {
+    "new".into()
+}
+fn default_replicas() -> u32 {
+    2
+}
+fn default_phase_ms() -> u64 {
+    1000
+}
+fn default_stall_ms() -> u64 {
+    1000
+}
+fn default_deadline_s() -> u64 {
+    120
+}
+
+/// A checked `[rollout]` section: its settings and expanded steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutSpec {
+    pub config: RolloutConfig,
+    pub steps: Vec<Step>,
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// Every replica runs this version.
+    Serve(String),
+    /// Apply pending migrations up to this version (all when `None`) while
+    /// the fleet serves.
+    Migrate(Option<String>),
+    /// Replace replicas with this version one at a time (`count` of them,
+    /// all when `None`).
+    Deploy { version: String, count: Option<u32> },
+    /// Every replica back to this version at once.
+    Rollback(String),
+}
+
+impl RolloutConfig {
+    /// The steps, shorthand expanded; errors name the offending step.
+    pub fn steps(&self) -> Result<Vec<Step>, (Option<usize>, String)> {
+        if self.replicas == 0 || self.replicas > 16 {
+            return Err((None, "`rollout.replicas` must be 1-16".into()));
+        }
+        if self.phase_ms == 0 || self.phase_ms > 600_000 {
+            return Err((None, "`rollout.phase_ms` must be 1-600000".into()));
+        }
+        let mut steps = match (&self.plan, self.steps.is_empty()) {
+            (Some(_), false) => {
+                return Err((
+                    None,
+                    "`rollout`: give either `plan` or `steps`, not both".into(),
+                ));
+            }
+            (None, true) => return Err((None, "`rollout` needs `plan` or `steps`".into())),
+            (Some(plan), true) => {
+                let (from, to) = (self.from.clone(), self.to.clone());
+                let deploy = Step::Deploy {
+                    version: to,
+                    count: None,
+                };
+                match plan {
+                    PlanShorthand::MigrateThenDeploy => {
+                        vec![Step::Serve(from.clone()), Step::Migrate(None), deploy]
+                    }
+                    PlanShorthand::DeployThenMigrate => {
+                        vec![Step::Serve(from.clone()), deploy, Step::Migrate(None)]
+                    }
+                    PlanShorthand::ExpandContract => vec![
+                        Step::Serve(from.clone()),
+                        Step::Migrate(Some("+1".into())),
+                        deploy,
+                        Step::Migrate(None),
+                    ],
+                }
+            }
+            (None, false) => {
+                let mut steps = Vec::new();
+                for (i, text) in self.steps.iter().enumerate() {
+                    steps.push(parse_step(text).map_err(|e| (Some(i), e))?);
+                }
+                steps
+            }
+        };
+        if self.plan.is_some() && self.rollback {
+            steps.push(Step::Rollback(self.from.clone()));
+        }
+        if !matches!(steps.first(), Some(Step::Serve(_))) {
+            return Err((Some(0), "the first step must be `serve <version>`".into()));
+        }
+        Ok(steps)
+    }
+}
+
+fn parse_step(text: &str) -> Result<Step, String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match words.as_slice() {
+        ["serve", v] => Ok(Step::Serve((*v).into())),
+        ["migrate"] => Ok(Step::Migrate(None)),
+        ["migrate", v] => Ok(Step::Migrate(Some((*v).into()))),
+        ["deploy", v] => Ok(Step::Deploy {
+            version: (*v).into(),
+            count: None,
+        }),
+        ["deploy", v, n] => match n.parse() {
+            Ok(count) if count > 0 => Ok(Step::Deploy {
+                version: (*v).into(),
+                count: Some(count),
+            }),
+            _ => Err(format!(
+                "step `{text}`: replica count must be a positive number"
+            )),
+        },
+        ["rollback", v] => Ok(Step::Rollback((*v).into())),
+        _ => Err(format!(
+            "step `{text}` is not one of `serve <version>`, `migrate [<version>]`, \
+             `deploy <version> [<replicas>]`, `rollback <version>`"
+        )),
+    }
+}
+
+/// The versions a list of steps runs.
+#[must_use]
+pub fn versions_of(steps: &[Step]) -> Vec<String> {
+    let mut versions = Vec::new();
+    for step in steps {
+        let v = match step {
+            Step::Serve(v) | Step::Rollback(v) | Step::Deploy { version: v, .. } => v,
+            Step::Migrate(_) => continue,
+        };
+        if !versions.contains(v) {
+            versions.push(v.clone());
+        }
+    }
+    versions
+}
+
+/// What a rollout recorded.
+#[derive(Debug, Clone)]
+pub struct RolloutOutcome {
+    pub compat: CompatReport,
+    pub traffic: TrafficReport,
+    pub timeline: Timeline,
+    pub executions: Vec<Execution>,
+}
+
+/// The fleet and the phases as the rollout moves through its steps.
+struct Fleet {
+    run: WorkloadRun,
+    workloads: BTreeMap<String, Arc<Workload>>,
+    slots: Vec<ClientPool>,
+    phases: Vec<Phase>,
+    state: usize,
+}
+
+impl Fleet {
+    fn versions(&self) -> Vec<String> {
+        self.slots.iter().map(|p| p.version.clone()).collect()
+    }
+
+    fn begin(&mut self, name: String, rollback: bool) {
+        self.begin_phase(name, rollback, false);
+    }
+
+    fn begin_phase(&mut self, name: String, rollback: bool, migrating: bool) {
+        let now = self.run.recorder.now_us();
+        if let Some(last) = self.phases.last_mut() {
+            last.end_us = now;
+        }
+        let index = self.phases.len();
+        self.phases.push(Phase {
+            index,
+            name: name.clone(),
+            state: self.state,
+            fleet: self.versions(),
+            rollback,
+            migrating,
+            start_us: now,
+            end_us: now,
+        });
+        self.run.phase.store(index, Ordering::Relaxed);
+        self.run
+            .recorder
+            .emit(Actor::Harness, EventKind::Phase { index, name });
+    }
+
+    async fn replace(&mut self, slot: usize, version: &str) -> Result<(), String> {
+        let workload = self
+            .workloads
+            .get(version)
+            .ok_or_else(|| format!("no workload for version `{version}`"))?
+            .clone();
+        let pool = ClientPool::start(&self.run, &workload);
+        if slot < self.slots.len() {
+            let old = std::mem::replace(&mut self.slots[slot], pool);
+            old.stop().await;
+        } else {
+            self.slots.push(pool);
+        }
+        Ok(())
+    }
+
+    async fn stop_all(&mut self) {
+        for pool in std::mem::take(&mut self.slots) {
+            pool.stop().await;
+        }
+    }
+}
+
+/// Runs the rollout on `target` (a clone with the baseline applied).
+pub async fn run_rollout(
+    target: &ConnInfo,
+    config: &RolloutConfig,
+    steps: &[Step],
+    workloads: &[Workload],
+    pending: &[Migration],
+    runner: RunnerKind,
+) -> Result<RolloutOutcome, String> {
+    if matches!(runner, RunnerKind::Command | RunnerKind::Container) {
+        return Err(format!(
+            "runner `{}` applies the whole directory at once: a rollout needs a built-in runner",
+            runner.name()
+        ));
+    }
+    let recorder = Recorder::new();
+    let run = WorkloadRun::new(target.clone(), recorder.clone());
+    run.prepare_samples(workloads).await?;
+    let all: Vec<Arc<Workload>> = workloads.iter().cloned().map(Arc::new).collect();
+    let harness = target
+        .connect("rehearse-harness")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut states = vec!["baseline".to_string()];
+    let mut probes: Vec<Probe> = probe(&harness, 0, &all).await;
+    let mut fleet = Fleet {
+        run: run.clone(),
+        workloads: all.iter().map(|w| (w.version.clone(), w.clone())).collect(),
+        slots: Vec::new(),
+        phases: Vec::new(),
+        state: 0,
+    };
+    let phase = Duration::from_millis(config.phase_ms);
+    let mut next = 0usize;
+    let deadline = Duration::from_secs(config.deadline_s);
+    let steps_run = async {
+        for step in steps {
+            match step {
+                Step::Serve(v) => {
+                    for slot in 0..config.replicas as usize {
+                        fleet.replace(slot, v).await?;
+                    }
+                    fleet.begin(format!("serve {v}"), false);
+                    tokio::time::sleep(phase).await;
+                }
+                Step::Migrate(upto) => {
+                    let end = match upto.as_deref() {
+                        None => pending.len(),
+                        Some("+1") => (next + 1).min(pending.len()),
+                        Some(v) => {
+                            next + 1
+                                + pending[next..]
+                                    .iter()
+                                    .position(|m| m.version == v)
+                                    .ok_or_else(|| {
+                                        format!("step `migrate {v}`: no pending migration {v} left")
+                                    })?
+                        }
+                    };
+                    let batch = &pending[next..end];
+                    next = end;
+                    if batch.is_empty() {
+                        continue;
+                    }
+                    let label = batch
+                        .iter()
+                        .map(|m| m.version.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    fleet.begin_phase(format!("migrate {label}"), false, true);
+                    migrate(target, &recorder, runner, batch).await?;
+                    fleet.state += 1;
+                    states.push(format!("after {label}"));
+                    fleet.begin(format!("serve after {label}"), false);
+                    probes.extend(probe(&harness, fleet.state, &all).await);
+                    tokio::time::sleep(phase).await;
+                }
+                Step::Deploy { version, count } => {
+                    let targets: Vec<usize> = (0..fleet.slots.len())
+                        .filter(|&i| fleet.slots[i].version != *version)
+                        .take(count.map_or(usize::MAX, |c| c as usize))
+                        .collect();
+                    let total = targets.len();
+                    for (i, slot) in targets.into_iter().enumerate() {
+                        fleet.replace(slot, version).await?;
+                        fleet.begin(format!("deploy {version} ({}/{total})", i + 1), false);
+                        tokio::time::sleep(phase).await;
+                    }
+                }
+                Step::Rollback(v) => {
+                    for slot in 0..fleet.slots.len() {
+                        fleet.replace(slot, v).await?;
+                    }
+                    fleet.begin(format!("rollback to {v}"), true);
+                    tokio::time::sleep(phase).await;
+                }
+            }
+        }
+        Ok::<(), String>(())
+    };
+    let result = tokio::time::timeout(deadline, steps_run).await;
+    if let Some(last) = fleet.phases.last_mut() {
+        last.end_us = recorder.now_us();
+    }
+    fleet.stop_all().await;
+    match result {
+        Err(_) => {
+            return Err(format!(
+                "rollout did not finish within {}s",
+                config.deadline_s
+            ));
+        }
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(())) => {}
+    }
+
+    let first = match steps.first() {
+        Some(Step::Serve(v)) => v.clone(),
+        _ => String::new(),
+    };
+    let last_state = states.len() - 1;
+    let home: BTreeMap<String, usize> = all
+        .iter()
+        .map(|w| {
+            (
+                w.version.clone(),
+                if w.version == first { 0 } else { last_state },
+            )
+        })
+        .collect();
+    let executions = run.executions();
+    let timeline = recorder.timeline();
+    let compat = build_compat(states, home, &fleet.phases, &probes, &executions)?;
+    let traffic = traffic_report(
+        &fleet.phases,
+        &executions,
+        &timeline,
+        config.stall_ms.saturating_mul(1000),
+    );
+    Ok(RolloutOutcome {
+        compat,
+        traffic,
+        timeline,
+        executions,
+    })
+}
+
+/// Applies `batch` as the migration job, its statements in the shared
+/// timeline (actor `job`, `application_name` `rehearse-job`).
+async fn migrate(
+    target: &ConnInfo,
+    recorder: &Recorder,
+    runner: RunnerKind,
+    batch: &[Migration],
+) -> Result<(), String> {
+    let ctx = ReplicaCtx {
+        actor: Actor::Job,
+        conn: target.clone(),
+        recorder: recorder.clone(),
+        lock_timeout: None,
+        hold_failed_connection: false,
+        fault: None,
+        command: Vec::new(),
+        workdir: None,
+        container: None,
+    };
+    // The job runner waits for nothing here: the rollout itself is the gate.
+    let kind = if runner == RunnerKind::Job {
+        RunnerKind::Naive
+    } else {
+        runner
+    };
+    let end = run_replica(kind, &ctx, batch).await;
+    if end.status == ExitStatus::Success {
+        return Ok(());
+    }
+    let timeline = recorder.timeline();
+    let failure = timeline
+        .of(Actor::Job)
+        .filter_map(|e| match &e.kind {
+            EventKind::Failed {
+                version,
+                line,
+                message,
+                ..
+            } => Some(format!(
+                "migration {}{} failed during the rollout: {message}",
+                version.as_deref().unwrap_or("?"),
+                line.map(|l| format!(" line {l}")).unwrap_or_default()
+            )),
+            _ => None,
+        })
+        .last();
+    Err(failure.unwrap_or_else(|| "migration failed during the rollout".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(toml_text: &str) -> RolloutConfig {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    #[test]
+    fn shorthands_expand() {
+        let steps = config("plan = \"expand-contract\"\nrollback = true\n")
+            .steps()
+            .unwrap();
+        assert_eq!(
+            steps,
+            vec![
+                Step::Serve("old".into()),
+                Step::Migrate(Some("+1".into())),
+                Step::Deploy {
+                    version: "new".into(),
+                    count: None
+                },
+                Step::Migrate(None),
+                Step::Rollback("old".into()),
+            ]
+        );
+        assert_eq!(versions_of(&steps), vec!["old", "new"]);
+    }
+
+    #[test]
+    fn explicit_steps_parse_and_errors_name_the_step() {
+        let steps =
+            config("steps = [\"serve v1\", \"deploy v2 1\", \"migrate 0005\", \"rollback v1\"]\n")
+                .steps()
+                .unwrap();
+        assert_eq!(steps.len(), 4);
+        let (at, e) = config("steps = [\"serve v1\", \"launch v2\"]\n")
+            .steps()
+            .unwrap_err();
+        assert_eq!(at, Some(1));
+        assert!(e.contains("launch v2"), "{e}");
+        let (at, _) = config("steps = [\"migrate\"]\n").steps().unwrap_err();
+        assert_eq!(at, Some(0));
+        assert!(
+            config("plan = \"deploy-then-migrate\"\nreplicas = 0\n")
+                .steps()
+                .is_err()
+        );
+    }
+}
