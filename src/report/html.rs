@@ -85,7 +85,8 @@ fn render(report: &RunReport, h: &mut String) -> std::fmt::Result {
     writeln!(
         h,
         "<table id=\"summary\"><tr><th>Verdict</th><th>Scenario</th><th>Replicas</th>\
-         <th>Races</th><th>Longest lock wait</th><th>Slowest statement</th><th>Breakages</th></tr>"
+         <th>Races</th><th>Longest lock wait</th><th>Slowest statement</th><th>Worst stall</th>\
+         <th>Breakages</th></tr>"
     )?;
     for (i, scenario) in scenarios.iter().enumerate() {
         let cells = row(&ScenarioSummary::of(scenario));
@@ -151,9 +152,9 @@ fn render_scenario(i: usize, s: &ScenarioReport, h: &mut String) -> std::fmt::Re
     }
     writeln!(
         h,
-        "<h3>Lock holds per relation</h3><p class=\"muted\">not measured in this report</p>\
-         <h3>Application latency</h3><p class=\"muted\">not measured in this report</p>"
+        "<h3>Lock holds per relation</h3><p class=\"muted\">not measured in this report</p>"
     )?;
+    render_stalls(s, h)?;
     render_findings(s, h)?;
     writeln!(h, "</section>")
 }
@@ -370,6 +371,39 @@ fn render_findings(s: &ScenarioReport, h: &mut String) -> std::fmt::Result {
             severity_word(finding.severity),
             finding.check,
             esc(&finding.message)
+        )?;
+    }
+    writeln!(h, "</table>")
+}
+
+/// App queries that stalled during the rollout, longest first, with the
+/// migration statements that were running meanwhile.
+fn render_stalls(s: &ScenarioReport, h: &mut String) -> std::fmt::Result {
+    writeln!(h, "<h3>Application stalls</h3>")?;
+    let Some(traffic) = &s.traffic else {
+        return writeln!(h, "<p class=\"muted\">not measured in this report</p>");
+    };
+    if traffic.stalls.is_empty() {
+        return writeln!(
+            h,
+            "<p class=\"muted\">no query took {} or longer</p>",
+            human_us(traffic.stall_threshold_us)
+        );
+    }
+    writeln!(
+        h,
+        "<table><tr><th>Latency</th><th>App version</th><th>Query</th><th>At</th>\
+         <th>Migration statements running</th></tr>"
+    )?;
+    for stall in &traffic.stalls {
+        writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            human_us(stall.latency_us),
+            esc(&stall.version),
+            esc(&stall.query),
+            human_us(stall.start_us),
+            esc(&stall.during.join(", "))
         )?;
     }
     writeln!(h, "</table>")

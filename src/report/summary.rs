@@ -152,6 +152,8 @@ pub struct ScenarioSummary {
     pub longest_lock_wait_us: Option<u64>,
     /// The slowest migration statement, and where it is.
     pub slowest_statement: Option<(u64, String)>,
+    /// The longest app query stall during the rollout, and which query.
+    pub worst_stall: Option<(u64, String)>,
     /// Checks that fail the scenario.
     pub failing_checks: Vec<CheckId>,
     pub errors: usize,
@@ -184,6 +186,12 @@ impl ScenarioSummary {
             failed_replicas: 0,
             longest_lock_wait_us: None,
             slowest_statement: None,
+            worst_stall: report.traffic.as_ref().and_then(|t| {
+                t.stalls
+                    .iter()
+                    .max_by_key(|s| s.latency_us)
+                    .map(|s| (s.latency_us, format!("{} {}", s.version, s.query)))
+            }),
             failing_checks,
             errors: count(Severity::Error),
             warnings: count(Severity::Warning),

@@ -79,18 +79,19 @@ fn verdict_style(verdict: Verdict) -> Style {
 }
 
 /// Columns of the summary table, one row per scenario.
-const HEADER: [&str; 7] = [
+const HEADER: [&str; 8] = [
     "VERDICT",
     "SCENARIO",
     "REPLICAS",
     "RACES",
     "LONGEST LOCK WAIT",
     "SLOWEST STATEMENT",
+    "WORST STALL",
     "BREAKAGES",
 ];
 
 /// The cells of one row (also used by the Markdown table).
-pub(crate) fn row(summary: &ScenarioSummary) -> [String; 7] {
+pub(crate) fn row(summary: &ScenarioSummary) -> [String; 8] {
     let dash = || "-".to_string();
     [
         verdict_word(summary.verdict).to_string(),
@@ -111,6 +112,10 @@ pub(crate) fn row(summary: &ScenarioSummary) -> [String; 7] {
             .slowest_statement
             .as_ref()
             .map_or_else(dash, |(us, at)| format!("{} ({at})", human_us(*us))),
+        summary
+            .worst_stall
+            .as_ref()
+            .map_or_else(dash, |(us, query)| format!("{} ({query})", human_us(*us))),
         if summary.failing_checks.is_empty() {
             if summary.replicas.is_none() {
                 dash()
@@ -135,7 +140,7 @@ pub fn write_terminal(
     out: &mut impl io::Write,
 ) -> io::Result<()> {
     let scenarios = worst_first(&report.scenarios);
-    let rows: Vec<[String; 7]> = scenarios
+    let rows: Vec<[String; 8]> = scenarios
         .iter()
         .map(|s| row(&ScenarioSummary::of(s)))
         .collect();
