@@ -343,3 +343,30 @@ fn the_schema_lists_every_check_id() {
     let registry: Vec<&str> = CheckId::ALL.iter().map(|c| c.id()).collect();
     assert_eq!(listed, registry, "update docs/report.schema.json");
 }
+
+#[test]
+fn a_rollout_without_a_race_still_reports_its_checks_as_run() {
+    // Rollout scenarios (issue 5) have no replica race; their checks ran.
+    let mut rollout = ScenarioReport::new(
+        "rollout only",
+        std::path::Path::new("scenarios/z/scenario.toml"),
+    );
+    rollout.verdict = Verdict::Pass;
+    let run = RunReport {
+        scenarios: vec![rollout],
+        ..recorded_run()
+    };
+    let mut xml = Vec::new();
+    ReportFormat::Junit.write(&run, &mut xml).unwrap();
+    let xml = String::from_utf8(xml).unwrap();
+    assert!(xml.contains(r#"skipped="0""#), "{xml}");
+    let table = {
+        let mut out = Vec::new();
+        write_terminal(&run, TerminalOptions::default(), &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    assert!(
+        table.lines().nth(1).unwrap().trim_end().ends_with(" 0"),
+        "{table}"
+    );
+}

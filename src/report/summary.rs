@@ -26,7 +26,9 @@ pub enum Status {
 /// The status of `check` in `report`, with the reason when it failed.
 #[must_use]
 pub fn check_status(report: &ScenarioReport, check: CheckId) -> (Status, Option<String>) {
-    if report.race.is_none() && report.findings.is_empty() {
+    // A scenario in error stopped before (or during) its checks; the
+    // others ran them all (a race, a rollout, or both).
+    if report.verdict == Verdict::Error && report.findings.is_empty() {
         return (Status::NotRun, None);
     }
     let found: Vec<&Finding> = report

@@ -117,7 +117,7 @@ pub(crate) fn row(summary: &ScenarioSummary) -> [String; 8] {
             .as_ref()
             .map_or_else(dash, |(us, query)| format!("{} ({query})", human_us(*us))),
         if summary.failing_checks.is_empty() {
-            if summary.replicas.is_none() {
+            if summary.verdict == Verdict::Error {
                 dash()
             } else {
                 "0".into()
