@@ -118,3 +118,83 @@ fn a_failing_migration_halts_the_rollout_and_exits_1() {
         "{stdout}"
     );
 }
+
+/// A migration that fails in the middle of a rollout plan halts it: no
+/// deploy step runs afterwards, `rollout-halt` is reported, exit 1.
+#[test]
+fn a_failing_migration_halts_a_rollout_plan() {
+    if rehearse::provision::PgBinaries::find(None, None).is_err() {
+        let _: Option<()> = rehearse::testing::skip("local postgres binaries", &"none found");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let source = std::path::Path::new("scenarios/add-nullable-column");
+    for sub in ["migrations", "workloads"] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+    }
+    for file in [
+        "migrations/0001_customers.sql",
+        "workloads/old.toml",
+        "workloads/new.toml",
+    ] {
+        std::fs::copy(source.join(file), dir.path().join(file)).unwrap();
+    }
+    // Fails on every database: division by zero (22012).
+    std::fs::write(
+        dir.path().join("migrations/0002_broken.sql"),
+        "SELECT 1 / 0;\n",
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(source.join("scenario.toml"))
+        .unwrap()
+        .replace(
+            "findings = []",
+            "findings = []\nallow = [\"traffic-stall\"]",
+        );
+    let scenario = dir.path().join("scenario.toml");
+    std::fs::write(&scenario, text).unwrap();
+    let (code, stdout, stderr) =
+        rehearse(&["run", scenario.to_str().unwrap(), "--backend", "local"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("rollout-halt") && stdout.contains("22012"),
+        "{stdout}"
+    );
+}
+
+/// Every execution of the app clients reaches the JSON report: version,
+/// query, phase, latency and SQLSTATE (the old code's inserts failing with
+/// 23502 once a NOT NULL column without default exists).
+#[test]
+fn the_report_records_every_execution() {
+    if rehearse::provision::PgBinaries::find(None, None).is_err() {
+        let _: Option<()> = rehearse::testing::skip("local postgres binaries", &"none found");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.json");
+    let target = format!("json={}", path.display());
+    let (code, stdout, stderr) = rehearse(&[
+        "run",
+        "scenarios/not-null-without-default",
+        "--backend",
+        "local",
+        "--report",
+        &target,
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let executions = report["scenarios"][0]["executions"].as_array().unwrap();
+    assert!(executions.len() > 10, "{} executions", executions.len());
+    assert!(
+        executions
+            .iter()
+            .any(|e| e["sqlstate"].is_null() && e["latency_us"].as_u64().is_some())
+    );
+    let failed = executions
+        .iter()
+        .find(|e| e["query"] == "add_customer" && e["version"] == "old" && !e["sqlstate"].is_null())
+        .expect("a failing execution of the old insert");
+    assert_eq!(failed["sqlstate"], "23502", "{failed}");
+}

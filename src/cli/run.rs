@@ -8,7 +8,7 @@ use clap::Args;
 use super::{BackendArgs, fail};
 use crate::exit::Exit;
 use crate::provision::RunId;
-use crate::rehearsal::{Plan, rehearse_scenario};
+use crate::rehearsal::{Plan, ServerPool};
 use crate::report::terminal::progress;
 use crate::report::{
     ReportTarget, ReportTargets, RunReport, SCHEMA_VERSION, TerminalOptions, parse_targets,
@@ -94,6 +94,7 @@ pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let started = Instant::now();
     let mut reports = Vec::new();
+    let mut servers = ServerPool::default();
     for plan in &plans {
         let scenario = &plan.scenario;
         let bar = progress(quiet, &scenario.name);
@@ -101,7 +102,7 @@ pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
             run_id: run_id.clone(),
             ..args.backend.options(scenario.backend)
         };
-        let report = rehearse_scenario(plan, &options).await;
+        let report = servers.rehearse(plan, &options).await;
         bar.finish_and_clear();
         if !quiet {
             eprintln!(
@@ -111,6 +112,9 @@ pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
             );
         }
         reports.push(report);
+    }
+    if let Err(e) = servers.shutdown().await {
+        return fail(&format!("cleanup failed: {e}"), Exit::Infrastructure);
     }
     let report = RunReport {
         schema_version: SCHEMA_VERSION,

@@ -242,8 +242,10 @@ pub fn check_race(record: &RaceRecord) -> Vec<Finding> {
 pub fn check_rollout(
     compat: &crate::compat::CompatReport,
     traffic: &crate::workload::TrafficReport,
+    timeline: &Timeline,
 ) -> Vec<Finding> {
-    let mut findings = old_on_new::check(compat);
+    let mut findings = rollout_halt::check_rollout(timeline);
+    findings.extend(old_on_new::check(compat));
     findings.extend(new_on_old::check(compat));
     findings.extend(rollback_unsafe::check(compat));
     findings.extend(data_dependent::check(compat));
@@ -496,12 +498,23 @@ mod tests {
     #[test]
     fn every_rollout_check_flags_its_bad_example_and_only_its_own_check_id() {
         let traffic = crate::workload::TrafficReport::default();
-        assert!(check_rollout(&crate::compat::CompatReport::default(), &traffic).is_empty());
+        assert!(
+            check_rollout(
+                &crate::compat::CompatReport::default(),
+                &traffic,
+                &Timeline::default()
+            )
+            .is_empty()
+        );
         for check in CheckId::ALL.into_iter().filter(|c| c.reads_rollout()) {
             if check == CheckId::TrafficStall {
                 continue;
             }
-            let found = check_rollout(&rollout_examples::bad(check), &traffic);
+            let found = check_rollout(
+                &rollout_examples::bad(check),
+                &traffic,
+                &Timeline::default(),
+            );
             assert!(!found.is_empty(), "{check} does not flag its bad example");
             assert!(found.iter().all(|f| f.check == check), "{check}: {found:?}");
         }

@@ -6,7 +6,7 @@
 use serde_json::json;
 
 use super::{CheckId, Finding, Severity, failures};
-use crate::timeline::{Actor, EventKind, ExitStatus, RaceRecord};
+use crate::timeline::{Actor, EventKind, ExitStatus, RaceRecord, Timeline};
 
 pub(super) fn check(record: &RaceRecord) -> Vec<Finding> {
     let t = &record.timeline;
@@ -128,5 +128,47 @@ mod tests {
         events.push(exited(2, 0, ExitStatus::Failure));
         events.push(exited(3, 1, ExitStatus::Success));
         assert!(check(&record(events)).is_empty());
+    }
+}
+
+/// A rollout plan stopped by a failed migration step (the rollout records a
+/// `RolloutHalted` event and runs no later step).
+pub(super) fn check_rollout(timeline: &Timeline) -> Vec<Finding> {
+    timeline
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::RolloutHalted { reason } => Some(Finding::new(
+                CheckId::RolloutHalt,
+                Severity::Error,
+                format!("the rollout must halt: {reason}; no later step ran"),
+                json!({ "reason": reason }),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod rollout_tests {
+    use super::*;
+    use crate::timeline::Event;
+
+    #[test]
+    fn a_halted_rollout_is_reported_and_a_finished_one_is_not() {
+        let halted = Timeline {
+            events: vec![Event {
+                at_us: 5,
+                actor: Actor::Harness,
+                kind: EventKind::RolloutHalted {
+                    reason: "migration 0002 failed".into(),
+                },
+            }],
+        };
+        let found = check_rollout(&halted);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].check, CheckId::RolloutHalt);
+        assert!(found[0].message.contains("migration 0002 failed"));
+        assert!(check_rollout(&Timeline::default()).is_empty());
     }
 }

@@ -134,6 +134,69 @@ pub async fn rehearse_scenario(plan: &Plan, options: &ProvisionOptions) -> Scena
     report
 }
 
+/// The servers of one `rehearse run`: one per backend and major version,
+/// started on first use and shared by the scenarios through template
+/// clones (a second scenario costs a clone, not a server start).
+#[derive(Default)]
+pub struct ServerPool {
+    servers: Vec<(PoolKey, Result<Postgres, String>)>,
+}
+
+type PoolKey = (crate::provision::Backend, Option<u32>);
+
+impl ServerPool {
+    /// Rehearses `plan` on the pool's server for its backend and version.
+    pub async fn rehearse(&mut self, plan: &Plan, options: &ProvisionOptions) -> ScenarioReport {
+        let scenario = &plan.scenario;
+        let mut report = ScenarioReport::new(&scenario.name, &scenario.path);
+        let options = ProvisionOptions {
+            pg_major: options.pg_major.or(scenario.postgres),
+            ..options.clone()
+        };
+        let key = (options.backend, options.pg_major);
+        let index = match self.servers.iter().position(|(k, _)| *k == key) {
+            Some(index) => index,
+            None => {
+                let started = Instant::now();
+                let server = Postgres::start(&options).await.map_err(|e| e.to_string());
+                if let Ok(postgres) = &server {
+                    for note in postgres.notes() {
+                        eprintln!("rehearse: {note}");
+                    }
+                    report.stages.push(StageReport {
+                        stage: "provision".into(),
+                        duration_ms: u64::try_from(started.elapsed().as_millis())
+                            .unwrap_or(u64::MAX),
+                        summary: postgres.describe(),
+                    });
+                }
+                self.servers.push((key, server));
+                self.servers.len() - 1
+            }
+        };
+        match &self.servers[index].1 {
+            Ok(postgres) => rehearse_on(plan, postgres, report).await,
+            Err(e) => {
+                report.error = Some(e.clone());
+                report
+            }
+        }
+    }
+
+    /// Stops every server, reporting the first cleanup failure.
+    pub async fn shutdown(self) -> Result<(), crate::provision::ProvisionError> {
+        let mut first_error = None;
+        for (_, server) in self.servers {
+            if let Ok(postgres) = server
+                && let Err(e) = postgres.shutdown().await
+            {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
 /// Rehearses one scenario on an existing server (its templates and clones
 /// are made there): what `rehearse run` does after provisioning, and what a
 /// `cargo test` using a shared server calls directly.
@@ -277,7 +340,8 @@ async fn run_stages(
                 outcome.compat.breakages.len()
             ),
         );
-        let findings = crate::findings::check_rollout(&outcome.compat, &outcome.traffic);
+        let findings =
+            crate::findings::check_rollout(&outcome.compat, &outcome.traffic, &outcome.timeline);
         let judgement = judge(&findings, &plan.scenario.expect);
         report.verdict = if judgement.pass {
             Verdict::Pass
@@ -288,6 +352,7 @@ async fn run_stages(
         report.findings = findings;
         report.compat = Some(outcome.compat);
         report.traffic = Some(outcome.traffic);
+        report.executions = outcome.executions;
         return Ok(());
     }
 

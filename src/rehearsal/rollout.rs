@@ -351,7 +351,12 @@ pub async fn run_rollout(
                         .collect::<Vec<_>>()
                         .join(", ");
                     fleet.begin_phase(format!("migrate {label}"), false, true);
-                    migrate(target, &recorder, runner, batch).await?;
+                    if let Err(reason) = migrate(target, &recorder, runner, batch).await {
+                        // A failed migration halts the rollout: no later step
+                        // (deploy, contract) runs, as in production.
+                        recorder.emit(Actor::Harness, EventKind::RolloutHalted { reason });
+                        break;
+                    }
                     fleet.state += 1;
                     states.push(format!("after {label}"));
                     fleet.begin(format!("serve after {label}"), false);
@@ -402,8 +407,16 @@ pub async fn run_rollout(
         _ => String::new(),
     };
     let last_state = states.len() - 1;
+    let timeline = recorder.timeline();
+    // After a halt, the schema later versions were written for was never
+    // reached: they have no home state to be judged against.
+    let halted = timeline
+        .events
+        .iter()
+        .any(|e| matches!(e.kind, EventKind::RolloutHalted { .. }));
     let home: BTreeMap<String, usize> = all
         .iter()
+        .filter(|w| !halted || w.version == first)
         .map(|w| {
             (
                 w.version.clone(),
@@ -412,7 +425,6 @@ pub async fn run_rollout(
         })
         .collect();
     let executions = run.executions();
-    let timeline = recorder.timeline();
     let compat = build_compat(states, home, &fleet.phases, &probes, &executions)?;
     let traffic = traffic_report(
         &fleet.phases,

@@ -71,6 +71,10 @@ pub struct ScenarioReport {
     /// Issue 5: what the rollout did to the app workloads' traffic.
     #[serde(default)]
     pub traffic: Option<crate::workload::TrafficReport>,
+    /// Every query execution of the rollout's app clients (version, query,
+    /// phase, start, latency, SQLSTATE); successes are sampled past 200k.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub executions: Vec<crate::workload::Execution>,
 }
 
 impl ScenarioReport {
@@ -92,6 +96,7 @@ impl ScenarioReport {
             expect: crate::scenario::Expectations::default(),
             compat: None,
             traffic: None,
+            executions: Vec::new(),
         }
     }
 }
