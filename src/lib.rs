@@ -13,6 +13,7 @@
 //! Postgres. [`timeline`], [`findings`] and [`report`] work on plain data and
 //! are tested from recorded timelines.
 
+pub mod api;
 pub mod cli;
 pub mod compat; // issue 5: compatibility matrix
 pub mod exit;
@@ -26,4 +27,7 @@ pub mod scenario;
 pub mod seed;
 pub mod testing;
 pub mod timeline;
+
+pub use api::{Outcome, Rehearsal};
+pub use findings::CheckId;
 pub mod workload; // issue 5: app workloads

@@ -1,6 +1,7 @@
 //! The `rehearse` command line: argument parsing, signal handling and exit
 //! codes. Each subcommand lives in its own file and only calls the library.
 
+mod bench;
 mod doctor;
 mod gc;
 mod provision;
@@ -33,6 +34,8 @@ pub struct Cli {
 enum Command {
     /// Rehearse scenario files (a file, a scenario folder or a folder of them).
     Run(run::RunArgs),
+    /// Time the pending migrations at several seed scales; compare with a baseline.
+    Bench(bench::BenchArgs),
     /// Start a throwaway Postgres and keep it until Ctrl-C.
     Provision(provision::ProvisionArgs),
     /// Which backends work here, with versions, and why not.
@@ -159,6 +162,7 @@ async fn run_with_signals(cli: Cli) -> Exit {
 async fn dispatch(cli: Cli) -> Exit {
     match cli.command {
         Command::Run(args) => run::run(args, cli.quiet).await,
+        Command::Bench(args) => bench::bench(args, cli.quiet).await,
         Command::Provision(args) => provision::provision(args, cli.quiet).await,
         Command::Doctor(args) => doctor::doctor(args).await,
         Command::Gc(args) => gc::gc(args).await,

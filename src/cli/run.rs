@@ -9,9 +9,10 @@ use super::{BackendArgs, fail};
 use crate::exit::Exit;
 use crate::provision::RunId;
 use crate::rehearsal::{Plan, ServerPool};
+use crate::report::terminal::progress;
 use crate::report::{
-    ReportFormat, ReportTarget, ReportTargets, RunReport, SCHEMA_VERSION, Verdict, parse_targets,
-    write_json,
+    ReportTarget, ReportTargets, RunReport, SCHEMA_VERSION, TerminalOptions, parse_targets,
+    write_terminal,
 };
 use crate::scenario::{Scenario, discover};
 
@@ -22,9 +23,41 @@ pub(crate) struct RunArgs {
     paths: Vec<PathBuf>,
     #[command(flatten)]
     backend: BackendArgs,
-    /// Reports to write, comma-separated FORMAT=PATH items, e.g. json=report.json.
+    /// Reports to write, comma-separated FORMAT=PATH items; formats json,
+    /// junit, md, html (e.g. junit=out/junit.xml,html=out/report.html).
     #[arg(long, value_parser = parse_targets)]
     report: Option<ReportTargets>,
+    /// Run only shard K of N (1-based): the scenarios, sorted by path, whose
+    /// index modulo N is K-1. Every scenario lands in exactly one shard.
+    #[arg(long, value_name = "K/N", value_parser = Partition::parse)]
+    partition: Option<Partition>,
+}
+
+/// `--partition K/N`: a deterministic share of the scenarios for one of N
+/// CI machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Partition {
+    /// 1-based.
+    shard: usize,
+    count: usize,
+}
+
+impl Partition {
+    pub(crate) fn parse(text: &str) -> Result<Partition, String> {
+        let bad = || format!("`{text}`: expected K/N with 1 <= K <= N, e.g. 2/4");
+        let (k, n) = text.split_once('/').ok_or_else(bad)?;
+        let shard: usize = k.trim().parse().map_err(|_| bad())?;
+        let count: usize = n.trim().parse().map_err(|_| bad())?;
+        if shard == 0 || count == 0 || shard > count {
+            return Err(bad());
+        }
+        Ok(Partition { shard, count })
+    }
+
+    /// Whether the scenario at `index` (in path order) belongs to this shard.
+    pub(crate) fn contains(self, index: usize) -> bool {
+        index % self.count == self.shard - 1
+    }
 }
 
 pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
@@ -37,6 +70,26 @@ pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
             return Exit::BadInput;
         }
     };
+    let mut plans = plans;
+    // Sorted by path so that every machine of a partitioned run agrees on
+    // the indices, whatever order the paths were given in.
+    plans.sort_by(|a, b| a.scenario.path.cmp(&b.scenario.path));
+    if let Some(partition) = args.partition {
+        plans = plans
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| partition.contains(*i))
+            .map(|(_, plan)| plan)
+            .collect();
+        if !quiet {
+            eprintln!(
+                "rehearse: partition {}/{}: {} scenario(s)",
+                partition.shard,
+                partition.count,
+                plans.len()
+            );
+        }
+    }
     let run_id = RunId::new();
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let started = Instant::now();
@@ -44,15 +97,20 @@ pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
     let mut servers = ServerPool::default();
     for plan in &plans {
         let scenario = &plan.scenario;
-        if !quiet {
-            eprintln!("rehearse: {} ({})", scenario.name, scenario.path.display());
-        }
+        let bar = progress(quiet, &scenario.name);
         let options = crate::provision::ProvisionOptions {
             run_id: run_id.clone(),
             ..args.backend.options(scenario.backend)
         };
         let report = servers.rehearse(plan, &options).await;
-        print_summary(&report);
+        bar.finish_and_clear();
+        if !quiet {
+            eprintln!(
+                "rehearse: {} {}",
+                crate::report::summary_line(&report),
+                scenario.path.display()
+            );
+        }
         reports.push(report);
     }
     if let Err(e) = servers.shutdown().await {
@@ -66,6 +124,10 @@ pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         scenarios: reports,
     };
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = write_terminal(&report, TerminalOptions::detect(quiet), &mut stdout) {
+        return fail(&format!("writing to stdout: {e}"), Exit::Infrastructure);
+    }
     for target in args.report.iter().flat_map(|targets| &targets.0) {
         if let Err(e) = write_report(&report, target) {
             return fail(
@@ -75,33 +137,6 @@ pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
         }
     }
     report.exit()
-}
-
-fn verdict_word(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Pass => "PASS",
-        Verdict::Fail => "FAIL",
-        Verdict::Error => "ERROR",
-    }
-}
-
-/// One line per scenario, then its findings and reasons, indented.
-fn print_summary(report: &crate::report::ScenarioReport) {
-    let error = report
-        .error
-        .as_ref()
-        .map(|e| format!(": {e}"))
-        .unwrap_or_default();
-    println!("{:<5} {}{error}", verdict_word(report.verdict), report.name);
-    for finding in &report.findings {
-        println!(
-            "      {:?} {}: {}",
-            finding.severity, finding.check, finding.message
-        );
-    }
-    for reason in &report.reasons {
-        println!("      fails because {reason}");
-    }
 }
 
 /// Loads every scenario and its migrations, collecting all errors rather
@@ -140,8 +175,27 @@ fn write_report(report: &RunReport, target: &ReportTarget) -> std::io::Result<()
         std::fs::create_dir_all(parent)?;
     }
     let mut file = std::io::BufWriter::new(std::fs::File::create(&target.path)?);
-    match target.format {
-        ReportFormat::Json => write_json(report, &mut file)?,
-    }
+    target.format.write(report, &mut file)?;
     std::io::Write::flush(&mut file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Partition;
+
+    #[test]
+    fn partitions_parse_and_cover_every_index_once() {
+        assert!(Partition::parse("0/3").is_err());
+        assert!(Partition::parse("4/3").is_err());
+        assert!(Partition::parse("1/0").is_err());
+        assert!(Partition::parse("x").unwrap_err().contains("K/N"));
+        let shards: Vec<Partition> = (1..=3)
+            .map(|k| Partition::parse(&format!("{k}/3")).unwrap())
+            .collect();
+        for index in 0..10 {
+            let owners = shards.iter().filter(|p| p.contains(index)).count();
+            assert_eq!(owners, 1, "index {index}");
+        }
+        assert!(shards[1].contains(4));
+    }
 }

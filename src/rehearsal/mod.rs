@@ -207,6 +207,7 @@ pub async fn rehearse_on(
     report: ScenarioReport,
 ) -> ScenarioReport {
     let mut report = report;
+    report.expect = plan.scenario.expect.clone();
     report.backend = Some(postgres.backend().to_string());
     report.postgres_version = Some(postgres.version().to_string());
     let mut stages = Stages {

@@ -4,11 +4,23 @@
 //! per format. Every writer takes an `impl io::Write`. Connection URLs appear
 //! without passwords only.
 
+pub mod bench;
+mod html;
 mod json;
+mod junit;
+mod markdown;
+pub mod redact;
+pub mod summary;
 mod target;
+pub mod terminal;
 
+pub use html::write_html;
 pub use json::write_json;
+pub use junit::write_junit;
+pub use markdown::write_markdown;
+pub use summary::{ScenarioSummary, Status, check_status};
 pub use target::{ReportFormat, ReportTarget, ReportTargets, parse_targets};
+pub use terminal::{TerminalOptions, write_terminal};
 
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +61,10 @@ pub struct ScenarioReport {
     /// The replica race: its timeline and the state it left.
     #[serde(default)]
     pub race: Option<crate::timeline::RaceRecord>,
+    /// The scenario's `[expect]` section, so every renderer can tell a
+    /// tolerated finding from a failing one without re-reading the file.
+    #[serde(default)]
+    pub expect: crate::scenario::Expectations,
     /// Issue 5: the compatibility matrix of a rollout.
     #[serde(default)]
     pub compat: Option<crate::compat::CompatReport>,
@@ -80,12 +96,24 @@ impl ScenarioReport {
             reasons: Vec::new(),
             findings: Vec::new(),
             race: None,
+            expect: crate::scenario::Expectations::default(),
             compat: None,
             traffic: None,
             executions: Vec::new(),
             locks: None,
         }
     }
+}
+
+/// One line for the log as a scenario finishes: `PASS name (N findings)`.
+#[must_use]
+pub fn summary_line(report: &ScenarioReport) -> String {
+    format!(
+        "{} {} ({} finding(s))",
+        summary::verdict_word(report.verdict),
+        redact::scrub(&report.name),
+        report.findings.len()
+    )
 }
 
 /// A pipeline stage that ran.

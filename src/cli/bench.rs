@@ -1,0 +1,237 @@
+//! `rehearse bench`: how long the pending migrations take at several seed
+//! scales, the fitted growth, and a comparison with a stored baseline, for
+//! nightly regression detection (issue 7).
+//!
+//! Per scale: a template with the baseline applied and seeded at that
+//! scale (built once per content hash), then for each repetition a fresh
+//! clone on which the pending migrations are applied serially and timed.
+//! The fastest repetition counts: noise only ever adds time.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+
+use super::{BackendArgs, fail, provision_exit};
+use crate::exit::Exit;
+use crate::migrate::apply_serial;
+use crate::provision::{ConnInfo, Postgres};
+use crate::rehearsal::Plan;
+use crate::report::bench::{BenchPoint, BenchReport, fit_growth, regressions};
+use crate::report::summary::human_us;
+use crate::scenario::Scenario;
+use crate::seed::{SeedOptions, seed_database};
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// The scenario file or folder.
+    #[arg(value_name = "SCENARIO")]
+    scenario: PathBuf,
+    /// Seed scales, comma-separated (multiply the seeds file's row counts).
+    #[arg(long, value_delimiter = ',', default_value = "1,10,100")]
+    scales: Vec<f64>,
+    /// Timed repetitions per scale (the fastest counts).
+    #[arg(long, default_value_t = 3)]
+    repeat: u32,
+    /// A baseline file from `--save-baseline` to compare with.
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
+    /// Write this run's results as a baseline file.
+    #[arg(long, value_name = "FILE")]
+    save_baseline: Option<PathBuf>,
+    /// Percent slower than the baseline that fails the run (exit 1).
+    #[arg(long, default_value_t = 20.0)]
+    threshold: f64,
+    /// Write the results as JSON here too.
+    #[arg(long, value_name = "FILE")]
+    report_file: Option<PathBuf>,
+    #[command(flatten)]
+    backend: BackendArgs,
+}
+
+/// Counts every row of every user table exactly (statistics may lag).
+const COUNT_ROWS: &str = "SELECT coalesce(sum((xpath('/row/c/text()', \
+     query_to_xml(format('SELECT count(*) AS c FROM %I.%I', schemaname, relname), \
+     false, true, '')))[1]::text::bigint), 0)::bigint FROM pg_stat_user_tables";
+
+pub(crate) async fn bench(args: BenchArgs, quiet: bool) -> Exit {
+    let plan = match Scenario::load(&args.scenario)
+        .map_err(|e| e.to_string())
+        .and_then(|s| Plan::prepare(s).map_err(|e| format!("{}: {e}", args.scenario.display())))
+    {
+        Ok(plan) => plan,
+        Err(e) => return fail(&e, Exit::BadInput),
+    };
+    if args.scales.is_empty() || args.scales.iter().any(|s| !s.is_finite() || *s <= 0.0) {
+        return fail(&"--scales must be positive numbers", Exit::BadInput);
+    }
+    let baseline = match args.baseline.as_ref().map(read_baseline).transpose() {
+        Ok(baseline) => baseline,
+        Err(e) => return fail(&e, Exit::BadInput),
+    };
+    let options = args.backend.options(plan.scenario.backend);
+    let postgres = match Postgres::start(&options).await {
+        Ok(postgres) => postgres,
+        Err(e) => return fail(&e, provision_exit(&e)),
+    };
+    let measured = measure(&plan, &postgres, &args, quiet).await;
+    if let Err(e) = postgres.shutdown().await {
+        eprintln!("rehearse: warning: cleanup failed: {e}");
+    }
+    let points = match measured {
+        Ok(points) => points,
+        Err(e) => return fail(&e, Exit::Infrastructure),
+    };
+    let growth = fit_growth(&points);
+    let report = BenchReport {
+        scenario: plan.scenario.name.clone(),
+        points,
+        growth,
+    };
+    println!("{:>8}  {:>10}  {:>10}", "SCALE", "ROWS", "MIGRATION");
+    for point in &report.points {
+        println!(
+            "{:>8}  {:>10}  {:>10}",
+            point.scale,
+            point.rows,
+            human_us(point.duration_us)
+        );
+    }
+    match growth {
+        Some(g) => println!(
+            "growth: {} (duration ~ rows^{:.2})",
+            g.class.notation(),
+            g.exponent
+        ),
+        None => println!("growth: needs at least two scales with different row counts"),
+    }
+    println!("lock hold per scale: not measured by this version");
+    for path in [&args.save_baseline, &args.report_file]
+        .into_iter()
+        .flatten()
+    {
+        if let Err(e) = write_json(path, &report) {
+            return fail(
+                &format!("writing {}: {e}", path.display()),
+                Exit::Infrastructure,
+            );
+        }
+    }
+    let Some(baseline) = baseline else {
+        return Exit::Pass;
+    };
+    let slower = regressions(&baseline, &report, args.threshold);
+    for r in &slower {
+        println!(
+            "REGRESSION at scale {}: {} vs baseline {} ({:.0}% slower, threshold {}%)",
+            r.scale,
+            human_us(r.current_us),
+            human_us(r.baseline_us),
+            r.slower_pct,
+            args.threshold
+        );
+    }
+    if slower.is_empty() {
+        println!("within {}% of the baseline", args.threshold);
+        Exit::Pass
+    } else {
+        Exit::FindingsFail
+    }
+}
+
+async fn measure(
+    plan: &Plan,
+    postgres: &Postgres,
+    args: &BenchArgs,
+    quiet: bool,
+) -> Result<Vec<BenchPoint>, String> {
+    let runner = plan.scenario.replicas.runner;
+    let mut points = Vec::new();
+    for &scale in &args.scales {
+        let seed = plan.scenario.seed.as_ref();
+        let options = SeedOptions {
+            seed: seed.map_or(0, |s| s.seed),
+            scale: seed.map_or(1.0, |s| s.scale) * scale,
+            hostile: false,
+            progress: false,
+        };
+        let baseline = plan.baseline.clone();
+        let spec = plan.seed_spec.clone();
+        // The scale goes first: template names keep only the key's start.
+        let key = format!("bench-{scale}-{}", plan.template_key());
+        let template = postgres
+            .template(&key, |conn| async move {
+                apply_serial(&conn, &runner, &baseline)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                seed_database(&conn, spec.as_ref(), &options)
+                    .await
+                    .map_err(|e| format!("seeding: {e}"))?;
+                Ok::<(), String>(())
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut best: Option<u64> = None;
+        let mut rows = 0;
+        for _ in 0..args.repeat.max(1) {
+            let clone = postgres
+                .clone_database(&template, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            let timed = time_pending(plan, &clone).await;
+            postgres
+                .drop_database(&clone.dbname)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (count, us) = timed?;
+            rows = count;
+            best = Some(best.map_or(us, |b| b.min(us)));
+        }
+        let duration_us = best.unwrap_or(0);
+        if !quiet {
+            eprintln!(
+                "rehearse: scale {scale}: {rows} rows, migration {}",
+                human_us(duration_us)
+            );
+        }
+        points.push(BenchPoint {
+            scale,
+            rows,
+            duration_us,
+        });
+    }
+    Ok(points)
+}
+
+/// Counts the rows, then applies the pending migrations and times them.
+async fn time_pending(plan: &Plan, clone: &ConnInfo) -> Result<(u64, u64), String> {
+    let client = clone
+        .connect("rehearse-bench")
+        .await
+        .map_err(|e| e.to_string())?;
+    let rows: i64 = client
+        .query_one(COUNT_ROWS, &[])
+        .await
+        .map_err(|e| format!("counting rows: {e}"))?
+        .get(0);
+    drop(client);
+    let started = Instant::now();
+    apply_serial(clone, &plan.scenario.replicas.runner, &plan.pending)
+        .await
+        .map_err(|e| e.to_string())?;
+    let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    Ok((u64::try_from(rows).unwrap_or(0), us))
+}
+
+fn read_baseline(path: &PathBuf) -> Result<BenchReport, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text)
+        .map_err(|e| format!("{}: not a bench baseline: {e}", path.display()))
+}
+
+fn write_json(path: &PathBuf, report: &BenchReport) -> std::io::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, serde_json::to_string_pretty(report)? + "\n")
+}

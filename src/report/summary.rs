@@ -1,0 +1,297 @@
+//! Figures every renderer shows, computed once from a [`ScenarioReport`].
+//!
+//! Pure functions of the report: the terminal table, the Markdown comment,
+//! JUnit and HTML all read the same numbers, so they never disagree.
+
+use std::collections::BTreeMap;
+
+use super::{ScenarioReport, Verdict};
+use crate::findings::{CheckId, Finding, Severity};
+use crate::timeline::{Actor, EventKind, ExitStatus, Timeline};
+
+/// How one check came out for one scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Nothing found.
+    Clean,
+    /// Found, but expected or allowed by the scenario (or only warnings).
+    Tolerated,
+    /// Fails the scenario: an unexpected error, or an expected finding that
+    /// did not happen.
+    Failed,
+    /// The scenario did not get as far as the checks.
+    NotRun,
+}
+
+/// The status of `check` in `report`, with the reason when it failed.
+#[must_use]
+pub fn check_status(report: &ScenarioReport, check: CheckId) -> (Status, Option<String>) {
+    // A scenario in error stopped before (or during) its checks; the
+    // others ran them all (a race, a rollout, or both).
+    if report.verdict == Verdict::Error && report.findings.is_empty() {
+        return (Status::NotRun, None);
+    }
+    let found: Vec<&Finding> = report
+        .findings
+        .iter()
+        .filter(|f| f.check == check)
+        .collect();
+    let expected = report.expect.findings.contains(&check);
+    let tolerated = expected || report.expect.allow.contains(&check);
+    if expected && found.is_empty() {
+        return (
+            Status::Failed,
+            Some(format!("expected `{check}` to be found, it was not")),
+        );
+    }
+    if let Some(failing) = found
+        .iter()
+        .find(|f| f.severity == Severity::Error && !tolerated)
+    {
+        return (Status::Failed, Some(failing.message.clone()));
+    }
+    if found.is_empty() {
+        (Status::Clean, None)
+    } else {
+        (Status::Tolerated, None)
+    }
+}
+
+/// A statement as it ran in one replica: from its begin to its end event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementSpan {
+    pub actor: Actor,
+    pub version: String,
+    pub index: usize,
+    pub line: usize,
+    pub start_us: u64,
+    /// `None` when the statement never finished (failed, killed, timed out).
+    pub end_us: Option<u64>,
+}
+
+/// A wait for the migration lock: from asking to getting it (or giving up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitSpan {
+    pub actor: Actor,
+    pub start_us: u64,
+    pub end_us: Option<u64>,
+}
+
+/// Statements per actor, paired begin to end.
+#[must_use]
+pub fn statement_spans(timeline: &Timeline) -> Vec<StatementSpan> {
+    let mut spans: Vec<StatementSpan> = Vec::new();
+    for event in &timeline.events {
+        match &event.kind {
+            EventKind::StatementBegin {
+                version,
+                index,
+                line,
+            } => spans.push(StatementSpan {
+                actor: event.actor,
+                version: version.clone(),
+                index: *index,
+                line: *line,
+                start_us: event.at_us,
+                end_us: None,
+            }),
+            EventKind::StatementEnd { version, index, .. } => {
+                if let Some(open) = spans.iter_mut().rev().find(|s| {
+                    s.actor == event.actor
+                        && s.end_us.is_none()
+                        && &s.version == version
+                        && s.index == *index
+                }) {
+                    open.end_us = Some(event.at_us);
+                }
+            }
+            _ => {}
+        }
+    }
+    spans
+}
+
+/// Advisory-lock waits per actor.
+#[must_use]
+pub fn wait_spans(timeline: &Timeline) -> Vec<WaitSpan> {
+    let mut spans: Vec<WaitSpan> = Vec::new();
+    for event in &timeline.events {
+        match &event.kind {
+            EventKind::WaitingOnLock { .. } => spans.push(WaitSpan {
+                actor: event.actor,
+                start_us: event.at_us,
+                end_us: None,
+            }),
+            EventKind::LockAcquired { .. }
+            | EventKind::Failed { .. }
+            | EventKind::Exited { .. } => {
+                if let Some(open) = spans
+                    .iter_mut()
+                    .rev()
+                    .find(|s| s.actor == event.actor && s.end_us.is_none())
+                {
+                    open.end_us = Some(event.at_us);
+                }
+            }
+            _ => {}
+        }
+    }
+    spans
+}
+
+/// The figures of one scenario's row in every summary table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioSummary {
+    pub name: String,
+    pub verdict: Verdict,
+    pub runner: Option<String>,
+    pub replicas: Option<u32>,
+    /// The most replicas that applied one version (more than 1 is a race).
+    pub most_applications: u32,
+    /// Replicas that did not exit successfully.
+    pub failed_replicas: u32,
+    /// The longest wait for the migration lock.
+    pub longest_lock_wait_us: Option<u64>,
+    /// The slowest migration statement, and where it is.
+    pub slowest_statement: Option<(u64, String)>,
+    /// The longest app query stall during the rollout, and which query.
+    pub worst_stall: Option<(u64, String)>,
+    /// Checks that fail the scenario.
+    pub failing_checks: Vec<CheckId>,
+    pub errors: usize,
+    pub warnings: usize,
+    /// Sum of the stages' durations.
+    pub duration_ms: u64,
+}
+
+impl ScenarioSummary {
+    /// Computes the summary of one scenario.
+    #[must_use]
+    pub fn of(report: &ScenarioReport) -> Self {
+        let count = |severity: Severity| {
+            report
+                .findings
+                .iter()
+                .filter(|f| f.severity == severity)
+                .count()
+        };
+        let failing_checks = CheckId::ALL
+            .into_iter()
+            .filter(|c| check_status(report, *c).0 == Status::Failed)
+            .collect();
+        let mut summary = ScenarioSummary {
+            name: report.name.clone(),
+            verdict: report.verdict,
+            runner: None,
+            replicas: None,
+            most_applications: 0,
+            failed_replicas: 0,
+            longest_lock_wait_us: None,
+            slowest_statement: None,
+            worst_stall: report.traffic.as_ref().and_then(|t| {
+                t.stalls
+                    .iter()
+                    .max_by_key(|s| s.latency_us)
+                    .map(|s| (s.latency_us, format!("{} {}", s.version, s.query)))
+            }),
+            failing_checks,
+            errors: count(Severity::Error),
+            warnings: count(Severity::Warning),
+            duration_ms: report.stages.iter().map(|s| s.duration_ms).sum(),
+        };
+        let Some(race) = &report.race else {
+            return summary;
+        };
+        let timeline = &race.timeline;
+        summary.runner = Some(race.runner.clone());
+        summary.replicas = Some(race.replicas);
+        let mut applied: BTreeMap<&str, u32> = BTreeMap::new();
+        for event in &timeline.events {
+            match &event.kind {
+                EventKind::Applied { version, .. } => *applied.entry(version).or_default() += 1,
+                EventKind::LockAcquired { waited_us, .. } => {
+                    summary.longest_lock_wait_us =
+                        summary.longest_lock_wait_us.max(Some(*waited_us));
+                }
+                _ => {}
+            }
+        }
+        summary.most_applications = applied.values().copied().max().unwrap_or(0);
+        summary.failed_replicas = u32::try_from(
+            timeline
+                .actors()
+                .into_iter()
+                .filter(|a| matches!(a, Actor::Replica(_) | Actor::Job))
+                .filter(|a| {
+                    timeline
+                        .exit_of(*a)
+                        .is_some_and(|s| s != ExitStatus::Success)
+                })
+                .count(),
+        )
+        .unwrap_or(u32::MAX);
+        summary.slowest_statement = statement_spans(timeline)
+            .into_iter()
+            .filter_map(|s| {
+                s.end_us.map(|end| {
+                    (
+                        end.saturating_sub(s.start_us),
+                        format!("{} line {}", s.version, s.line),
+                    )
+                })
+            })
+            .max_by_key(|(us, _)| *us);
+        summary
+    }
+}
+
+/// Scenarios worst first: errors, then failures, then passes; by name within.
+#[must_use]
+pub fn worst_first(reports: &[ScenarioReport]) -> Vec<&ScenarioReport> {
+    let rank = |v: Verdict| match v {
+        Verdict::Error => 0,
+        Verdict::Fail => 1,
+        Verdict::Pass => 2,
+    };
+    let mut sorted: Vec<&ScenarioReport> = reports.iter().collect();
+    sorted.sort_by(|a, b| {
+        rank(a.verdict)
+            .cmp(&rank(b.verdict))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    sorted
+}
+
+/// Microseconds as a short human duration (`850µs`, `12.3ms`, `4.20s`).
+#[must_use]
+pub fn human_us(us: u64) -> String {
+    #[expect(clippy::cast_precision_loss, reason = "display only")]
+    let us_f = us as f64;
+    if us < 1_000 {
+        format!("{us}µs")
+    } else if us < 1_000_000 {
+        format!("{:.1}ms", us_f / 1_000.0)
+    } else {
+        format!("{:.2}s", us_f / 1_000_000.0)
+    }
+}
+
+/// The verdict in capitals, as the terminal and Markdown show it.
+#[must_use]
+pub fn verdict_word(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Pass => "PASS",
+        Verdict::Fail => "FAIL",
+        Verdict::Error => "ERROR",
+    }
+}
+
+/// The severity as reports spell it.
+#[must_use]
+pub fn severity_word(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+        Severity::Info => "info",
+    }
+}

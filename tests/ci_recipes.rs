@@ -1,0 +1,156 @@
+//! The CI recipes under ci/ parse as YAML, and every `rehearse ...` command
+//! they run parses with the real command line (so a renamed flag or
+//! subcommand breaks this test, not a user's pipeline). Scripts and benches
+//! they name exist.
+
+use clap::Parser;
+use rehearse::cli::Cli;
+
+fn recipes() -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![std::path::PathBuf::from("ci")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Every shell snippet: GitHub `run:` and GitLab `script` lists.
+fn snippets(value: &serde_norway::Value, out: &mut Vec<String>) {
+    match value {
+        serde_norway::Value::Mapping(map) => {
+            for (key, value) in map {
+                let key = key.as_str().unwrap_or_default();
+                match (key, value) {
+                    (
+                        "run" | "script" | "before_script" | "after_script",
+                        serde_norway::Value::String(s),
+                    ) => {
+                        out.push(s.clone());
+                    }
+                    (
+                        "script" | "before_script" | "after_script",
+                        serde_norway::Value::Sequence(items),
+                    ) => {
+                        out.extend(items.iter().filter_map(|i| i.as_str().map(str::to_string)));
+                    }
+                    _ => snippets(value, out),
+                }
+            }
+        }
+        serde_norway::Value::Sequence(items) => items.iter().for_each(|i| snippets(i, out)),
+        _ => {}
+    }
+}
+
+/// Replaces `${{ expr }}` and `${VAR}` with `1`, so a partition reads `1/1`.
+fn substitute(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let close = if rest[start..].starts_with("${{") {
+            "}}"
+        } else {
+            "}"
+        };
+        let end = rest[start..]
+            .find(close)
+            .map_or(rest.len(), |e| start + e + close.len());
+        out.push('1');
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The `rehearse` invocations of a snippet, as argument vectors.
+fn rehearse_commands(snippet: &str) -> Vec<Vec<String>> {
+    let joined = substitute(&snippet.replace("\\\n", " "));
+    joined
+        .lines()
+        .flat_map(|line| line.split(['|', ';', '&']))
+        .map(|command| {
+            command
+                .split_whitespace()
+                .take_while(|t| !t.starts_with('>'))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .filter(|words| words.first().is_some_and(|w| w == "rehearse"))
+        .collect()
+}
+
+#[test]
+fn every_recipe_parses_and_its_rehearse_commands_exist() {
+    let files = recipes();
+    assert!(
+        files.len() >= 3,
+        "expected the GitHub and GitLab recipes, found {files:?}"
+    );
+    let cargo_toml = std::fs::read_to_string("Cargo.toml").unwrap();
+    let mut commands = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let yaml: serde_norway::Value =
+            serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let mut found = Vec::new();
+        snippets(&yaml, &mut found);
+        assert!(!found.is_empty(), "{}: no run/script steps", file.display());
+        for snippet in &found {
+            for args in rehearse_commands(snippet) {
+                commands += 1;
+                if let Err(e) = Cli::try_parse_from(&args) {
+                    panic!(
+                        "{}: `{}` does not parse:\n{e}",
+                        file.display(),
+                        args.join(" ")
+                    );
+                }
+            }
+            for word in snippet.split_whitespace() {
+                if word.starts_with("ci/") && word.ends_with(".sh") {
+                    assert!(
+                        std::path::Path::new(word).is_file(),
+                        "{}: {word} is missing",
+                        file.display()
+                    );
+                }
+            }
+            if let Some(rest) = snippet.split("--bench ").nth(1) {
+                let bench = rest.split_whitespace().next().unwrap();
+                assert!(
+                    cargo_toml.contains(&format!("name = \"{bench}\"")),
+                    "{}: no bench named {bench}",
+                    file.display()
+                );
+            }
+        }
+    }
+    assert!(
+        commands >= 5,
+        "only {commands} rehearse commands found in {files:?}"
+    );
+}
+
+#[test]
+fn the_command_extraction_sees_through_continuations_and_pipes() {
+    let commands = rehearse_commands(
+        "rehearse run a \\\n  --partition ${{ matrix.shard }}/2 > out.txt && rehearse gc | tee x",
+    );
+    assert_eq!(
+        commands,
+        vec![
+            vec!["rehearse", "run", "a", "--partition", "1/2"],
+            vec!["rehearse", "gc"]
+        ]
+    );
+}
