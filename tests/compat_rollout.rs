@@ -202,7 +202,14 @@ async fn safe_plans_break_nothing_they_run() {
         };
         let compat = report.compat.unwrap();
         assert_eq!(live(&compat), vec![], "{name}");
-        assert!(report.findings.is_empty(), "{name}: {:#?}", report.findings);
+        // Lock findings (no lock_timeout) are true and beside the point here:
+        // no compatibility or traffic check may report anything.
+        let breakages: Vec<_> = report
+            .findings
+            .iter()
+            .filter(|f| f.check.reads_rollout())
+            .collect();
+        assert!(breakages.is_empty(), "{name}: {breakages:#?}");
         let traffic = report.traffic.unwrap();
         assert!(
             traffic.queries.iter().all(|q| q.errors == 0),
