@@ -145,12 +145,13 @@ fn a_failing_migration_halts_a_rollout_plan() {
         "SELECT 1 / 0;\n",
     )
     .unwrap();
-    let text = std::fs::read_to_string(source.join("scenario.toml"))
-        .unwrap()
-        .replace(
-            "findings = []",
-            "findings = []\nallow = [\"traffic-stall\"]",
-        );
+    // Written out in full (not edited from the example, whose expectations
+    // may change): everything but the migration's outcome is allowed.
+    let text = "name = \"broken rollout\"\n\
+        [migrations]\ndir = \"migrations\"\nlayout = \"sqlx\"\nbaseline = \"0001\"\n\
+        [workloads]\nold = \"workloads/old.toml\"\nnew = \"workloads/new.toml\"\n\
+        [rollout]\nplan = \"migrate-then-deploy\"\nreplicas = 2\nphase_ms = 400\n\
+        [expect]\nallow = [\"traffic-stall\", \"missing-lock-timeout\", \"lock-lint\"]\n";
     let scenario = dir.path().join("scenario.toml");
     std::fs::write(&scenario, text).unwrap();
     let (code, stdout, stderr) =
