@@ -133,9 +133,20 @@ pub(crate) async fn set_aside_keys(
     plan: &TablePlan,
     aside: &mut SetAside,
 ) -> Result<(), SeedError> {
+    set_aside_constraints(client, plan, sql::KEY_CONSTRAINTS, &mut aside.keys).await
+}
+
+/// Drops the constraints `query` lists for the table (name, definition)
+/// and remembers how to add each back after the load.
+async fn set_aside_constraints(
+    client: &Client,
+    plan: &TablePlan,
+    query: &str,
+    restore: &mut Vec<String>,
+) -> Result<(), SeedError> {
     let context = format!("preparing {} for loading", plan.display);
     for row in client
-        .query(sql::KEY_CONSTRAINTS, &[&plan.oid])
+        .query(query, &[&plan.oid])
         .await
         .map_err(|e| SeedError::db(&context, &e))?
     {
@@ -148,7 +159,7 @@ pub(crate) async fn set_aside_keys(
             ))
             .await
             .map_err(|e| SeedError::db(&context, &e))?;
-        aside.keys.push(format!(
+        restore.push(format!(
             "ALTER TABLE {} ADD CONSTRAINT {name} {definition}",
             plan.qualified
         ));
@@ -237,26 +248,13 @@ pub(crate) async fn set_aside(
             .map_err(|e| SeedError::db(&context, &e))?;
         aside.indexes.push(definition);
     }
-    for row in client
-        .query(sql::OUTGOING_FOREIGN_KEYS, &[&plan.oid])
-        .await
-        .map_err(|e| SeedError::db(&context, &e))?
-    {
-        let name: String = row.get(0);
-        let definition: String = row.get(1);
-        client
-            .batch_execute(&format!(
-                "ALTER TABLE {} DROP CONSTRAINT {name}",
-                plan.qualified
-            ))
-            .await
-            .map_err(|e| SeedError::db(&context, &e))?;
-        aside.foreign_keys.push(format!(
-            "ALTER TABLE {} ADD CONSTRAINT {name} {definition}",
-            plan.qualified
-        ));
-    }
-    Ok(())
+    set_aside_constraints(
+        client,
+        plan,
+        sql::OUTGOING_FOREIGN_KEYS,
+        &mut aside.foreign_keys,
+    )
+    .await
 }
 
 /// Generates and loads one table.
