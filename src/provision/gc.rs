@@ -63,6 +63,8 @@ fn collect_clusters(all: bool, report: &mut GcReport) {
             }
             match fs::remove_dir_all(&dir) {
                 Ok(()) => report.clusters_removed.push(dir),
+                // Another gc got there first: gone is what we wanted.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => report
                     .errors
                     .push(format!("removing {}: {e}", dir.display())),
@@ -127,6 +129,10 @@ async fn collect_containers(all: bool, report: &mut GcReport) {
             Ok(()) => report
                 .containers_removed
                 .push(id.chars().take(12).collect()),
+            // Another gc (or the owner's own cleanup) got there first.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
             Err(e) => report.errors.push(format!("removing container {id}: {e}")),
         }
     }
