@@ -105,30 +105,9 @@ impl Stages {
 
 /// Rehearses one scenario on a Postgres provisioned for it, and cleans up.
 pub async fn rehearse_scenario(plan: &Plan, options: &ProvisionOptions) -> ScenarioReport {
-    let scenario = &plan.scenario;
-    let mut report = ScenarioReport::new(&scenario.name, &scenario.path);
-    let options = ProvisionOptions {
-        pg_major: options.pg_major.or(scenario.postgres),
-        ..options.clone()
-    };
-    let started = Instant::now();
-    let postgres = match Postgres::start(&options).await {
-        Ok(postgres) => postgres,
-        Err(e) => {
-            report.error = Some(e.to_string());
-            return report;
-        }
-    };
-    for note in postgres.notes() {
-        eprintln!("rehearse: {note}");
-    }
-    report.stages.push(StageReport {
-        stage: "provision".into(),
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        summary: postgres.describe(),
-    });
-    let mut report = rehearse_on(plan, &postgres, report).await;
-    if let Err(e) = postgres.shutdown().await {
+    let mut servers = ServerPool::default();
+    let mut report = servers.rehearse(plan, options).await;
+    if let Err(e) = servers.shutdown().await {
         report.verdict = Verdict::Error;
         report.error.get_or_insert(format!("cleanup failed: {e}"));
     }

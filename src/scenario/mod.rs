@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 pub use discover::discover;
-pub use error::ScenarioError;
+pub use error::{ScenarioError, line_column};
 
 use crate::findings::CheckId;
 use crate::migrate::Layout;

@@ -71,20 +71,8 @@ impl SeedError {
     }
 }
 
-/// Line and column (both 1-based, column in characters) of a byte offset.
-pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
-}
-
 /// `file:line:col` for a byte offset into `text`.
 pub(crate) fn location(origin: &Path, text: &str, offset: usize) -> String {
-    let (line, column) = line_col(text, offset);
+    let (line, column) = crate::scenario::line_column(text, offset);
     format!("{}:{line}:{column}", origin.display())
 }
