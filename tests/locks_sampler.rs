@@ -366,3 +366,78 @@ async fn batching_a_backfill_shortens_the_longest_application_wait() {
         "unbatched longest wait {unbatched} us vs batched {batched} us"
     );
 }
+
+#[tokio::test]
+async fn the_sampler_sees_only_its_own_database_and_names_its_relations() {
+    let (Some(ours), Some(theirs)) = (
+        rehearse::testing::fresh_database().await,
+        rehearse::testing::fresh_database().await,
+    ) else {
+        return;
+    };
+    let setup = "CREATE TABLE accounts (id int PRIMARY KEY); CREATE SCHEMA billing; \
+                 CREATE TABLE billing.invoices (id int)";
+    ours.connect().await.batch_execute(setup).await.unwrap();
+    theirs.connect().await.batch_execute(setup).await.unwrap();
+    let hold = "BEGIN; LOCK TABLE billing.invoices IN SHARE MODE; \
+                SELECT pg_advisory_xact_lock(42); SELECT txid_current()";
+    let mine = connect(ours.conn(), "app-mine").await;
+    mine.batch_execute(hold).await.unwrap();
+    let other = connect(theirs.conn(), "app-other").await;
+    other.batch_execute(hold).await.unwrap();
+    let other_pid: i32 = other
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    let sampler = sampler::start(ours.conn(), SamplerOptions::default())
+        .await
+        .unwrap();
+    sampled(&sampler, 5).await;
+    // A backend connecting after the sampler started is picked up too.
+    let late = connect(ours.conn(), "app-late").await;
+    late.batch_execute("BEGIN; LOCK TABLE accounts IN ACCESS SHARE MODE")
+        .await
+        .unwrap();
+    sampled(&sampler, 5).await;
+    let samples = sampler.stop().await.unwrap();
+    mine.batch_execute("COMMIT").await.unwrap();
+    other.batch_execute("COMMIT").await.unwrap();
+    late.batch_execute("COMMIT").await.unwrap();
+
+    let last = samples.samples.last().unwrap();
+    assert!(
+        samples
+            .samples
+            .iter()
+            .flat_map(|s| s.locks.iter())
+            .all(|l| l.pid != other_pid),
+        "another database's backend was sampled: {last:#?}"
+    );
+    let app_of = |pid: i32| {
+        last.backends
+            .iter()
+            .find(|b| b.pid == pid)
+            .map(|b| b.application_name.as_str())
+    };
+    let share = last
+        .locks
+        .iter()
+        .find(|l| l.mode == LockMode::Share)
+        .unwrap_or_else(|| panic!("no SHARE lock sampled: {last:#?}"));
+    assert_eq!(share.relation.as_deref(), Some("billing.invoices"));
+    assert_eq!(app_of(share.pid), Some("app-mine"));
+    assert!(
+        last.locks
+            .iter()
+            .any(|l| l.locktype == rehearse::locks::LockType::Advisory && l.object.is_some()),
+        "{last:#?}"
+    );
+    let late_lock = last
+        .locks
+        .iter()
+        .find(|l| l.relation.as_deref() == Some("public.accounts"))
+        .unwrap_or_else(|| panic!("the late backend's lock is missing: {last:#?}"));
+    assert_eq!(app_of(late_lock.pid), Some("app-late"));
+}

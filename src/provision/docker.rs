@@ -34,6 +34,10 @@ pub(crate) const LABEL_OWNER: &str = "dev.rehearse.owner";
 pub(crate) const LABEL_HOST: &str = "dev.rehearse.host";
 
 const SUPERUSER: &str = "postgres";
+/// The data directory inside the container. Set explicitly (every image
+/// honouring the official contract reads `PGDATA`), outside the official
+/// images' default paths, which changed in PostgreSQL 18.
+const PGDATA: &str = "/var/lib/postgresql/rehearse-data";
 
 /// Set once this process has asked Docker for a container, so the signal
 /// path knows whether a sweep is worth a daemon round trip.
@@ -207,6 +211,7 @@ impl DockerInstance {
             reason,
         };
 
+        let durable = options.durable;
         let mut args: Vec<String> = Vec::new();
         let mut settings = vec!["max_connections=300"];
         if !options.durable {
@@ -239,7 +244,8 @@ impl DockerInstance {
             // Port 0: Docker picks a free host port; the modifier below pins
             // the binding to loopback.
             .with_mapped_port(0, 5432.tcp())
-            .with_host_config_modifier(|host_config| {
+            .with_env_var("PGDATA", PGDATA)
+            .with_host_config_modifier(move |host_config| {
                 host_config.publish_all_ports = Some(false);
                 let binding = PortBinding {
                     host_ip: Some("127.0.0.1".into()),
@@ -249,6 +255,16 @@ impl DockerInstance {
                     "5432/tcp".to_string(),
                     Some(vec![binding]),
                 )]));
+                // Like the local backend's cluster on /dev/shm: the data
+                // directory in memory, unless durability was asked for (a
+                // copy-on-write storage driver such as fuse-overlayfs makes
+                // every write to the container's own layer slow).
+                if !durable {
+                    host_config.tmpfs = Some(HashMap::from([(
+                        PGDATA.to_string(),
+                        "rw,mode=0700".to_string(),
+                    )]));
+                }
             })
             // Readiness is our authenticated query below, not a log line.
             .with_ready_conditions(Vec::new())
