@@ -20,6 +20,7 @@ pub mod exit;
 pub mod findings;
 pub mod locks;
 pub mod migrate;
+pub mod progress;
 pub mod provision;
 pub mod rehearsal;
 pub mod report;

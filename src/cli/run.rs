@@ -9,7 +9,6 @@ use super::{BackendArgs, fail};
 use crate::exit::Exit;
 use crate::provision::RunId;
 use crate::rehearsal::{Plan, ServerPool};
-use crate::report::terminal::progress;
 use crate::report::{
     ReportTarget, ReportTargets, RunReport, SCHEMA_VERSION, TerminalOptions, parse_targets,
     write_terminal,
@@ -94,16 +93,14 @@ pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let started = Instant::now();
     let mut reports = Vec::new();
-    let mut servers = ServerPool::default();
+    let mut servers = ServerPool::default().with_progress(!quiet);
     for plan in &plans {
         let scenario = &plan.scenario;
-        let bar = progress(quiet, &scenario.name);
         let options = crate::provision::ProvisionOptions {
             run_id: run_id.clone(),
             ..args.backend.options(scenario.backend)
         };
         let report = servers.rehearse(plan, &options).await;
-        bar.finish_and_clear();
         if !quiet {
             eprintln!(
                 "rehearse: {} {}",

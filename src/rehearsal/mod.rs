@@ -20,6 +20,7 @@ pub use races::{
 use crate::findings::{check_locks, check_race, check_rollout, judge_with_locks};
 use crate::locks;
 use crate::migrate::{MigrateError, Migration, MigrationSet, RunnerKind, apply_serial};
+use crate::progress::StageProgress;
 use crate::provision::{Postgres, ProvisionOptions};
 use crate::report::{ScenarioReport, StageReport, Verdict};
 use crate::scenario::Scenario;
@@ -88,13 +89,23 @@ impl Plan {
     }
 }
 
-/// Records the stages of one scenario as they run.
+/// Records the stages of one scenario as they run, and shows them.
 struct Stages {
     done: Vec<StageReport>,
+    progress: StageProgress,
 }
 
+/// The stages every rehearsal runs: baseline, clone, replicas or rollout,
+/// locks, findings (a server start is one more).
+const STAGES: u64 = 5;
+
 impl Stages {
+    fn begin(&self, stage: &str) {
+        self.progress.begin(stage);
+    }
+
     fn record(&mut self, stage: &str, started: Instant, summary: String) {
+        self.progress.done();
         self.done.push(StageReport {
             stage: stage.to_string(),
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -120,15 +131,25 @@ pub async fn rehearse_scenario(plan: &Plan, options: &ProvisionOptions) -> Scena
 #[derive(Default)]
 pub struct ServerPool {
     servers: Vec<(PoolKey, Result<Postgres, String>)>,
+    progress: bool,
 }
 
 type PoolKey = (crate::provision::Backend, Option<u32>);
 
 impl ServerPool {
+    /// Shows each scenario's stages as a progress bar on stderr (only on a
+    /// terminal and never under CI; see [`crate::progress`]).
+    #[must_use]
+    pub fn with_progress(mut self, progress: bool) -> Self {
+        self.progress = progress;
+        self
+    }
+
     /// Rehearses `plan` on the pool's server for its backend and version.
     pub async fn rehearse(&mut self, plan: &Plan, options: &ProvisionOptions) -> ScenarioReport {
         let scenario = &plan.scenario;
         let mut report = ScenarioReport::new(&scenario.name, &scenario.path);
+        let progress = StageProgress::new(self.progress, &scenario.name, STAGES);
         let options = ProvisionOptions {
             pg_major: options.pg_major.or(scenario.postgres),
             ..options.clone()
@@ -137,12 +158,18 @@ impl ServerPool {
         let index = match self.servers.iter().position(|(k, _)| *k == key) {
             Some(index) => index,
             None => {
+                progress.add_stage();
+                progress.begin(&format!("starting Postgres ({})", options.backend));
                 let started = Instant::now();
                 let server = Postgres::start(&options).await.map_err(|e| e.to_string());
+                progress.done();
                 if let Ok(postgres) = &server {
-                    for note in postgres.notes() {
-                        eprintln!("rehearse: {note}");
-                    }
+                    // Printed above the bars, not through them.
+                    crate::progress::bars().suspend(|| {
+                        for note in postgres.notes() {
+                            eprintln!("rehearse: {note}");
+                        }
+                    });
                     report.stages.push(StageReport {
                         stage: "provision".into(),
                         duration_ms: u64::try_from(started.elapsed().as_millis())
@@ -154,13 +181,15 @@ impl ServerPool {
                 self.servers.len() - 1
             }
         };
-        match &self.servers[index].1 {
-            Ok(postgres) => rehearse_on(plan, postgres, report).await,
+        let report = match &self.servers[index].1 {
+            Ok(postgres) => rehearse_with(plan, postgres, report, progress.clone()).await,
             Err(e) => {
                 report.error = Some(e.clone());
                 report
             }
-        }
+        };
+        progress.finish();
+        report
     }
 
     /// Stops every server, reporting the first cleanup failure.
@@ -185,12 +214,22 @@ pub async fn rehearse_on(
     postgres: &Postgres,
     report: ScenarioReport,
 ) -> ScenarioReport {
+    rehearse_with(plan, postgres, report, StageProgress::hidden()).await
+}
+
+async fn rehearse_with(
+    plan: &Plan,
+    postgres: &Postgres,
+    report: ScenarioReport,
+    progress: StageProgress,
+) -> ScenarioReport {
     let mut report = report;
     report.expect = plan.scenario.expect.clone();
     report.backend = Some(postgres.backend().to_string());
     report.postgres_version = Some(postgres.version().to_string());
     let mut stages = Stages {
         done: std::mem::take(&mut report.stages),
+        progress,
     };
     let result = run_stages(plan, postgres, &mut stages, &mut report).await;
     report.stages = stages.done;
@@ -226,6 +265,10 @@ async fn run_stages(
     // The template: what production has today, baseline schema and data.
     // Built once per content hash, so another rehearsal of the same scenario
     // starts from a clone instead of re-seeding.
+    stages.begin(match &plan.scenario.seed {
+        Some(_) => "baseline and seed",
+        None => "baseline",
+    });
     let started = Instant::now();
     let baseline = plan.baseline.clone();
     let runner = config.runner;
@@ -234,7 +277,8 @@ async fn run_stages(
             seed: seed.seed,
             scale: seed.scale,
             hostile: seed.hostile,
-            progress: false,
+            // The seeder's per-table bars, under the scenario's.
+            progress: stages.progress.shown(),
         };
         (plan.seed_spec.clone(), options)
     });
@@ -271,6 +315,7 @@ async fn run_stages(
         ),
     );
 
+    stages.begin("clone");
     let started = Instant::now();
     let target = postgres
         .clone_database(&template, None)
@@ -330,6 +375,10 @@ async fn rehearse_clones(
     stages: &mut Stages,
     report: &mut ScenarioReport,
 ) -> Result<(), String> {
+    stages.begin(match plan.scenario.rollout {
+        Some(_) => "rollout",
+        None => "replicas",
+    });
     let started = Instant::now();
     // Locks (issue 6): the sampler watches the target during the rehearsal.
     let sampler = locks::sampler::start(target, locks::SamplerOptions::default())
@@ -391,6 +440,7 @@ async fn rehearse_clones(
     }
     let (timeline, samples) = timeline;
 
+    stages.begin("locks");
     let started = Instant::now();
     let sampled = locks::analyse(
         &samples,
@@ -426,6 +476,7 @@ async fn rehearse_clones(
         ),
     );
 
+    stages.begin("findings");
     let started = Instant::now();
     findings.extend(check_locks(&lock_report));
     let judgement = judge_with_locks(&findings, Some(&lock_report), &plan.scenario.expect);

@@ -2,14 +2,12 @@
 //! reasons and findings, worst first.
 //!
 //! Colour only when asked for ([`TerminalOptions::detect`] says when: a TTY,
-//! no `NO_COLOR`, not CI). Progress bars during the run live here too, so
-//! the CLI only decides whether the output is quiet.
+//! no `NO_COLOR`, not CI). Progress bars during the run follow the same
+//! rule and live in [`crate::progress`].
 
 use std::io;
-use std::time::Duration;
 
 use anstyle::{AnsiColor, Style};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::redact::scrub;
 use super::summary::{ScenarioSummary, human_us, verdict_word, worst_first};
@@ -27,7 +25,7 @@ pub struct TerminalOptions {
 
 impl TerminalOptions {
     /// Colours on a TTY unless `NO_COLOR` (<https://no-color.org>) or `CI` is
-    /// set; progress bars follow the same rule (see [`progress`]).
+    /// set; progress bars follow the same rule (see [`crate::progress`]).
     #[must_use]
     pub fn detect(quiet: bool) -> Self {
         TerminalOptions {
@@ -40,25 +38,6 @@ impl TerminalOptions {
 fn interactive(stream: &impl io::IsTerminal) -> bool {
     let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
     stream.is_terminal() && !set("NO_COLOR") && !crate::testing::in_ci()
-}
-
-/// A spinner on stderr for one scenario while it rehearses; hidden when
-/// quiet, in CI or when stderr is not a terminal.
-#[must_use]
-pub fn progress(quiet: bool, what: &str) -> ProgressBar {
-    let target = if quiet || !interactive(&io::stderr()) {
-        ProgressDrawTarget::hidden()
-    } else {
-        ProgressDrawTarget::stderr()
-    };
-    let bar = ProgressBar::with_draw_target(None, target);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {elapsed:>4} rehearsing {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar.set_message(what.to_string());
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
 }
 
 fn paint(options: TerminalOptions, style: Style, text: &str) -> String {

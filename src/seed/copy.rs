@@ -422,10 +422,7 @@ fn report(name: &str, rows: u64, started: Instant) -> TableReport {
 }
 
 fn progress_bar(enabled: bool, name: &str, len: u64) -> ProgressBar {
-    if !enabled {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
+    let bar = crate::progress::bar(enabled, len);
     if let Ok(style) = ProgressStyle::with_template(
         "{prefix:>24} [{bar:30}] {human_pos}/{human_len} rows {per_sec} eta {eta}",
     ) {

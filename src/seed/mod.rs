@@ -23,7 +23,6 @@ mod sql;
 mod value;
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -82,11 +81,6 @@ pub struct TableReport {
     pub rows_per_sec: f64,
 }
 
-/// Whether progress bars can be shown: a terminal on stderr and no CI.
-fn progress_allowed(requested: bool) -> bool {
-    requested && std::io::stderr().is_terminal() && std::env::var_os("CI").is_none()
-}
-
 /// Fills every empty user table of the database (and every table the spec
 /// lists) with generated rows. Runs in one transaction: on failure nothing
 /// is left half-loaded and every index and foreign key is back in place.
@@ -141,7 +135,7 @@ async fn seed_in_transaction(
     }
     let mut plan = plan::build(&schema, spec, options, &has_rows)?;
     truncate_for_freeze(client, &schema, &mut plan).await?;
-    let progress = progress_allowed(options.progress);
+    let progress = crate::progress::allowed(options.progress);
 
     // Bulk-load order, as pg_restore does it: indexes, foreign keys and
     // (where nothing else references the table) primary and unique keys of
