@@ -154,3 +154,54 @@ fn the_command_extraction_sees_through_continuations_and_pipes() {
         ]
     );
 }
+
+/// `check-jsonschema` (PyPI), which bundles GitHub's workflow schema and
+/// GitLab's CI schema: the recipes validate against what the platforms
+/// publish, offline. `.ci/run` installs it; elsewhere a missing validator
+/// is a loud skip.
+fn check_jsonschema() -> Option<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os("REHEARSE_CHECK_JSONSCHEMA") {
+        return Some(path.into());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join("check-jsonschema"))
+        .find(|path| path.is_file())
+}
+
+#[test]
+fn recipes_validate_against_the_platforms_published_schemas() {
+    let Some(validator) = check_jsonschema() else {
+        rehearse::testing::skip::<()>(
+            "check-jsonschema (pip install check-jsonschema)",
+            &"it is not on PATH and REHEARSE_CHECK_JSONSCHEMA is not set",
+        );
+        return;
+    };
+    let recipes = recipes();
+    let github: Vec<_> = recipes
+        .iter()
+        .filter(|p| p.starts_with("ci/github"))
+        .collect();
+    let gitlab: Vec<_> = recipes
+        .iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == "gitlab-ci.yml"))
+        .collect();
+    assert!(!github.is_empty() && !gitlab.is_empty(), "{recipes:?}");
+    for (schema, files) in [
+        ("vendor.github-workflows", github),
+        ("vendor.gitlab-ci", gitlab),
+    ] {
+        let out = std::process::Command::new(&validator)
+            .arg("--builtin-schema")
+            .arg(schema)
+            .args(&files)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{files:?} do not validate against {schema}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
