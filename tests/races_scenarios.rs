@@ -64,6 +64,29 @@ async fn run_scenario(name: &str) {
             finding.message
         );
     }
+    record_fixture(name, &report);
+}
+
+/// The report is plain data: this example, whose replicas queue behind one
+/// replica's ACCESS EXCLUSIVE lock, is kept (with
+/// `REHEARSE_RECORD_FIXTURES=1`) as the renderers' recorded lock fixture.
+fn record_fixture(name: &str, report: &ScenarioReport) {
+    const RECORDED: &str = "startup-coupled-migrations";
+    if name != RECORDED || std::env::var_os("REHEARSE_RECORD_FIXTURES").is_none() {
+        return;
+    }
+    let mut report = report.clone();
+    // Relative, as `rehearse run scenarios/...` prints it.
+    report.path = format!("scenarios/{RECORDED}/scenario.toml");
+    let sampled = report.locks.as_ref().and_then(|l| l.sampled.as_ref());
+    assert!(
+        sampled.is_some_and(|a| !a.holds.is_empty() && !a.waits.is_empty()),
+        "{name}: the fixture must show lock holds and waits: {sampled:#?}"
+    );
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(format!("{RECORDED}.json"));
+    std::fs::write(path, serde_json::to_string_pretty(&report).unwrap() + "\n").unwrap();
 }
 
 #[test]

@@ -1,14 +1,17 @@
 //! Every renderer, from a recorded race (tests/fixtures/naive-8-replicas.json)
-//! wrapped in a run of three scenarios: one passing with tolerated findings,
+//! wrapped in a run of four scenarios: one passing with tolerated findings,
 //! one failing, one that could not run and whose error quotes a connection
-//! string with a canary password.
+//! string with a canary password, and a recorded rehearsal whose replicas
+//! queue behind one replica's ACCESS EXCLUSIVE lock, with what the lock
+//! sampler saw (tests/fixtures/startup-coupled-migrations.json).
 //!
 //! Snapshots live in tests/snapshots/. Non-deterministic values (durations,
 //! run ids, timestamps, ports, database names) are redacted by filters. A
 //! stale snapshot fails the test (under CI insta never writes; locally it
 //! writes a `.snap.new` for `cargo insta review` and still fails).
 
-use rehearse::findings::{CheckId, check_race, judge};
+use rehearse::findings::{CheckId, check_locks, check_race, judge, judge_with_locks};
+use rehearse::locks::LockAnalysis;
 use rehearse::report::{
     ReportFormat, RunReport, SCHEMA_VERSION, ScenarioReport, StageReport, TerminalOptions, Verdict,
     write_terminal,
@@ -72,6 +75,33 @@ fn raced(name: &str, expect: Expectations) -> ScenarioReport {
     report
 }
 
+/// A whole rehearsal recorded against a real Postgres: the race, the lock
+/// trace and the sampler's analysis. Its findings and verdict are judged
+/// again from that plain data, as the pipeline does.
+fn recorded_locks() -> ScenarioReport {
+    let text = std::fs::read_to_string("tests/fixtures/startup-coupled-migrations.json").unwrap();
+    let mut report: ScenarioReport = serde_json::from_str(&text).unwrap();
+    let mut findings = check_race(report.race.as_ref().unwrap());
+    findings.extend(check_locks(report.locks.as_ref().unwrap()));
+    let judgement = judge_with_locks(&findings, report.locks.as_ref(), &report.expect);
+    report.verdict = if judgement.pass {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    };
+    report.reasons = judgement.reasons;
+    report.findings = findings;
+    report
+}
+
+fn sampled(report: &ScenarioReport) -> &LockAnalysis {
+    report
+        .locks
+        .as_ref()
+        .and_then(|l| l.sampled.as_ref())
+        .unwrap()
+}
+
 fn recorded_run() -> RunReport {
     let passing = raced(
         "naive runner, 8 replicas",
@@ -96,7 +126,7 @@ fn recorded_run() -> RunReport {
         run_id: "r20261121-2330-ab12".into(),
         started_at: "2026-11-21T23:30:00.000Z".into(),
         duration_ms: 1234,
-        scenarios: vec![passing, failing, broken],
+        scenarios: vec![passing, failing, broken, recorded_locks()],
     }
 }
 
@@ -183,11 +213,18 @@ fn html_snapshot() {
 
 #[test]
 fn json_snapshot_of_the_failing_scenario_summary() {
-    // The whole JSON repeats the recorded race; its other fields are what
-    // may drift, so snapshot everything but the race.
+    // The whole JSON repeats the recorded race, trace and samples (the
+    // schema test checks their shape); its other fields are what may drift,
+    // so snapshot everything but those.
     let mut value: serde_json::Value = serde_json::from_str(&render(ReportFormat::Json)).unwrap();
     for scenario in value["scenarios"].as_array_mut().unwrap() {
         scenario["race"] = serde_json::Value::String("[recorded race]".into());
+        if let Some(locks) = scenario["locks"].as_object_mut() {
+            locks.insert("trace".into(), "[recorded trace]".into());
+            for list in ["holds", "relations", "waits", "queue"] {
+                locks["sampled"][list] = format!("[recorded {list}]").into();
+            }
+        }
     }
     settings().bind(|| {
         insta::assert_snapshot!("json", serde_json::to_string_pretty(&value).unwrap());
@@ -218,12 +255,12 @@ fn no_renderer_prints_the_canary_password() {
 #[test]
 fn junit_has_one_suite_per_scenario_and_one_case_per_check() {
     let xml = render(ReportFormat::Junit);
-    assert_eq!(xml.matches("<testsuite ").count(), 3, "{xml}");
-    // Two raced scenarios with every check, the broken one with every
+    assert_eq!(xml.matches("<testsuite ").count(), 4, "{xml}");
+    // Three raced scenarios with every check, the broken one with every
     // check skipped plus its `rehearsal` error.
     assert_eq!(
         xml.matches("<testcase ").count(),
-        3 * CheckId::ALL.len() + 1,
+        4 * CheckId::ALL.len() + 1,
         "{xml}"
     );
     // Only the scenario without expectations fails, on its error findings.
@@ -246,6 +283,262 @@ fn json_report_matches_its_schema() {
     let mut bad = report.clone();
     bad["scenarios"][0]["verdict"] = "maybe".into();
     assert!(!validator.is_valid(&bad));
+    // The lock analysis is described field by field: its time base too, and
+    // a report written before the time base was recorded still validates.
+    let locks = report["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|s| !s["locks"].is_null())
+        .expect("the recorded run has lock data");
+    let sampled = |r: &mut serde_json::Value| -> serde_json::Value {
+        r["scenarios"][locks]["locks"]["sampled"].take()
+    };
+    let mut bad = report.clone();
+    let mut analysis = sampled(&mut bad);
+    assert!(analysis["timeline_offset_us"].is_i64(), "{analysis}");
+    analysis["timeline_offset_us"] = "25".into();
+    bad["scenarios"][locks]["locks"]["sampled"] = analysis;
+    assert!(!validator.is_valid(&bad));
+    let mut bad = report.clone();
+    let mut analysis = sampled(&mut bad);
+    analysis["holds"][0]["mode"] = "exclusive-ish".into();
+    bad["scenarios"][locks]["locks"]["sampled"] = analysis;
+    assert!(!validator.is_valid(&bad));
+    let mut old = report.clone();
+    let mut analysis = sampled(&mut old);
+    analysis
+        .as_object_mut()
+        .unwrap()
+        .remove("timeline_offset_us");
+    old["scenarios"][locks]["locks"]["sampled"] = analysis;
+    assert!(validator.is_valid(&old));
+    let back: RunReport = serde_json::from_value(old).unwrap();
+    assert_eq!(
+        back.scenarios[locks]
+            .locks
+            .as_ref()
+            .and_then(|l| l.sampled.as_ref())
+            .map(|a| a.timeline_offset_us),
+        Some(None)
+    );
+}
+
+/// The `<g>` of the lock row of `relation` in the HTML.
+fn lock_row<'a>(html: &'a str, relation: &str) -> Option<&'a str> {
+    let start = html.find(&format!(
+        "<g class=\"lock-row\" data-relation=\"{relation}\">"
+    ))?;
+    let end = html[start..].find("</g>")?;
+    Some(&html[start..start + end])
+}
+
+#[test]
+fn html_draws_the_lock_holds_queue_and_waits_on_the_timeline() {
+    let html = render(ReportFormat::Html);
+    let recorded = recorded_locks();
+    let a = sampled(&recorded);
+    assert!(
+        a.timeline_offset_us.is_some(),
+        "the fixture records its time base"
+    );
+    // One row per relation the sampler saw held, each with a bar.
+    let mut relations: Vec<&str> = a.holds.iter().map(|h| h.relation.as_str()).collect();
+    relations.sort_unstable();
+    relations.dedup();
+    assert!(relations.contains(&"public.accounts"), "{relations:?}");
+    assert_eq!(html.matches("class=\"lock-row\"").count(), relations.len());
+    for relation in &relations {
+        let row = lock_row(&html, relation).unwrap_or_else(|| panic!("no row for {relation}"));
+        assert!(row.contains("<rect class=\"hold\""), "{row}");
+    }
+    // The replica's ACCESS EXCLUSIVE hold, in the colour of locks that
+    // block reads, named with its holder.
+    let accounts = lock_row(&html, "public.accounts").unwrap();
+    assert!(accounts.contains("fill=\"#a40e26\""), "{accounts}");
+    assert!(
+        accounts.contains("ACCESS EXCLUSIVE on public.accounts held by replica 2"),
+        "{accounts}"
+    );
+    // The queue chart, and one bar per wait, with what blocked it and the
+    // statement it is attributed to.
+    assert_eq!(html.matches("<g class=\"lock-queue\">").count(), 1);
+    assert!(
+        html.contains("max 5</text>"),
+        "the queue peaks at 5 waiting replicas"
+    );
+    assert_eq!(html.matches("<rect class=\"wait\"").count(), a.waits.len());
+    assert!(
+        html.contains("blocked by replica 2 (holding)"),
+        "a wait names its blocker"
+    );
+    assert!(html.contains("the blocking migration was running 0002 statement 2 (line 4)"));
+    // The table: per relation and mode, and blocked-backend-seconds.
+    assert!(html.contains("<table class=\"lock-holds\">"), "{html}");
+    assert!(html.contains(&format!(
+        "Blocked-backend-seconds: <b>{:.2}</b>",
+        a.blocked_backend_seconds
+    )));
+    // Scenarios without sampler data say so.
+    assert!(html.contains("not measured in this report"));
+}
+
+/// Lock bars are on the timeline's clock: the replica's ACCESS EXCLUSIVE
+/// hold starts with its ALTER TABLE and ends with its commit, give or take
+/// the sampling interval.
+#[test]
+fn lock_holds_line_up_with_the_statements_that_took_them() {
+    use rehearse::timeline::{Actor, EventKind};
+    let recorded = recorded_locks();
+    let a = sampled(&recorded);
+    let hold = a
+        .holds
+        .iter()
+        .find(|h| h.mode == rehearse::locks::LockMode::AccessExclusive)
+        .unwrap();
+    let events = &recorded.race.as_ref().unwrap().timeline;
+    let rehearse::locks::Holder::Replica(n) = hold.holder else {
+        panic!("a replica holds it: {hold:?}");
+    };
+    let mine = || events.of(Actor::Replica(n));
+    let alter = mine()
+        .find(|e| matches!(e.kind, EventKind::StatementBegin { .. }))
+        .unwrap()
+        .at_us;
+    let applied = mine()
+        .find(|e| matches!(e.kind, EventKind::Applied { .. }))
+        .unwrap()
+        .at_us;
+    let seen = a.timeline_us(hold.from_us);
+    let last_seen = a.timeline_us(hold.to_us);
+    // First seen within one interval after the statement began, last seen
+    // before the commit and within one interval of it.
+    assert!(
+        seen >= alter && seen - alter <= a.interval_us,
+        "{seen} vs {alter}"
+    );
+    assert!(
+        last_seen <= applied && applied - last_seen <= a.interval_us,
+        "{last_seen} vs {applied}"
+    );
+}
+
+/// A rollout has no replica rows: its phases and migration statements are
+/// drawn above the lock rows, on the same axis.
+#[test]
+fn a_rollout_timeline_draws_its_phases_above_the_lock_rows() {
+    use rehearse::compat::Phase;
+    use rehearse::workload::TrafficReport;
+    use rehearse::workload::traffic::StatementRun;
+    let mut rollout = recorded_locks();
+    rollout.race = None;
+    let phase = |index: usize, name: &str, migrating: bool, start_us: u64, end_us: u64| Phase {
+        index,
+        name: name.into(),
+        state: index.min(1),
+        fleet: vec!["old".into()],
+        rollback: false,
+        migrating,
+        start_us,
+        end_us,
+    };
+    rollout.traffic = Some(TrafficReport {
+        phases: vec![
+            phase(0, "serve old", false, 0, 224_000),
+            phase(1, "migrate 0002", true, 224_000, 531_000),
+            phase(2, "serve after 0002", false, 531_000, 900_000),
+        ],
+        statements: vec![StatementRun {
+            version: "0002".into(),
+            index: 0,
+            line: 3,
+            start_us: 224_814,
+            end_us: 528_010,
+        }],
+        ..TrafficReport::default()
+    });
+    let run = RunReport {
+        scenarios: vec![rollout],
+        ..recorded_run()
+    };
+    let mut out = Vec::new();
+    ReportFormat::Html.write(&run, &mut out).unwrap();
+    let html = String::from_utf8(out).unwrap();
+    assert!(html.contains("<h3>Rollout timeline</h3>"), "{html}");
+    assert!(html.contains("<title>phase 1: migrate 0002 ("), "{html}");
+    assert!(
+        html.contains("<title>0002 statement 1 (line 3): "),
+        "{html}"
+    );
+    assert!(lock_row(&html, "public.accounts").is_some(), "{html}");
+    assert_eq!(html.matches("<g class=\"lock-queue\">").count(), 1);
+}
+
+/// Thousands of holds and waits still make a small file: each row draws a
+/// capped number of bars and merges the rest.
+#[test]
+fn html_of_a_long_run_stays_small() {
+    use rehearse::locks::analysis::{Hold, QueuePoint, Wait};
+    use rehearse::locks::{Holder, LockMode, LockType};
+    let mut report = recorded_locks();
+    let a = report
+        .locks
+        .as_mut()
+        .and_then(|l| l.sampled.as_mut())
+        .unwrap();
+    let modes = [
+        LockMode::AccessShare,
+        LockMode::RowExclusive,
+        LockMode::AccessExclusive,
+    ];
+    for i in 0..6_000u64 {
+        let from_us = i * 10_000;
+        a.holds.push(Hold {
+            relation: format!("public.t{}", i % 3),
+            mode: modes[usize::try_from(i % 3).unwrap()],
+            holder: Holder::App(format!("app-{}", i % 50)),
+            pid: 1_000,
+            from_us,
+            to_us: from_us,
+            hold_us: 10_000,
+        });
+        a.waits.push(Wait {
+            pid: 2_000,
+            holder: Holder::App("app-v1".into()),
+            locktype: LockType::Relation,
+            mode: LockMode::AccessShare,
+            relation: Some("public.t2".into()),
+            from_us,
+            to_us: from_us,
+            wait_us: 10_000,
+            blocked_by: Vec::new(),
+            statement: None,
+            query: "SELECT 1".into(),
+        });
+        a.queue.push(QueuePoint {
+            at_us: from_us,
+            waiting: u32::try_from(i % 7).unwrap(),
+        });
+    }
+    let run = RunReport {
+        scenarios: vec![report],
+        ..recorded_run()
+    };
+    let mut out = Vec::new();
+    ReportFormat::Html.write(&run, &mut out).unwrap();
+    let html = String::from_utf8(out).unwrap();
+    assert!(html.len() < 400_000, "{} bytes", html.len());
+    for relation in ["public.t0", "public.t1", "public.t2"] {
+        let row = lock_row(&html, relation).unwrap();
+        assert_eq!(
+            row.matches("<rect class=\"hold\"").count(),
+            40,
+            "{relation}"
+        );
+        assert!(row.contains("class=\"hold-merged\""), "{relation}");
+        assert!(row.contains(">+1960<title>"), "{relation}: {row}");
+    }
+    assert!(html.matches("<rect class=\"wait\"").count() <= 40 + 5);
 }
 
 /// The first of `chromium` or `chromium-browser` on PATH.
@@ -257,9 +550,11 @@ fn find_chromium() -> Option<std::path::PathBuf> {
 }
 
 /// Opens the HTML report in headless Chromium (Debian's `chromium`
-/// package), takes a screenshot and checks it shows the report: mostly
-/// white page, dark text, and the blue statement bars of the timeline
-/// (drawn in inline SVG: if the SVG did not render, they are missing).
+/// package), takes a screenshot of the whole page (the window is taller
+/// than the report) and checks it shows the report: mostly white page, dark
+/// text, the blue statement bars of the timeline and the lock rows (drawn in
+/// inline SVG: if the SVG did not render, they are missing). With
+/// `REHEARSE_KEEP_SCREENSHOT=PATH` the screenshot is kept for a look.
 #[test]
 fn html_report_renders_in_headless_chromium() {
     let Some(chromium) = find_chromium() else {
@@ -279,7 +574,7 @@ fn html_report_renders_in_headless_chromium() {
             "--no-sandbox",
             "--disable-gpu",
             "--hide-scrollbars",
-            "--window-size=1280,1600",
+            "--window-size=1280,6400",
             &format!("--user-data-dir={}", dir.path().join("profile").display()),
             &format!("--screenshot={}", shot.display()),
         ])
@@ -328,6 +623,25 @@ fn html_report_renders_in_headless_chromium() {
     assert!(
         statement_blue > 200,
         "no timeline statement bars in the screenshot ({statement_blue} blue pixels)"
+    );
+    // The recorded rehearsal's ACCESS EXCLUSIVE hold (dark red) and the
+    // waits queued behind it (dark amber) are drawn too.
+    let near = |p: &[u8], rgb: [u8; 3]| p[..3].iter().zip(rgb).all(|(c, t)| c.abs_diff(t) < 16);
+    let exclusive_red = pixels
+        .iter()
+        .filter(|p| near(p, [0xa4, 0x0e, 0x26]))
+        .count();
+    let queued_amber = pixels
+        .iter()
+        .filter(|p| near(p, [0x9a, 0x67, 0x00]))
+        .count();
+    assert!(
+        exclusive_red > 2_000,
+        "no ACCESS EXCLUSIVE hold bar in the screenshot ({exclusive_red} pixels)"
+    );
+    assert!(
+        queued_amber > 2_000,
+        "no queued waits in the screenshot ({queued_amber} pixels)"
     );
 }
 

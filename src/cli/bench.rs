@@ -6,6 +6,14 @@
 //! scale (built once per content hash), then for each repetition a fresh
 //! clone on which the pending migrations are applied serially and timed.
 //! The fastest repetition counts: noise only ever adds time.
+//!
+//! Lock holds are measured, not inferred: while the migrations run, the
+//! lock sampler a rehearsal uses reads `pg_locks` every 10 ms (no
+//! measurable cost, see the sampler), and the migration connection's holds
+//! give the longest hold per relation and mode. That includes the time to
+//! commit and any wait, which a per-statement trace in a rolled-back
+//! transaction would miss; its resolution is the sampling interval, so a
+//! hold shorter than that may not be seen, and the report says so.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -14,10 +22,14 @@ use clap::Args;
 
 use super::{BackendArgs, fail, provision_exit};
 use crate::exit::Exit;
-use crate::migrate::apply_serial;
+use crate::locks::{self, Holder, SamplerOptions};
+use crate::migrate::{apply_serial, serial_application_name};
 use crate::provision::{ConnInfo, Postgres};
 use crate::rehearsal::Plan;
-use crate::report::bench::{BenchPoint, BenchReport, fit_growth, regressions};
+use crate::report::bench::{
+    BenchPoint, BenchReport, ScaleLocks, fit_growth, lock_regressions, measures_locks, regressions,
+    write_table,
+};
 use crate::report::summary::human_us;
 use crate::scenario::Scenario;
 use crate::seed::{SeedOptions, seed_database};
@@ -39,7 +51,8 @@ pub(crate) struct BenchArgs {
     /// Write this run's results as a baseline file.
     #[arg(long, value_name = "FILE")]
     save_baseline: Option<PathBuf>,
-    /// Percent slower than the baseline that fails the run (exit 1).
+    /// Percent slower than the baseline (or longer held, for a lock that
+    /// blocks reads or writes) that fails the run (exit 1).
     #[arg(long, default_value_t = 20.0)]
     threshold: f64,
     /// Write the results as JSON here too.
@@ -88,24 +101,9 @@ pub(crate) async fn bench(args: BenchArgs, quiet: bool) -> Exit {
         points,
         growth,
     };
-    println!("{:>8}  {:>10}  {:>10}", "SCALE", "ROWS", "MIGRATION");
-    for point in &report.points {
-        println!(
-            "{:>8}  {:>10}  {:>10}",
-            point.scale,
-            point.rows,
-            human_us(point.duration_us)
-        );
+    if let Err(e) = write_table(&report, &mut std::io::stdout().lock()) {
+        return fail(&format!("writing the table: {e}"), Exit::Infrastructure);
     }
-    match growth {
-        Some(g) => println!(
-            "growth: {} (duration ~ rows^{:.2})",
-            g.class.notation(),
-            g.exponent
-        ),
-        None => println!("growth: needs at least two scales with different row counts"),
-    }
-    println!("lock hold per scale: not measured by this version");
     for path in [&args.save_baseline, &args.report_file]
         .into_iter()
         .flatten()
@@ -131,7 +129,14 @@ pub(crate) async fn bench(args: BenchArgs, quiet: bool) -> Exit {
             args.threshold
         );
     }
-    if slower.is_empty() {
+    let longer = lock_regressions(&baseline, &report, args.threshold);
+    for r in &longer {
+        println!("{}", r.describe(args.threshold));
+    }
+    if !measures_locks(&baseline) {
+        println!("the baseline has no lock holds (an older version wrote it): not compared");
+    }
+    if slower.is_empty() && longer.is_empty() {
         println!("within {}% of the baseline", args.threshold);
         Exit::Pass
     } else {
@@ -173,6 +178,7 @@ async fn measure(
             .map_err(|e| e.to_string())?;
         let mut best: Option<u64> = None;
         let mut rows = 0;
+        let mut runs = Vec::new();
         for _ in 0..args.repeat.max(1) {
             let clone = postgres
                 .clone_database(&template, None)
@@ -183,14 +189,29 @@ async fn measure(
                 .drop_database(&clone.dbname)
                 .await
                 .map_err(|e| e.to_string())?;
-            let (count, us) = timed?;
-            rows = count;
-            best = Some(best.map_or(us, |b| b.min(us)));
+            let run = timed?;
+            rows = run.rows;
+            best = Some(best.map_or(run.duration_us, |b| b.min(run.duration_us)));
+            runs.push(run.locks);
         }
         let duration_us = best.unwrap_or(0);
+        let locks = ScaleLocks::fastest_of(&runs);
         if !quiet {
+            let worst = locks
+                .as_ref()
+                .and_then(ScaleLocks::worst_blocking)
+                .map_or_else(
+                    || "no blocking lock seen".to_string(),
+                    |h| {
+                        format!(
+                            "longest blocking hold {} ({})",
+                            human_us(h.hold_us),
+                            h.label()
+                        )
+                    },
+                );
             eprintln!(
-                "rehearse: scale {scale}: {rows} rows, migration {}",
+                "rehearse: scale {scale}: {rows} rows, migration {}, {worst}",
                 human_us(duration_us)
             );
         }
@@ -198,13 +219,22 @@ async fn measure(
             scale,
             rows,
             duration_us,
+            locks,
         });
     }
     Ok(points)
 }
 
-/// Counts the rows, then applies the pending migrations and times them.
-async fn time_pending(plan: &Plan, clone: &ConnInfo) -> Result<(u64, u64), String> {
+/// One repetition at one scale.
+struct Run {
+    rows: u64,
+    duration_us: u64,
+    locks: ScaleLocks,
+}
+
+/// Counts the rows, then applies the pending migrations and times them,
+/// with the lock sampler watching.
+async fn time_pending(plan: &Plan, clone: &ConnInfo) -> Result<Run, String> {
     let client = clone
         .connect("rehearse-bench")
         .await
@@ -215,12 +245,35 @@ async fn time_pending(plan: &Plan, clone: &ConnInfo) -> Result<(u64, u64), Strin
         .map_err(|e| format!("counting rows: {e}"))?
         .get(0);
     drop(client);
-    let started = Instant::now();
-    apply_serial(clone, &plan.scenario.replicas.runner, &plan.pending)
+    let options = SamplerOptions::default();
+    let deadline = options.deadline;
+    let sampler = locks::sampler::start(clone, options)
         .await
-        .map_err(|e| e.to_string())?;
-    let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    Ok((u64::try_from(rows).unwrap_or(0), us))
+        .map_err(|e| format!("lock sampler: {e}"))?;
+    let started = Instant::now();
+    let applied = apply_serial(clone, &plan.scenario.replicas.runner, &plan.pending).await;
+    let elapsed = started.elapsed();
+    // Stopped before the result is looked at: a failed apply must not
+    // leave the sampler running.
+    let samples = sampler
+        .stop()
+        .await
+        .map_err(|e| format!("lock sampler: {e}"))?;
+    applied.map_err(|e| e.to_string())?;
+    if elapsed > deadline {
+        eprintln!(
+            "rehearse: warning: the migration ran longer than the lock sampler samples ({}): \
+             its lock holds cover that much only",
+            human_us(u64::try_from(deadline.as_micros()).unwrap_or(u64::MAX))
+        );
+    }
+    let analysis = locks::analyse(&samples, &plan.pending, None);
+    let migration = Holder::from_application_name(&serial_application_name());
+    Ok(Run {
+        rows: u64::try_from(rows).unwrap_or(0),
+        duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        locks: ScaleLocks::of(&analysis, &migration),
+    })
 }
 
 fn read_baseline(path: &PathBuf) -> Result<BenchReport, String> {

@@ -154,9 +154,26 @@ pub struct LockAnalysis {
     /// Waiting sessions x seconds: the figure that best predicts
     /// user-visible impact.
     pub blocked_backend_seconds: f64,
+    /// Sampler time minus timeline time, in microseconds: every `*_us` here
+    /// counts from the sampler's start, so a sample at `at_us` happened at
+    /// `at_us - timeline_offset_us` on the timeline. `None` when analysed
+    /// without a timeline (and in reports written before it was recorded).
+    #[serde(default)]
+    pub timeline_offset_us: Option<i64>,
 }
 
 impl LockAnalysis {
+    /// A sampler time on the timeline's clock (clamped at its zero); the
+    /// sampler's own time when the offset is unknown.
+    #[must_use]
+    pub fn timeline_us(&self, sampler_us: u64) -> u64 {
+        let offset = self.timeline_offset_us.unwrap_or(0);
+        let at = i64::try_from(sampler_us)
+            .unwrap_or(i64::MAX)
+            .saturating_sub(offset);
+        u64::try_from(at).unwrap_or(0)
+    }
+
     /// Longest ACCESS EXCLUSIVE hold, per relation.
     #[must_use]
     pub fn max_access_exclusive(&self) -> Option<&RelationLocks> {
@@ -363,6 +380,7 @@ pub fn analyse(
         waits,
         queue,
         blocked_backend_seconds: blocked_us / 1e6,
+        timeline_offset_us: timeline.map(|t| t.offset_us),
     }
 }
 
@@ -602,6 +620,35 @@ mod tests {
         );
         let queued = a.queued_waits().next().unwrap();
         assert_eq!(queued.statement.as_ref().map(|s| s.line), Some(3));
+    }
+
+    #[test]
+    fn sampler_times_map_onto_the_timeline() {
+        let timeline = Timeline::default();
+        let on = |offset_us| {
+            analyse(
+                &lock_queue_samples(),
+                &[],
+                Some(TimelineRef {
+                    timeline: &timeline,
+                    offset_us,
+                }),
+            )
+        };
+        // The timeline started 4 ms after the sampler.
+        let a = on(4_000);
+        assert_eq!(a.timeline_offset_us, Some(4_000));
+        assert_eq!(a.timeline_us(30_000), 26_000);
+        assert_eq!(a.timeline_us(1_000), 0, "before the timeline's zero");
+        assert_eq!(on(-2_000).timeline_us(30_000), 32_000);
+        let unknown = analyse(&lock_queue_samples(), &[], None);
+        assert_eq!(unknown.timeline_offset_us, None);
+        assert_eq!(unknown.timeline_us(30_000), 30_000);
+        // Reports written before the offset was recorded still load.
+        let mut old = serde_json::to_value(&unknown).unwrap();
+        old.as_object_mut().unwrap().remove("timeline_offset_us");
+        let back: LockAnalysis = serde_json::from_value(old).unwrap();
+        assert_eq!(back, unknown);
     }
 
     #[test]

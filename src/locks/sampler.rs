@@ -165,6 +165,7 @@ const NAMES_EVERY: u64 = 100;
 pub struct SamplerHandle {
     stop: Arc<AtomicBool>,
     taken: Arc<AtomicU64>,
+    origin: Instant,
     task: JoinHandle<Result<Samples, LockError>>,
 }
 
@@ -204,8 +205,12 @@ pub async fn start(conn: &ConnInfo, options: SamplerOptions) -> Result<SamplerHa
     let flag = Arc::clone(&stop);
     let taken = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&taken);
+    // The clock starts here, not when the task first runs: callers line the
+    // samples up with their own clock through `origin` (a task may be polled
+    // only at the caller's next await).
+    let origin = Instant::now();
     let task = tokio::spawn(async move {
-        let started = Instant::now();
+        let started = origin;
         let interval_us = u64::try_from(options.interval.as_micros()).unwrap_or(u64::MAX);
         let mut out = Samples {
             interval_us,
@@ -238,10 +243,29 @@ pub async fn start(conn: &ConnInfo, options: SamplerOptions) -> Result<SamplerHa
         out.duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         Ok(out)
     });
-    Ok(SamplerHandle { stop, taken, task })
+    Ok(SamplerHandle {
+        stop,
+        taken,
+        origin,
+        task,
+    })
 }
 
 impl SamplerHandle {
+    /// The instant `Sample::at_us` counts from.
+    #[must_use]
+    pub fn origin(&self) -> Instant {
+        self.origin
+    }
+
+    /// Sampler time minus the time of a clock that started at `other` (such
+    /// as a timeline recorder's), in microseconds: an instant the sampler
+    /// stamps `t` is `t - offset` on the other clock.
+    #[must_use]
+    pub fn offset_from(&self, other: Instant) -> i64 {
+        signed_us(other, self.origin)
+    }
+
     /// Samples taken so far (lets a caller wait until the sampler has seen
     /// a state, instead of sleeping).
     #[must_use]
@@ -255,6 +279,15 @@ impl SamplerHandle {
         self.task
             .await
             .map_err(|e| LockError::Sampler(e.to_string()))?
+    }
+}
+
+/// `a - b` in microseconds, negative when `a` is earlier.
+fn signed_us(a: Instant, b: Instant) -> i64 {
+    let us = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+    match a.checked_duration_since(b) {
+        Some(d) => us(d),
+        None => -us(b.duration_since(a)),
     }
 }
 
@@ -431,5 +464,19 @@ impl Known {
         }
         self.activity_read_at = self.ticks;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_are_signed() {
+        let a = Instant::now();
+        let b = a + Duration::from_millis(3);
+        assert_eq!(signed_us(b, a), 3_000);
+        assert_eq!(signed_us(a, b), -3_000);
+        assert_eq!(signed_us(a, a), 0);
     }
 }

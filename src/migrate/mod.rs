@@ -7,5 +7,6 @@ pub mod source;
 
 pub use runner::{
     ContainerSpec, RunnerError, RunnerKind, application_name, apply_serial, bookkeeping_state,
+    serial_application_name,
 };
 pub use source::{Layout, MigrateError, Migration, MigrationKind, MigrationSet, Statement};

@@ -13,8 +13,8 @@ pub mod rollout; // issue 5
 use std::time::Instant;
 
 pub use races::{
-    FaultConfig, RaceConfig, RaceOutcome, RehearsalError, run_races, run_races_with_reference,
-    run_reference,
+    FaultConfig, RaceConfig, RaceOutcome, RehearsalError, run_races, run_races_recorded,
+    run_races_with_reference, run_races_with_reference_recorded, run_reference,
 };
 
 use crate::findings::{check_locks, check_race, check_rollout, judge_with_locks};
@@ -384,9 +384,11 @@ async fn rehearse_clones(
     let sampler = locks::sampler::start(target, locks::SamplerOptions::default())
         .await
         .map_err(|e| e.to_string())?;
-    // The rehearsal's clock starts right after the sampler's: attribution by
-    // time is off by that gap at most (query text is matched first).
-    let offset_us = 0;
+    // The timeline's clock starts right after the sampler's; the gap between
+    // the two origins is measured, not assumed, so that attribution by time
+    // and the report's lock bars line up with the timeline's events.
+    let recorder = crate::timeline::Recorder::new();
+    let offset_us = sampler.offset_from(recorder.origin());
     let mut findings;
     let timeline;
     if let Some(spec) = &plan.scenario.rollout {
@@ -398,6 +400,7 @@ async fn rehearse_clones(
             &plan.scenario.workloads,
             &plan.pending,
             plan.scenario.replicas.runner,
+            recorder,
         )
         .await;
         let samples = sampler.stop().await.map_err(|e| e.to_string())?;
@@ -418,9 +421,14 @@ async fn rehearse_clones(
         report.traffic = Some(outcome.traffic);
         report.executions = outcome.executions;
     } else {
-        let outcome =
-            run_races_with_reference(target, reference, &plan.pending, &plan.scenario.replicas)
-                .await;
+        let outcome = run_races_with_reference_recorded(
+            target,
+            reference,
+            &plan.pending,
+            &plan.scenario.replicas,
+            recorder,
+        )
+        .await;
         let samples = sampler.stop().await.map_err(|e| e.to_string())?;
         let outcome = outcome.map_err(|e| e.to_string())?;
         stages.record(

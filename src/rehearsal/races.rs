@@ -256,9 +256,20 @@ pub async fn run_races(
     pending: &[Migration],
     config: &RaceConfig,
 ) -> Result<RaceOutcome, RehearsalError> {
+    run_races_recorded(target, pending, config, Recorder::new()).await
+}
+
+/// [`run_races`] into `recorder`: the timeline counts from its origin, so a
+/// caller whose other clocks (the lock sampler's) started nearby can line
+/// them up exactly.
+pub async fn run_races_recorded(
+    target: &ConnInfo,
+    pending: &[Migration],
+    config: &RaceConfig,
+    recorder: Recorder,
+) -> Result<RaceOutcome, RehearsalError> {
     config.validate()?;
     let admin = Arc::new(harness_connection(target).await?);
-    let recorder = Recorder::new();
     let hook = match &config.fault {
         // The user's tool is killed once it is seen running a query.
         Some(f) if matches!(config.runner, RunnerKind::Command | RunnerKind::Container) => Some(
@@ -481,7 +492,19 @@ pub async fn run_races_with_reference(
     pending: &[Migration],
     config: &RaceConfig,
 ) -> Result<RaceOutcome, RehearsalError> {
-    let mut outcome = run_races(target, pending, config).await?;
+    run_races_with_reference_recorded(target, reference, pending, config, Recorder::new()).await
+}
+
+/// [`run_races_with_reference`] with the race recorded into `recorder` (see
+/// [`run_races_recorded`]).
+pub async fn run_races_with_reference_recorded(
+    target: &ConnInfo,
+    reference: Option<&ConnInfo>,
+    pending: &[Migration],
+    config: &RaceConfig,
+    recorder: Recorder,
+) -> Result<RaceOutcome, RehearsalError> {
+    let mut outcome = run_races_recorded(target, pending, config, recorder).await?;
     if let Some(reference) = reference {
         outcome.reference = Some(run_reference(reference, pending, config).await?);
     }

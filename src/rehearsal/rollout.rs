@@ -281,7 +281,8 @@ impl Fleet {
     }
 }
 
-/// Runs the rollout on `target` (a clone with the baseline applied).
+/// Runs the rollout on `target` (a clone with the baseline applied), every
+/// event recorded into `recorder` (its origin is the timeline's zero).
 pub async fn run_rollout(
     target: &ConnInfo,
     config: &RolloutConfig,
@@ -289,6 +290,7 @@ pub async fn run_rollout(
     workloads: &[Workload],
     pending: &[Migration],
     runner: RunnerKind,
+    recorder: Recorder,
 ) -> Result<RolloutOutcome, String> {
     if matches!(runner, RunnerKind::Command | RunnerKind::Container) {
         return Err(format!(
@@ -296,7 +298,6 @@ pub async fn run_rollout(
             runner.name()
         ));
     }
-    let recorder = Recorder::new();
     let run = WorkloadRun::new(target.clone(), recorder.clone());
     run.prepare_samples(workloads).await?;
     let all: Vec<Arc<Workload>> = workloads.iter().cloned().map(Arc::new).collect();

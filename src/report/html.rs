@@ -2,11 +2,15 @@
 //! scripts, fonts or images from anywhere (it is opened from CI artifacts,
 //! often offline).
 //!
-//! Per scenario: the phases of the pipeline, a timeline of the rehearsal
-//! with one row per replica (statement bars, lock waits, failures, where
-//! each migration was applied), then the findings. Sections for data a
-//! report does not carry yet (lock holds per relation, app latency) say so
-//! rather than disappear, so a reader knows they were not measured.
+//! Per scenario: the phases of the pipeline, then one timeline on one time
+//! axis: a row per replica (statement bars, lock waits, failures, where each
+//! migration was applied) or the rollout's phases, and below them what the
+//! lock sampler saw (holds per relation, the waiting queue, the waits); then
+//! the lock table, application stalls and the findings. Sections for data a
+//! report does not carry say so rather than disappear, so a reader knows
+//! they were not measured.
+
+mod locks;
 
 use std::fmt::Write as _;
 use std::io;
@@ -139,21 +143,8 @@ fn render_scenario(i: usize, s: &ScenarioReport, h: &mut String) -> std::fmt::Re
         writeln!(h, "</ul>")?;
     }
     render_phases(s, h)?;
-    if let Some(race) = &s.race {
-        writeln!(
-            h,
-            "<h3>Rehearsal timeline</h3><p class=\"muted\">{} replica(s), runner {}, \
-             pending {}</p>",
-            race.replicas,
-            esc(&race.runner),
-            esc(&race.pending.join(", "))
-        )?;
-        render_timeline(&race.timeline, h)?;
-    }
-    writeln!(
-        h,
-        "<h3>Lock holds per relation</h3><p class=\"muted\">not measured in this report</p>"
-    )?;
+    render_timeline(s, h)?;
+    locks::render_tables(s, h)?;
     render_stalls(s, h)?;
     render_findings(s, h)?;
     writeln!(h, "</section>")
@@ -225,57 +216,211 @@ fn actor_label(actor: Actor) -> String {
     }
 }
 
-/// One row per actor: lock waits (amber), statements (blue, red when they
-/// never finished), where each version was applied (green tick), failures
-/// (red cross), the exit (grey bar end).
-fn render_timeline(t: &Timeline, h: &mut String) -> std::fmt::Result {
-    const LABEL: f64 = 120.0;
-    const WIDTH: f64 = 860.0;
+/// The time axis every row of a scenario's timeline shares: replicas,
+/// rollout phases, lock holds and waits line up because they are drawn with
+/// the same `x`, on the timeline's clock (lock times are converted from the
+/// sampler's, see [`crate::locks::LockAnalysis::timeline_us`]).
+#[derive(Debug, Clone, Copy)]
+struct Axis {
+    end_us: u64,
+}
+
+impl Axis {
+    /// Room for the row labels (relation names are long).
+    const LABEL: f64 = 170.0;
+    const WIDTH: f64 = 820.0;
+    const WIDTH_PX: u64 = 820;
     const ROW: f64 = 24.0;
-    let actors = t.actors();
-    let end = t.events.iter().map(|e| e.at_us).max().unwrap_or(0).max(1);
-    let x = |us: u64| LABEL + share(us, end, WIDTH);
-    #[expect(clippy::cast_precision_loss, reason = "pixel positions")]
-    let height = ROW * actors.len() as f64 + 30.0;
+
+    /// Ends at the last thing any row draws.
+    fn of(s: &ScenarioReport) -> Axis {
+        let events = s
+            .race
+            .iter()
+            .flat_map(|r| r.timeline.events.iter().map(|e| e.at_us));
+        let phases = s.traffic.iter().flat_map(|t| {
+            let phases = t.phases.iter().map(|p| p.end_us);
+            phases.chain(t.statements.iter().map(|st| st.end_us))
+        });
+        let locks = s
+            .locks
+            .as_ref()
+            .and_then(|l| l.sampled.as_ref())
+            .map(locks::last_us)
+            .unwrap_or(0);
+        let end = events.chain(phases).fold(locks, u64::max);
+        Axis { end_us: end.max(1) }
+    }
+
+    fn x(self, us: u64) -> f64 {
+        Self::LABEL + share(us.min(self.end_us), self.end_us, Self::WIDTH)
+    }
+
+    /// Width of the span `from..to`, at least `min` pixels.
+    fn w(self, from: u64, to: u64, min: f64) -> f64 {
+        (self.x(to) - self.x(from)).max(min)
+    }
+
+    /// Microseconds one pixel stands for (at least 1).
+    fn us_per_px(self) -> u64 {
+        self.end_us.div_ceil(Self::WIDTH_PX).max(1)
+    }
+}
+
+/// The scenario's timeline as one SVG: the replicas of a race (or the
+/// phases and migration statements of a rollout), then the lock rows, all
+/// on one [`Axis`].
+fn render_timeline(s: &ScenarioReport, h: &mut String) -> std::fmt::Result {
+    let sampled = s.locks.as_ref().and_then(|l| l.sampled.as_ref());
+    let phases = s.traffic.as_ref().filter(|t| !t.phases.is_empty());
+    if s.race.is_none() && phases.is_none() && sampled.is_none() {
+        return Ok(());
+    }
+    let axis = Axis::of(s);
+    match (&s.race, phases) {
+        (Some(race), _) => writeln!(
+            h,
+            "<h3>Rehearsal timeline</h3><p class=\"muted\">{} replica(s), runner {}, \
+             pending {}</p>",
+            race.replicas,
+            esc(&race.runner),
+            esc(&race.pending.join(", "))
+        )?,
+        (None, Some(traffic)) => writeln!(
+            h,
+            "<h3>Rollout timeline</h3><p class=\"muted\">{} phase(s), {} migration \
+             statement(s)</p>",
+            traffic.phases.len(),
+            traffic.statements.len()
+        )?,
+        (None, None) => writeln!(h, "<h3>Timeline</h3>")?,
+    }
+    let mut body = String::new();
+    let mut y = 0.0;
+    if let Some(race) = &s.race {
+        y = actor_rows(&race.timeline, axis, y, &mut body)?;
+    } else if let Some(traffic) = phases {
+        y = rollout_rows(traffic, axis, y, &mut body)?;
+    }
+    if let Some(sampled) = sampled {
+        y = locks::rows(sampled, axis, y, &mut body)?;
+    }
+    let height = y + 30.0;
     writeln!(
         h,
         "<svg class=\"timeline\" width=\"{:.0}\" height=\"{height:.0}\" role=\"img\">",
-        LABEL + WIDTH + 40.0
+        Axis::LABEL + Axis::WIDTH + 40.0
     )?;
-    // Time axis: five ticks.
+    // Time axis: five ticks, drawn first so that bars cover the grid.
     for k in 0..=4u64 {
-        let at = end * k / 4;
+        let at = axis.end_us * k / 4;
         writeln!(
             h,
             "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"0\" y2=\"{1:.0}\" stroke=\"#eaeef2\"/>\
              <text x=\"{0:.1}\" y=\"{2:.0}\" text-anchor=\"middle\" fill=\"#656d76\">{3}</text>",
-            x(at),
+            axis.x(at),
             height - 18.0,
             height - 4.0,
             human_us(at)
         )?;
     }
+    h.push_str(&body);
+    writeln!(h, "</svg>")?;
+    write!(h, "<p class=\"legend\">")?;
+    if s.race.is_some() {
+        write!(
+            h,
+            "<span><i class=\"sw\" style=\"background:#0969da\"></i>statement</span>\
+             <span><i class=\"sw\" style=\"background:#cf222e\"></i>statement that did not \
+             finish / failure</span>"
+        )?;
+        // With lock rows, one amber entry says "waiting for a lock" for both.
+        if sampled.is_none() {
+            write!(
+                h,
+                "<span><i class=\"sw\" style=\"background:#d4a72c\"></i>waiting for the \
+                 migration lock</span>"
+            )?;
+        }
+        write!(
+            h,
+            "<span><i class=\"sw\" style=\"background:#1a7f37\"></i>migration applied</span>"
+        )?;
+    } else if phases.is_some() {
+        write!(
+            h,
+            "<span><i class=\"sw\" style=\"background:#ddf4ff\"></i>phase with a migration\
+             </span><span><i class=\"sw\" style=\"background:#0969da\"></i>migration statement\
+             </span>"
+        )?;
+    }
+    if sampled.is_some() {
+        locks::legend(h)?;
+    }
+    writeln!(h, "</p>")?;
+    if let Some(sampled) = sampled {
+        locks::time_base_note(sampled, h)?;
+    }
+    Ok(())
+}
+
+/// Text of a row label, cut to fit the label column (the whole text is in
+/// its tooltip).
+fn label_text(text: &str) -> String {
+    const FITS: usize = 26;
+    if text.chars().count() <= FITS {
+        return esc(text);
+    }
+    let cut: String = text.chars().take(FITS - 1).collect();
+    format!("{}&#8230;", esc(&cut))
+}
+
+/// A row label at `y` (the top of its row).
+fn row_label(y: f64, text: &str, color: &str, h: &mut String) -> std::fmt::Result {
+    row_label_titled(y, text, text, color, h)
+}
+
+/// A row label with its own tooltip.
+fn row_label_titled(
+    y: f64,
+    text: &str,
+    title: &str,
+    color: &str,
+    h: &mut String,
+) -> std::fmt::Result {
+    writeln!(
+        h,
+        "<text x=\"4\" y=\"{:.1}\" fill=\"{color}\">{}<title>{}</title></text>",
+        y + 16.0,
+        label_text(text),
+        esc(title)
+    )
+}
+
+/// One row per actor: lock waits (amber), statements (blue, red when they
+/// never finished), where each version was applied (green tick), failures
+/// (red cross), the exit (grey bar end). Returns the `y` below the rows.
+fn actor_rows(t: &Timeline, axis: Axis, top: f64, h: &mut String) -> Result<f64, std::fmt::Error> {
+    let actors = t.actors();
     let spans = statement_spans(t);
     let waits = wait_spans(t);
-    for (row_index, actor) in actors.iter().enumerate() {
-        #[expect(clippy::cast_precision_loss, reason = "pixel positions")]
-        let y = ROW * row_index as f64;
+    let mut y = top;
+    for actor in &actors {
         let failed = t.exit_of(*actor).is_some_and(|e| e != ExitStatus::Success);
-        writeln!(
-            h,
-            "<text x=\"4\" y=\"{:.1}\" fill=\"{}\">{}</text>",
-            y + 16.0,
+        row_label(
+            y,
+            &actor_label(*actor),
             if failed { "#cf222e" } else { "#1f2328" },
-            actor_label(*actor)
+            h,
         )?;
         let last = t.of(*actor).map(|e| e.at_us).max().unwrap_or(0);
         let first = t.of(*actor).map(|e| e.at_us).min().unwrap_or(0);
         writeln!(
             h,
             "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"2\" fill=\"#d0d7de\"/>",
-            x(first),
+            axis.x(first),
             y + 11.0,
-            (x(last) - x(first)).max(1.0)
+            axis.w(first, last, 1.0)
         )?;
         for wait in waits.iter().filter(|w| w.actor == *actor) {
             let stop = wait.end_us.unwrap_or(last);
@@ -283,9 +428,9 @@ fn render_timeline(t: &Timeline, h: &mut String) -> std::fmt::Result {
                 h,
                 "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"14\" fill=\"#d4a72c\" \
                  opacity=\"0.6\"><title>waiting for the migration lock: {}</title></rect>",
-                x(wait.start_us),
+                axis.x(wait.start_us),
                 y + 5.0,
-                (x(stop) - x(wait.start_us)).max(1.0),
+                axis.w(wait.start_us, stop, 1.0),
                 human_us(stop.saturating_sub(wait.start_us))
             )?;
         }
@@ -295,9 +440,9 @@ fn render_timeline(t: &Timeline, h: &mut String) -> std::fmt::Result {
                 h,
                 "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"14\" fill=\"{}\">\
                  <title>{} statement {} (line {}): {}{}</title></rect>",
-                x(span.start_us),
+                axis.x(span.start_us),
                 y + 5.0,
-                (x(stop) - x(span.start_us)).max(2.0),
+                axis.w(span.start_us, stop, 2.0),
                 if span.end_us.is_some() {
                     "#0969da"
                 } else {
@@ -315,7 +460,7 @@ fn render_timeline(t: &Timeline, h: &mut String) -> std::fmt::Result {
             )?;
         }
         for event in t.of(*actor) {
-            let cx = x(event.at_us);
+            let cx = axis.x(event.at_us);
             match &event.kind {
                 EventKind::Applied { version, .. } => writeln!(
                     h,
@@ -343,16 +488,68 @@ fn render_timeline(t: &Timeline, h: &mut String) -> std::fmt::Result {
                 _ => {}
             }
         }
+        y += Axis::ROW;
     }
-    writeln!(h, "</svg>")?;
-    writeln!(
-        h,
-        "<p class=\"legend\"><span><i class=\"sw\" style=\"background:#0969da\"></i>statement\
-         </span><span><i class=\"sw\" style=\"background:#cf222e\"></i>statement that did not \
-         finish / failure</span><span><i class=\"sw\" style=\"background:#d4a72c\"></i>waiting \
-         for the migration lock</span><span><i class=\"sw\" style=\"background:#1a7f37\"></i>\
-         migration applied</span></p>"
-    )
+    Ok(y)
+}
+
+/// A rollout: its phases as one row of segments, the migration statements
+/// as another. Returns the `y` below the rows.
+fn rollout_rows(
+    traffic: &crate::workload::TrafficReport,
+    axis: Axis,
+    top: f64,
+    h: &mut String,
+) -> Result<f64, std::fmt::Error> {
+    let mut y = top;
+    row_label(y, "rollout phases", "#1f2328", h)?;
+    for (k, phase) in traffic.phases.iter().enumerate() {
+        let x = axis.x(phase.start_us);
+        let w = axis.w(phase.start_us, phase.end_us, 1.0);
+        let fill = match (phase.migrating, k % 2) {
+            (true, _) => "#ddf4ff",
+            (false, 0) => "#eaeef2",
+            (false, _) => "#f6f8fa",
+        };
+        writeln!(
+            h,
+            "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"18\" fill=\"{fill}\" \
+             stroke=\"#d0d7de\"><title>phase {}: {} ({})</title></rect>",
+            y + 3.0,
+            phase.index,
+            esc(&phase.name),
+            human_us(phase.end_us.saturating_sub(phase.start_us))
+        )?;
+        if w > 70.0 {
+            writeln!(
+                h,
+                "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#1f2328\">{}</text>",
+                x + 3.0,
+                y + 16.0,
+                esc(&phase.name)
+            )?;
+        }
+    }
+    y += Axis::ROW;
+    if !traffic.statements.is_empty() {
+        row_label(y, "migration statements", "#1f2328", h)?;
+        for st in &traffic.statements {
+            writeln!(
+                h,
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"14\" fill=\"#0969da\">\
+                 <title>{} statement {} (line {}): {}</title></rect>",
+                axis.x(st.start_us),
+                y + 5.0,
+                axis.w(st.start_us, st.end_us, 2.0),
+                esc(&st.version),
+                st.index + 1,
+                st.line,
+                human_us(st.end_us.saturating_sub(st.start_us))
+            )?;
+        }
+        y += Axis::ROW;
+    }
+    Ok(y)
 }
 
 fn render_findings(s: &ScenarioReport, h: &mut String) -> std::fmt::Result {

@@ -169,6 +169,12 @@ impl Recorder {
         }
     }
 
+    /// The instant `Event::at_us` counts from.
+    #[must_use]
+    pub fn origin(&self) -> Instant {
+        self.start
+    }
+
     /// Microseconds since the recorder started.
     #[must_use]
     pub fn now_us(&self) -> u64 {

@@ -238,6 +238,16 @@ pub(crate) async fn run_replica(
     }
 }
 
+/// The `application_name` [`apply_serial`] connects with: what a lock
+/// sampler watching a serial apply sees as the migration's backend.
+#[must_use]
+pub fn serial_application_name() -> String {
+    application_name(SERIAL_ACTOR)
+}
+
+/// [`apply_serial`] runs as the re-run actor.
+const SERIAL_ACTOR: Actor = Actor::Rerun;
+
 /// Applies `migrations` one after another with `runner`'s protocol and
 /// bookkeeping, as one replica would: used for the baseline (before
 /// seeding) and the serial reference run, so pending migrations later see
@@ -253,7 +263,7 @@ pub async fn apply_serial(
         });
     }
     let ctx = ReplicaCtx {
-        actor: Actor::Rerun,
+        actor: SERIAL_ACTOR,
         conn: conn.clone(),
         recorder: Recorder::new(),
         lock_timeout: None,
