@@ -89,7 +89,7 @@ fn render(report: &RunReport, h: &mut String) -> std::fmt::Result {
     writeln!(
         h,
         "<table id=\"summary\"><tr><th>Verdict</th><th>Scenario</th><th>Replicas</th>\
-         <th>Races</th><th>Longest lock wait</th><th>Slowest statement</th><th>Worst stall</th>\
+         <th>Races</th><th>Worst lock</th><th>Longest lock wait</th><th>Slowest statement</th><th>Worst stall</th>\
          <th>Breakages</th></tr>"
     )?;
     for (i, scenario) in scenarios.iter().enumerate() {

@@ -30,9 +30,10 @@ pub fn write_markdown(report: &RunReport, out: &mut impl io::Write) -> io::Resul
     writeln!(out, "{headline}\n")?;
     writeln!(
         out,
-        "| Verdict | Scenario | Replicas | Races | Longest lock wait | Slowest statement | Worst stall | Breakages |"
+        "| Verdict | Scenario | Replicas | Races | Worst lock | Longest lock wait | Slowest statement | \
+         Worst stall | Breakages |"
     )?;
-    writeln!(out, "|---|---|---|---|---|---|---|---|")?;
+    writeln!(out, "|---|---|---|---|---|---|---|---|---|")?;
     let scenarios = worst_first(&report.scenarios);
     for scenario in &scenarios {
         let cells = row(&ScenarioSummary::of(scenario)).map(|c| cell(&c));

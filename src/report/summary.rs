@@ -150,6 +150,9 @@ pub struct ScenarioSummary {
     pub most_applications: u32,
     /// Replicas that did not exit successfully.
     pub failed_replicas: u32,
+    /// The longest hold of a table lock that blocks writes (or reads), as
+    /// the sampler saw it: duration and `MODE on relation`.
+    pub worst_lock: Option<(u64, String)>,
     /// The longest wait for the migration lock.
     pub longest_lock_wait_us: Option<u64>,
     /// The slowest migration statement, and where it is.
@@ -186,6 +189,7 @@ impl ScenarioSummary {
             replicas: None,
             most_applications: 0,
             failed_replicas: 0,
+            worst_lock: worst_lock(report),
             longest_lock_wait_us: None,
             slowest_statement: None,
             worst_stall: report.traffic.as_ref().and_then(|t| {
@@ -243,6 +247,18 @@ impl ScenarioSummary {
             .max_by_key(|(us, _)| *us);
         summary
     }
+}
+
+/// The longest sampled hold of a mode that blocks writes (every mode that
+/// blocks reads does too).
+fn worst_lock(report: &ScenarioReport) -> Option<(u64, String)> {
+    let sampled = report.locks.as_ref()?.sampled.as_ref()?;
+    sampled
+        .relations
+        .iter()
+        .filter(|r| r.mode.blocks_writes() && r.max_hold_us > 0)
+        .max_by_key(|r| (r.max_hold_us, r.mode.blocks_reads()))
+        .map(|r| (r.max_hold_us, format!("{} on {}", r.mode, r.relation)))
 }
 
 /// Scenarios worst first: errors, then failures, then passes; by name within.

@@ -58,11 +58,12 @@ fn verdict_style(verdict: Verdict) -> Style {
 }
 
 /// Columns of the summary table, one row per scenario.
-const HEADER: [&str; 8] = [
+const HEADER: [&str; 9] = [
     "VERDICT",
     "SCENARIO",
     "REPLICAS",
     "RACES",
+    "WORST LOCK",
     "LONGEST LOCK WAIT",
     "SLOWEST STATEMENT",
     "WORST STALL",
@@ -70,7 +71,7 @@ const HEADER: [&str; 8] = [
 ];
 
 /// The cells of one row (also used by the Markdown table).
-pub(crate) fn row(summary: &ScenarioSummary) -> [String; 8] {
+pub(crate) fn row(summary: &ScenarioSummary) -> [String; 9] {
     let dash = || "-".to_string();
     [
         verdict_word(summary.verdict).to_string(),
@@ -86,6 +87,10 @@ pub(crate) fn row(summary: &ScenarioSummary) -> [String; 8] {
         } else {
             "none".to_string()
         },
+        summary
+            .worst_lock
+            .as_ref()
+            .map_or_else(dash, |(us, lock)| format!("{} {lock}", human_us(*us))),
         summary.longest_lock_wait_us.map_or_else(dash, human_us),
         summary
             .slowest_statement
@@ -119,7 +124,7 @@ pub fn write_terminal(
     out: &mut impl io::Write,
 ) -> io::Result<()> {
     let scenarios = worst_first(&report.scenarios);
-    let rows: Vec<[String; 8]> = scenarios
+    let rows: Vec<[String; 9]> = scenarios
         .iter()
         .map(|s| row(&ScenarioSummary::of(s)))
         .collect();
