@@ -513,6 +513,7 @@ fn html_of_a_long_run_stays_small() {
             wait_us: 10_000,
             blocked_by: Vec::new(),
             statement: None,
+            lock_taken_by: None,
             query: "SELECT 1".into(),
         });
         a.queue.push(QueuePoint {

@@ -23,7 +23,10 @@ pub(super) fn check(report: &LockReport) -> Vec<Finding> {
     if long.is_empty() {
         return Vec::new();
     }
-    let caused: Vec<_> = long.iter().filter_map(|w| w.statement.as_ref()).collect();
+    let caused: Vec<_> = long
+        .iter()
+        .filter_map(|w| w.lock_taken_by.as_ref().or(w.statement.as_ref()))
+        .collect();
     vec![Finding::new(
         CheckId::BlockedBackends,
         Severity::Warning,

@@ -24,9 +24,15 @@ pub(super) fn check(report: &LockReport) -> Vec<Finding> {
         .iter()
         .find(|b| b.queued)
         .map_or_else(String::new, |b| b.holder.to_string());
-    let statement = worst.statement.as_ref().map_or_else(String::new, |s| {
-        format!(" (migration {} statement at line {})", s.version, s.line)
-    });
+    // The statement that took the lock is the one to fix; the one running
+    // when the wait began may be a later statement of the same transaction.
+    let statement = worst
+        .lock_taken_by
+        .as_ref()
+        .or(worst.statement.as_ref())
+        .map_or_else(String::new, |s| {
+            format!(" (migration {} statement at line {})", s.version, s.line)
+        });
     vec![Finding::new(
         CheckId::LockQueue,
         Severity::Warning,
@@ -40,7 +46,7 @@ pub(super) fn check(report: &LockReport) -> Vec<Finding> {
             "waits": queued.len(),
             "max_wait_ms": worst.wait_us / 1_000,
             "relation": worst.relation,
-            "statement": worst.statement,
+            "statement": worst.lock_taken_by.as_ref().or(worst.statement.as_ref()),
         }),
     )]
 }

@@ -654,6 +654,7 @@ mod tests {
                 index: 0,
                 line: 1,
             }),
+            lock_taken_by: None,
             query: "SELECT 1".into(),
         };
         let mut r = LockReport::default();

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::mode::{LockMode, LockType};
 use super::sampler::{Backend, SAMPLER_APPLICATION_NAME, Sample, Samples};
+use super::trace::Trace;
 use crate::migrate::Migration;
 use crate::timeline::{Actor, EventKind, Timeline};
 
@@ -122,6 +123,11 @@ pub struct Wait {
     /// The migration statement that caused the wait, when a migration
     /// backend was among the blockers (held or queued).
     pub statement: Option<StatementRef>,
+    /// The migration statement that took the lock this wait conflicts with,
+    /// from the per-statement trace (the blocker may be running a later
+    /// statement of the same transaction by then).
+    #[serde(default)]
+    pub lock_taken_by: Option<StatementRef>,
     pub query: String,
 }
 
@@ -163,6 +169,37 @@ pub struct LockAnalysis {
 }
 
 impl LockAnalysis {
+    /// Fills [`Wait::lock_taken_by`] from the per-statement trace: for a
+    /// wait on a relation behind a migration, the first traced statement
+    /// (of the migration the wait is attributed to, when it is) that
+    /// acquired a lock on that relation in a mode the waiter's conflicts
+    /// with.
+    pub fn attribute_to_trace(&mut self, trace: &Trace) {
+        for wait in &mut self.waits {
+            let Some(relation) = &wait.relation else {
+                continue;
+            };
+            if !wait.blocked_by.iter().any(|b| b.holder.is_migration()) {
+                continue;
+            }
+            let version = wait.statement.as_ref().map(|s| s.version.as_str());
+            wait.lock_taken_by = trace
+                .statements
+                .iter()
+                .filter(|s| version.is_none_or(|v| v == s.version))
+                .find(|s| {
+                    s.acquired.iter().any(|l| {
+                        l.relation.as_ref() == Some(relation) && l.mode.conflicts_with(wait.mode)
+                    })
+                })
+                .map(|s| StatementRef {
+                    version: s.version.clone(),
+                    index: s.index,
+                    line: s.line,
+                });
+        }
+    }
+
     /// A sampler time on the timeline's clock (clamped at its zero); the
     /// sampler's own time when the offset is unknown.
     #[must_use]
@@ -346,6 +383,7 @@ pub fn analyse(
             wait_us: span,
             blocked_by,
             statement,
+            lock_taken_by: None,
             query: query_of(sample, pid).to_string(),
         });
     }
@@ -659,5 +697,109 @@ mod tests {
         );
         assert_eq!(Holder::from_application_name("rehearse-job"), Holder::Job);
         assert!(!Holder::from_application_name("app-v2").is_migration());
+    }
+}
+
+#[cfg(test)]
+mod trace_attribution_tests {
+    use super::super::trace::{HeldLock, TraceOutcome, TracedStatement};
+    use super::*;
+
+    fn traced(
+        index: usize,
+        line: usize,
+        sql: &str,
+        acquired: &[(LockMode, &str)],
+    ) -> TracedStatement {
+        TracedStatement {
+            version: "0002".into(),
+            index,
+            line,
+            sql: sql.into(),
+            duration_us: 1_000,
+            acquired: acquired
+                .iter()
+                .map(|(mode, relation)| HeldLock {
+                    locktype: LockType::Relation,
+                    mode: *mode,
+                    relation: Some((*relation).into()),
+                    relkind: Some("r".into()),
+                    object: None,
+                })
+                .collect(),
+            held: Vec::new(),
+            rewritten: Vec::new(),
+            lock_timeout: "0".into(),
+            outcome: TraceOutcome::Ran,
+        }
+    }
+
+    fn wait(relation: &str, mode: LockMode, blocker: Holder) -> Wait {
+        Wait {
+            pid: 10,
+            holder: Holder::App("app-v1".into()),
+            locktype: LockType::Relation,
+            mode,
+            relation: Some(relation.into()),
+            from_us: 0,
+            to_us: 100_000,
+            wait_us: 100_000,
+            blocked_by: vec![Blocker {
+                pid: 2,
+                holder: blocker,
+                queued: false,
+            }],
+            // The blocker was sleeping in statement 3 when the wait began.
+            statement: Some(StatementRef {
+                version: "0002".into(),
+                index: 2,
+                line: 5,
+            }),
+            lock_taken_by: None,
+            query: "SELECT 1".into(),
+        }
+    }
+
+    #[test]
+    fn waits_are_attributed_to_the_statement_that_took_the_lock() {
+        let trace = Trace {
+            statements: vec![
+                traced(
+                    0,
+                    3,
+                    "ALTER TABLE accounts ADD c int",
+                    &[(LockMode::AccessExclusive, "public.accounts")],
+                ),
+                traced(
+                    1,
+                    4,
+                    "CREATE INDEX ON orders (x)",
+                    &[(LockMode::Share, "public.orders")],
+                ),
+                traced(2, 5, "SELECT pg_sleep(1)", &[]),
+            ],
+        };
+        let mut analysis = LockAnalysis {
+            waits: vec![
+                wait("public.accounts", LockMode::AccessShare, Holder::Replica(0)),
+                // SHARE does not conflict with a read: not this statement's doing.
+                wait("public.orders", LockMode::AccessShare, Holder::Replica(0)),
+                wait("public.orders", LockMode::RowExclusive, Holder::Replica(0)),
+                // Blocked by an application, not a migration.
+                wait(
+                    "public.accounts",
+                    LockMode::AccessShare,
+                    Holder::App("batch".into()),
+                ),
+            ],
+            ..LockAnalysis::default()
+        };
+        analysis.attribute_to_trace(&trace);
+        let taken: Vec<Option<(usize, usize)>> = analysis
+            .waits
+            .iter()
+            .map(|w| w.lock_taken_by.as_ref().map(|s| (s.index, s.line)))
+            .collect();
+        assert_eq!(taken, [Some((0, 3)), None, Some((1, 4)), None]);
     }
 }

@@ -63,10 +63,16 @@ pub struct LockReport {
 impl LockReport {
     /// Lints `pending` and confirms each finding against `trace`.
     #[must_use]
+    /// Waits in `sampled` are attributed to the traced statement that took
+    /// the lock they waited for.
     pub fn new(pending: &[Migration], trace: Option<Trace>, sampled: Option<LockAnalysis>) -> Self {
         let mut found = lint::lint(pending);
+        let mut sampled = sampled;
         if let Some(trace) = &trace {
             lint::confirm(&mut found, trace);
+            if let Some(sampled) = &mut sampled {
+                sampled.attribute_to_trace(trace);
+            }
         }
         LockReport {
             trace,

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::{Axis, esc, human_us, row_label_titled};
-use crate::locks::analysis::{Hold, RelationLocks, Wait};
+use crate::locks::analysis::{Hold, RelationLocks, StatementRef, Wait};
 use crate::locks::{Holder, LockAnalysis, LockMode, LockType};
 use crate::report::ScenarioReport;
 
@@ -410,11 +410,28 @@ fn blockers_words(w: &Wait) -> String {
         .join(", ")
 }
 
+fn statement_ref_words(s: &StatementRef) -> String {
+    format!("{} statement {} (line {})", s.version, s.index + 1, s.line)
+}
+
+/// Which migration statement took the lock, and which one the blocking
+/// migration was running (when they differ, both are said).
 fn statement_words(w: &Wait) -> String {
-    w.statement.as_ref().map_or_else(
-        || "-".to_string(),
-        |s| format!("{} statement {} (line {})", s.version, s.index + 1, s.line),
-    )
+    match (&w.lock_taken_by, &w.statement) {
+        (Some(took), Some(running)) if took != running => format!(
+            "{} took the lock; the blocking migration was running {}",
+            statement_ref_words(took),
+            statement_ref_words(running)
+        ),
+        (Some(took), _) => format!("{} took the lock", statement_ref_words(took)),
+        (None, Some(running)) => {
+            format!(
+                "the blocking migration was running {}",
+                statement_ref_words(running)
+            )
+        }
+        (None, None) => "-".to_string(),
+    }
 }
 
 /// One row per waiting client, those that waited longest first.
@@ -488,10 +505,11 @@ fn wait_rows(
                 esc(&target_words(w)),
                 human_us(from),
                 esc(&blockers_words(w)),
-                w.statement.as_ref().map_or_else(String::new, |_| format!(
-                    "; the blocking migration was running {}",
-                    esc(&statement_words(w))
-                )),
+                if w.statement.is_some() || w.lock_taken_by.is_some() {
+                    format!("; {}", esc(&statement_words(w)))
+                } else {
+                    String::new()
+                },
                 esc(&w.query)
             )?;
         }
@@ -639,7 +657,7 @@ pub(super) fn render_tables(s: &ScenarioReport, h: &mut String) -> std::fmt::Res
     writeln!(
         h,
         "<table class=\"lock-waits\"><tr><th>Waiter</th><th>Waited</th><th>For</th>\
-         <th>Blocked by</th><th>Blocking migration was running</th><th>Query</th></tr>"
+         <th>Blocked by</th><th>Migration statement</th><th>Query</th></tr>"
     )?;
     for w in waits.iter().take(WAIT_TABLE_ROWS) {
         writeln!(
