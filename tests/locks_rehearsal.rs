@@ -36,3 +36,45 @@ async fn a_rehearsal_report_carries_the_trace_and_the_samples() {
     assert_eq!(back.lint, locks.lint);
     assert_eq!(back.sampled.map(|s| s.samples), Some(sampled.samples));
 }
+
+/// Replicas queue behind one replica's ALTER while it sleeps in the next
+/// statement: the waits name the ALTER (which took the lock), found through
+/// the per-statement trace, as well as the statement that was running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_name_the_statement_that_took_the_lock() {
+    let Some(server) = shared_server() else {
+        return;
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/startup-coupled-migrations");
+    let plan = Plan::prepare(Scenario::load(&dir).unwrap()).unwrap();
+    let report = rehearse_on(
+        &plan,
+        &server,
+        ScenarioReport::new(&plan.scenario.name, &plan.scenario.path),
+    )
+    .await;
+    assert_eq!(report.error, None);
+    let sampled = report
+        .locks
+        .as_ref()
+        .and_then(|l| l.sampled.as_ref())
+        .expect("no samples");
+    let behind_migration: Vec<_> = sampled
+        .waits
+        .iter()
+        .filter(|w| w.relation.as_deref() == Some("public.accounts"))
+        .filter(|w| w.blocked_by.iter().any(|b| b.holder.is_migration()))
+        .collect();
+    assert!(!behind_migration.is_empty(), "{sampled:#?}");
+    for wait in behind_migration {
+        let took = wait
+            .lock_taken_by
+            .as_ref()
+            .expect("no statement took the lock");
+        assert_eq!(
+            (took.version.as_str(), took.index),
+            ("0002", 0),
+            "{wait:#?}"
+        );
+    }
+}
