@@ -299,8 +299,26 @@ pub async fn run_rollout(
         ));
     }
     let run = WorkloadRun::new(target.clone(), recorder.clone());
-    run.prepare_samples(workloads).await?;
-    let all: Vec<Arc<Workload>> = workloads.iter().cloned().map(Arc::new).collect();
+    let all: Vec<Arc<Workload>> = run
+        .prepare(workloads)
+        .await?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    // Printed above the progress bars, not through them.
+    crate::progress::bars().suspend(|| {
+        for w in &all {
+            for q in w.queries.iter().filter(|q| q.weight == 0) {
+                if let Some(note) = &q.note {
+                    eprintln!(
+                        "rehearse: {}: query `{}` is only prepared, not run live: {note}",
+                        w.path.display(),
+                        q.name
+                    );
+                }
+            }
+        }
+    });
     let harness = target
         .connect("rehearse-harness")
         .await

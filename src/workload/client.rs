@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
-use super::{Pace, ParamSource, Query, Workload, bind_literals};
+use super::{Pace, ParamSource, ParamUse, Query, Workload, bind_literals};
 use crate::provision::{ConnInfo, quote_ident};
 use crate::timeline::{Recorder, SqlState};
 
@@ -134,16 +134,27 @@ impl WorkloadRun {
         Ok(values)
     }
 
-    /// Reads every `from` column the workloads name, before anything runs,
-    /// so a wrong column is an input error, not a stream of failures.
-    pub async fn prepare_samples(&self, workloads: &[Workload]) -> Result<(), String> {
+    /// Readies `workloads` for the clients, before anything runs: reads
+    /// every `from` column a hand-written query names (a wrong column is an
+    /// input error, not a stream of failures), and settles the parameters
+    /// of imported queries against the catalog (see `resolve`).
+    /// Returns the workloads as the clients should run them.
+    pub async fn prepare(&self, workloads: &[Workload]) -> Result<Vec<Workload>, String> {
         let client = self
             .conn
             .connect("rehearse-harness")
             .await
             .map_err(|e| e.to_string())?;
+        let mut ready = Vec::with_capacity(workloads.len());
         for w in workloads {
-            for q in &w.queries {
+            let mut w = w.clone();
+            for q in &mut w.queries {
+                if !q.hints.is_empty() {
+                    if q.weight > 0 {
+                        self.resolve(&client, q).await;
+                    }
+                    continue;
+                }
                 for p in &q.params {
                     if let ParamSource::From(column) = p {
                         self.sample(&client, column).await.map_err(|e| {
@@ -152,9 +163,126 @@ impl WorkloadRun {
                     }
                 }
             }
+            ready.push(w);
         }
-        Ok(())
+        Ok(ready)
     }
+
+    /// Settles an imported query's parameters on the schema the rollout
+    /// starts from. A lookup whose column cannot be sampled (an empty
+    /// table, a column only the migration adds) falls back to values of
+    /// its type. A written value goes to a single-column foreign key: it
+    /// takes values of the referenced column, so the INSERT finds its
+    /// parent row; otherwise generated text is cut to a `varchar(n)` /
+    /// `char(n)` limit. A parameter left without any source makes the
+    /// query prepared-only, with a note.
+    async fn resolve(&self, client: &tokio_postgres::Client, query: &mut Query) {
+        for (i, hint) in query.hints.iter().enumerate() {
+            let source = match (&hint.column, hint.usage) {
+                (Some(column), ParamUse::Lookup) => match self.sample(client, column).await {
+                    Ok(_) => Some(ParamSource::From(column.clone())),
+                    Err(_) => hint.generated.clone(),
+                },
+                (Some(column), ParamUse::Write) => {
+                    let facts = column_facts(client, column).await;
+                    let parent = match facts.as_ref().and_then(|f| f.references.as_ref()) {
+                        Some(parent) => self.sample(client, parent).await.ok().map(|_| parent),
+                        None => None,
+                    };
+                    match (parent, &hint.generated, &facts) {
+                        (Some(parent), _, _) => Some(ParamSource::From(parent.clone())),
+                        (None, Some(generated), facts) => {
+                            Some(capped(generated, facts.as_ref().and_then(|f| f.max_len)))
+                        }
+                        // Existing values are safe to write again where no
+                        // unique index covers the column.
+                        (None, None, Some(facts)) if !facts.unique => {
+                            match self.sample(client, column).await {
+                                Ok(_) => Some(ParamSource::From(column.clone())),
+                                Err(_) => None,
+                            }
+                        }
+                        (None, None, _) => None,
+                    }
+                }
+                _ => hint.generated.clone(),
+            };
+            match source {
+                Some(source) => query.params[i] = source,
+                None => {
+                    query.weight = 0;
+                    query.note = Some(format!("${}: {}", i + 1, hint.unresolved()));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// What the catalog says about a column an imported query writes to.
+struct ColumnFacts {
+    /// `n` of `varchar(n)` / `char(n)` (or arrays of them).
+    max_len: Option<usize>,
+    /// A unique index includes the column.
+    unique: bool,
+    /// `table.column` a single-column foreign key of it references.
+    references: Option<String>,
+}
+
+/// The facts of column `$2` of table `$1` (a quoted, possibly
+/// schema-qualified name; no row when either is missing). Typmod of
+/// `varchar(n)` and `bpchar(n)` is `n + 4` (manual, "Character Types";
+/// `format_type`).
+const COLUMN_FACTS: &str = "
+SELECT CASE WHEN (CASE WHEN t.typcategory = 'A' THEN t.typelem ELSE t.oid END)
+                 IN ('varchar'::regtype, 'bpchar'::regtype) AND a.atttypmod > 4
+            THEN a.atttypmod - 4 END,
+       EXISTS (SELECT FROM pg_index i
+                WHERE i.indrelid = a.attrelid AND i.indisunique AND a.attnum = ANY (i.indkey)),
+       (SELECT CASE WHEN rn.nspname = 'public' THEN format('%s.%s', rc.relname, ra.attname)
+                    ELSE format('%s.%s.%s', rn.nspname, rc.relname, ra.attname) END
+          FROM pg_constraint c
+          JOIN pg_class rc ON rc.oid = c.confrelid
+          JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+          JOIN pg_attribute ra ON ra.attrelid = c.confrelid AND ra.attnum = c.confkey[1]
+         WHERE c.contype = 'f' AND c.conrelid = a.attrelid AND c.conkey = ARRAY[a.attnum]
+         LIMIT 1)
+  FROM pg_attribute a
+  JOIN pg_type t ON t.oid = a.atttypid
+ WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped";
+
+/// The catalog's facts about `table.column` (`None`: no such column yet,
+/// e.g. one the migration adds).
+async fn column_facts(client: &tokio_postgres::Client, column: &str) -> Option<ColumnFacts> {
+    let parts: Vec<&str> = column.split('.').collect();
+    let (name, table) = parts.split_last()?;
+    let table: Vec<String> = table.iter().map(|p| quote_ident(p)).collect();
+    let row = client
+        .query_opt(COLUMN_FACTS, &[&table.join("."), name])
+        .await
+        .ok()??;
+    Some(ColumnFacts {
+        max_len: row
+            .get::<_, Option<i32>>(0)
+            .and_then(|n| usize::try_from(n).ok()),
+        unique: row.get(1),
+        references: row.get(2),
+    })
+}
+
+/// `generated`, with text no longer than `max_len`.
+fn capped(generated: &ParamSource, max_len: Option<usize>) -> ParamSource {
+    match (generated, max_len) {
+        (ParamSource::Text(len), Some(max)) => ParamSource::Text((*len).min(max).max(1)),
+        _ => generated.clone(),
+    }
+}
+
+/// `value` as a one-element array literal: `{"value"}`, with `"` and `\`
+/// escaped (manual, "Array Value Input").
+fn array_of(value: &str) -> String {
+    let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("{{\"{escaped}\"}}")
 }
 
 /// The clients of one running replica of a version.
@@ -237,6 +365,10 @@ async fn client_loop(
     }
     let _ = client.batch_execute(&settings).await;
     let total: u64 = workload.queries.iter().map(|q| u64::from(q.weight)).sum();
+    if total == 0 {
+        // Every query is prepared-only (their notes say why): nothing to send.
+        return;
+    }
     let interval = match workload.pace {
         Pace::ClosedLoop => None,
         Pace::Rate(r) => Some(Duration::from_secs_f64(1.0 / r)),
@@ -304,8 +436,8 @@ async fn params(
     query: &Query,
 ) -> Result<Vec<Option<String>>, String> {
     let mut values = Vec::with_capacity(query.params.len());
-    for p in &query.params {
-        values.push(match p {
+    for (i, p) in query.params.iter().enumerate() {
+        let value = match p {
             ParamSource::From(column) => {
                 let sample = run.sample(client, column).await?;
                 Some(sample[rand::random_range(0..sample.len())].clone())
@@ -319,6 +451,12 @@ async fn params(
             ParamSource::Uuid(_) => Some(uuid::Uuid::new_v4().to_string()),
             ParamSource::Value(toml::Value::String(s)) => Some(s.clone()),
             ParamSource::Value(v) => Some(v.to_string()),
+        };
+        let array = query.hints.get(i).is_some_and(|h| h.array);
+        values.push(if array {
+            value.map(|v| array_of(&v))
+        } else {
+            value
         });
     }
     Ok(values)
@@ -343,4 +481,21 @@ async fn execute(
         }
     }
     client.batch_execute("COMMIT").await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_text_fits_the_column_and_arrays_quote_their_element() {
+        assert_eq!(capped(&ParamSource::Text(8), Some(2)), ParamSource::Text(2));
+        assert_eq!(capped(&ParamSource::Text(8), None), ParamSource::Text(8));
+        assert_eq!(
+            capped(&ParamSource::Int([1, 9]), Some(2)),
+            ParamSource::Int([1, 9])
+        );
+        assert_eq!(array_of("42"), r#"{"42"}"#);
+        assert_eq!(array_of(r#"a"b\c"#), r#"{"a\"b\\c"}"#);
+    }
 }
