@@ -13,7 +13,9 @@
 //! `pg_blocking_pids` briefly locks the lock manager, so it is called only
 //! for waiting pids. A `statement_timeout` and a `lock_timeout` bound every
 //! query; a sample that fails or overruns its tick counts as missed. The
-//! sampler stops by itself at its deadline.
+//! sampler runs on a thread of its own (a workload's busy runtime neither
+//! delays its ticks nor shares a worker with it) and stops by itself at its
+//! deadline, or when its handle is dropped.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 
 use super::LockError;
 use super::mode::{LockMode, LockType};
@@ -162,15 +164,76 @@ const ACTIVITY_EVERY: u64 = 10;
 const NAMES_EVERY: u64 = 100;
 
 /// A running sampler; [`SamplerHandle::stop`] returns what it saw.
+/// Dropping the handle stops the sampler too (at its next tick).
 pub struct SamplerHandle {
     stop: Arc<AtomicBool>,
     taken: Arc<AtomicU64>,
     origin: Instant,
-    task: JoinHandle<Result<Samples, LockError>>,
+    done: Option<oneshot::Receiver<Samples>>,
 }
 
 /// Connects and starts sampling `conn`'s database.
+///
+/// The sampler runs on a thread of its own with a single-threaded runtime:
+/// its ticks stay on time when the caller's runtime is busy with workload
+/// clients, and its wake-ups and row decoding never take a worker thread
+/// from them.
 pub async fn start(conn: &ConnInfo, options: SamplerOptions) -> Result<SamplerHandle, LockError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let taken = Arc::new(AtomicU64::new(0));
+    // The clock starts here: callers line the samples up with their own
+    // clock through `origin`.
+    let origin = Instant::now();
+    let (ready_tx, ready_rx) = oneshot::channel::<Result<(), LockError>>();
+    let (done_tx, done_rx) = oneshot::channel::<Samples>();
+    let conn = conn.clone();
+    let flag = Arc::clone(&stop);
+    let counter = Arc::clone(&taken);
+    std::thread::Builder::new()
+        .name(SAMPLER_APPLICATION_NAME.into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(LockError::Sampler(e.to_string())));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let (client, statements) = match connect(&conn, &options).await {
+                    Ok(ready) => ready,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                let samples =
+                    sample_until_stopped(&client, &statements, &options, origin, &flag, &counter)
+                        .await;
+                let _ = done_tx.send(samples);
+            });
+        })
+        .map_err(|e| LockError::Sampler(format!("starting the sampler thread: {e}")))?;
+    ready_rx
+        .await
+        .map_err(|_| LockError::Sampler("the sampler thread ended while connecting".into()))??;
+    Ok(SamplerHandle {
+        stop,
+        taken,
+        origin,
+        done: Some(done_rx),
+    })
+}
+
+/// The sampler's connection and its prepared statements.
+async fn connect(
+    conn: &ConnInfo,
+    options: &SamplerOptions,
+) -> Result<(tokio_postgres::Client, Statements), LockError> {
     let client = conn
         .connect(SAMPLER_APPLICATION_NAME)
         .await
@@ -201,54 +264,49 @@ pub async fn start(conn: &ConnInfo, options: SamplerOptions) -> Result<SamplerHa
         blockers: client.prepare(BLOCKERS).await.map_err(LockError::query)?,
         names: client.prepare(NAMES).await.map_err(LockError::query)?,
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    let taken = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&taken);
-    // The clock starts here, not when the task first runs: callers line the
-    // samples up with their own clock through `origin` (a task may be polled
-    // only at the caller's next await).
-    let origin = Instant::now();
-    let task = tokio::spawn(async move {
-        let started = origin;
-        let interval_us = u64::try_from(options.interval.as_micros()).unwrap_or(u64::MAX);
-        let mut out = Samples {
-            interval_us,
-            ..Samples::default()
-        };
-        let mut ticker = tokio::time::interval(options.interval);
-        // Skip: a slow sample must not be followed by a burst of catch-up
-        // samples, which is exactly the tight loop that costs throughput.
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut last_tick = started;
-        let mut known = Known::default();
-        while !flag.load(Ordering::Relaxed) && started.elapsed() < options.deadline {
-            let tick = ticker.tick().await.into_std();
-            // Ticks skipped since the last one were missed samples.
-            let gap = tick.saturating_duration_since(last_tick).as_micros();
-            let skipped = u64::try_from(gap).unwrap_or(0) / interval_us.max(1);
-            if !out.samples.is_empty() && skipped > 1 {
-                out.missed += skipped - 1;
-            }
-            last_tick = tick;
-            let at_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            match known.sample(&client, &statements, at_us).await {
-                Ok(sample) => {
-                    out.samples.push(sample);
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(_) => out.missed += 1,
-            }
+    Ok((client, statements))
+}
+
+/// Samples every tick until `stop` is set or the deadline passes.
+async fn sample_until_stopped(
+    client: &tokio_postgres::Client,
+    statements: &Statements,
+    options: &SamplerOptions,
+    started: Instant,
+    stop: &AtomicBool,
+    counter: &AtomicU64,
+) -> Samples {
+    let interval_us = u64::try_from(options.interval.as_micros()).unwrap_or(u64::MAX);
+    let mut out = Samples {
+        interval_us,
+        ..Samples::default()
+    };
+    let mut ticker = tokio::time::interval(options.interval);
+    // Skip: a slow sample must not be followed by a burst of catch-up
+    // samples, which is exactly the tight loop that costs throughput.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_tick = started;
+    let mut known = Known::default();
+    while !stop.load(Ordering::Relaxed) && started.elapsed() < options.deadline {
+        let tick = ticker.tick().await.into_std();
+        // Ticks skipped since the last one were missed samples.
+        let gap = tick.saturating_duration_since(last_tick).as_micros();
+        let skipped = u64::try_from(gap).unwrap_or(0) / interval_us.max(1);
+        if !out.samples.is_empty() && skipped > 1 {
+            out.missed += skipped - 1;
         }
-        out.duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        Ok(out)
-    });
-    Ok(SamplerHandle {
-        stop,
-        taken,
-        origin,
-        task,
-    })
+        last_tick = tick;
+        let at_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        match known.sample(client, statements, at_us).await {
+            Ok(sample) => {
+                out.samples.push(sample);
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => out.missed += 1,
+        }
+    }
+    out.duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    out
 }
 
 impl SamplerHandle {
@@ -274,11 +332,20 @@ impl SamplerHandle {
     }
 
     /// Stops sampling and returns the samples.
-    pub async fn stop(self) -> Result<Samples, LockError> {
+    pub async fn stop(mut self) -> Result<Samples, LockError> {
         self.stop.store(true, Ordering::Relaxed);
-        self.task
-            .await
-            .map_err(|e| LockError::Sampler(e.to_string()))?
+        let done = self
+            .done
+            .take()
+            .ok_or_else(|| LockError::Sampler("already stopped".into()))?;
+        done.await
+            .map_err(|_| LockError::Sampler("the sampler thread ended without its samples".into()))
+    }
+}
+
+impl Drop for SamplerHandle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
