@@ -591,11 +591,66 @@ fn cached_cluster(
         let _ = fs::remove_dir_all(&building);
         return Err(e);
     }
+    trim_wal(bins, &building);
     if fs::rename(&building, &ready).is_err() {
         // Another process won the race; its cluster is as good as ours.
         let _ = fs::remove_dir_all(&building);
     }
     Ok(ready)
+}
+
+/// Removes the WAL segments a cleanly shut down cluster does not need: all
+/// but the one holding the last checkpoint's REDO point (initdb leaves
+/// recycled future segments behind). Every start copies the cluster, so
+/// this is 4 of its 28 MB less to copy. Best effort: on any doubt, all
+/// segments stay.
+fn trim_wal(bins: &PgBinaries, dir: &Path) {
+    // Beside initdb, or beside what a symlinked initdb points to.
+    let Some(controldata) = [
+        Some(bins.dir.join("pg_controldata")),
+        fs::canonicalize(bins.dir.join("initdb"))
+            .ok()
+            .and_then(|p| Some(p.parent()?.join("pg_controldata"))),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| p.is_file()) else {
+        return;
+    };
+    let Ok(out) = Command::new(controldata)
+        .arg(dir)
+        .env("LC_ALL", "C")
+        .output()
+    else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+    };
+    let (Some(state), Some(redo)) = (
+        field("Database cluster state:"),
+        field("Latest checkpoint's REDO WAL file:"),
+    ) else {
+        return;
+    };
+    let wal = dir.join("pg_wal");
+    if !out.status.success() || state != "shut down" || !wal.join(&redo).is_file() {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(&wal) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let segment = name.len() == 24 && name.chars().all(|c| c.is_ascii_hexdigit());
+        if segment && name != redo.as_str() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn cache_key(bins: &PgBinaries, run_as: RunAs) -> String {
