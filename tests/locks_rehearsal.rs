@@ -8,12 +8,12 @@ use rehearse::report::ScenarioReport;
 use rehearse::scenario::Scenario;
 use rehearse::testing::shared_server;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rehearsal_report_carries_the_trace_and_the_samples() {
-    let Some(server) = shared_server() else {
-        return;
-    };
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/smoke");
+/// Rehearses the example scenario `name` on the shared test server.
+async fn rehearse_example(name: &str) -> Option<(Plan, ScenarioReport)> {
+    let server = shared_server()?;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(name);
     let plan = Plan::prepare(Scenario::load(&dir).unwrap()).unwrap();
     let report = rehearse_on(
         &plan,
@@ -22,6 +22,14 @@ async fn a_rehearsal_report_carries_the_trace_and_the_samples() {
     )
     .await;
     assert_eq!(report.error, None);
+    Some((plan, report))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rehearsal_report_carries_the_trace_and_the_samples() {
+    let Some((plan, report)) = rehearse_example("smoke").await else {
+        return;
+    };
     let locks = report.locks.as_ref().expect("no lock report");
     let statements: usize = plan.pending.iter().map(|m| m.statements.len()).sum();
     let trace = locks.trace.as_ref().expect("no trace");
@@ -42,18 +50,9 @@ async fn a_rehearsal_report_carries_the_trace_and_the_samples() {
 /// the per-statement trace, as well as the statement that was running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waits_name_the_statement_that_took_the_lock() {
-    let Some(server) = shared_server() else {
+    let Some((_, report)) = rehearse_example("startup-coupled-migrations").await else {
         return;
     };
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/startup-coupled-migrations");
-    let plan = Plan::prepare(Scenario::load(&dir).unwrap()).unwrap();
-    let report = rehearse_on(
-        &plan,
-        &server,
-        ScenarioReport::new(&plan.scenario.name, &plan.scenario.path),
-    )
-    .await;
-    assert_eq!(report.error, None);
     let sampled = report
         .locks
         .as_ref()

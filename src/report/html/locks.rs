@@ -267,17 +267,7 @@ fn relation_rows(
                 danger.words()
             )?;
         }
-        if !rest.is_empty() {
-            writeln!(
-                h,
-                "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#656d76\">+{}<title>{} more hold(s) \
-                 merged into the lighter bars</title></text>",
-                Axis::LABEL + Axis::WIDTH + 4.0,
-                y + 16.0,
-                rest.len(),
-                rest.len()
-            )?;
-        }
+        merged_note(h, y, rest.len(), "hold(s)")?;
         writeln!(h, "</g>")?;
         y += Axis::ROW;
     }
@@ -410,6 +400,20 @@ fn blockers_words(w: &Wait) -> String {
         .join(", ")
 }
 
+/// At the end of a row: how many bars were merged into the lighter ones.
+fn merged_note(h: &mut String, y: f64, merged: usize, what: &str) -> std::fmt::Result {
+    if merged == 0 {
+        return Ok(());
+    }
+    writeln!(
+        h,
+        "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#656d76\">+{merged}<title>{merged} more {what} \
+         merged into the lighter bars</title></text>",
+        Axis::LABEL + Axis::WIDTH + 4.0,
+        y + 16.0,
+    )
+}
+
 fn statement_ref_words(s: &StatementRef) -> String {
     format!("{} statement {} (line {})", s.version, s.index + 1, s.line)
 }
@@ -513,17 +517,7 @@ fn wait_rows(
                 esc(&w.query)
             )?;
         }
-        if !rest.is_empty() {
-            writeln!(
-                h,
-                "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#656d76\">+{}<title>{} more wait(s) \
-                 merged into the lighter bars</title></text>",
-                Axis::LABEL + Axis::WIDTH + 4.0,
-                y + 16.0,
-                rest.len(),
-                rest.len()
-            )?;
-        }
+        merged_note(h, y, rest.len(), "wait(s)")?;
         writeln!(h, "</g>")?;
         y += Axis::ROW;
     }
