@@ -111,8 +111,7 @@ impl Container {
         loop {
             match self.conn(CANARY).connect("image-contract").await {
                 Ok(client) => return client,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
+                Err(_) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Err(e) => panic!("{} never answered: {e}\n{}", self.id, self.logs()),

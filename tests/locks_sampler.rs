@@ -441,3 +441,39 @@ async fn the_sampler_sees_only_its_own_database_and_names_its_relations() {
         .unwrap_or_else(|| panic!("the late backend's lock is missing: {last:#?}"));
     assert_eq!(app_of(late_lock.pid), Some("app-late"));
 }
+
+#[tokio::test]
+async fn relations_created_by_a_running_transaction_are_named_once_it_commits() {
+    let Some(db) = rehearse::testing::fresh_database().await else {
+        return;
+    };
+    let migrator = connect(db.conn(), "rehearse-job").await;
+    migrator
+        .batch_execute("BEGIN; CREATE TABLE created_late (id int)")
+        .await
+        .unwrap();
+    let sampler = sampler::start(db.conn(), SamplerOptions::default())
+        .await
+        .unwrap();
+    // Sampled while the table is invisible to every other session.
+    sampled(&sampler, 3).await;
+    migrator.batch_execute("COMMIT").await.unwrap();
+    let samples = sampler.stop().await.unwrap();
+    let relations: std::collections::BTreeSet<_> = samples
+        .samples
+        .iter()
+        .flat_map(|s| s.locks.iter())
+        .filter(|l| l.mode == LockMode::AccessExclusive)
+        .filter_map(|l| l.relation.clone())
+        .collect();
+    assert!(
+        relations.contains("public.created_late"),
+        "the new table is not named: {relations:?}"
+    );
+    assert!(
+        relations
+            .iter()
+            .all(|r| !r.chars().all(|c| c.is_ascii_digit())),
+        "a relation is still shown by oid: {relations:?}"
+    );
+}

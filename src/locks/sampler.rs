@@ -306,6 +306,7 @@ async fn sample_until_stopped(
         }
     }
     out.duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    known.name_late(client, statements, &mut out).await;
     out
 }
 
@@ -374,6 +375,8 @@ struct Known {
     others: HashSet<i32>,
     /// Relation names by oid; `None` while the name is not visible.
     names: HashMap<u32, Option<String>>,
+    /// Oids that samples show as numbers (their name was not visible yet).
+    shown_by_oid: HashSet<u32>,
     ticks: u64,
     activity_read_at: u64,
 }
@@ -484,11 +487,10 @@ impl Known {
                     mode: l.mode,
                     granted: l.granted,
                     relation: l.relation.filter(|_| named).map(|oid| {
-                        self.names
-                            .get(&oid)
-                            .cloned()
-                            .flatten()
-                            .unwrap_or_else(|| oid.to_string())
+                        self.names.get(&oid).cloned().flatten().unwrap_or_else(|| {
+                            self.shown_by_oid.insert(oid);
+                            oid.to_string()
+                        })
                     }),
                     object: l.object,
                     blocked_by: if l.granted {
@@ -504,6 +506,34 @@ impl Known {
             locks,
             backends,
         })
+    }
+
+    /// Names, once sampling is over, the relations samples show by oid: a
+    /// table or index the migration created was invisible to the sampler
+    /// until its transaction committed. Relations that are gone (rolled
+    /// back, dropped) keep their oid.
+    async fn name_late(
+        &mut self,
+        client: &tokio_postgres::Client,
+        statements: &Statements,
+        out: &mut Samples,
+    ) {
+        if self.shown_by_oid.is_empty() {
+            return;
+        }
+        let oids: Vec<u32> = self.shown_by_oid.drain().collect();
+        let Ok(rows) = client.query(&statements.names, &[&oids]).await else {
+            return;
+        };
+        let late: HashMap<String, String> = rows
+            .iter()
+            .map(|r| (r.get::<_, u32>(0).to_string(), r.get(1)))
+            .collect();
+        for lock in out.samples.iter_mut().flat_map(|s| s.locks.iter_mut()) {
+            if let Some(name) = lock.relation.as_ref().and_then(|r| late.get(r)) {
+                lock.relation = Some(name.clone());
+            }
+        }
     }
 
     async fn read_activity(
