@@ -3,30 +3,17 @@
 //! lock holds measured per scale, and compared with the baseline's.
 
 use std::path::Path;
-use std::process::Command;
 
 use rehearse::locks::LockMode;
 use rehearse::report::bench::BenchReport;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rehearse");
+mod cli_support;
 
-fn rehearse(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(BIN)
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .output()
-        .expect("run rehearse");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use cli_support::{local_binaries_or_skip, rehearse};
 
 #[test]
 fn bench_saves_a_baseline_and_fails_when_slower_than_it() {
-    if rehearse::provision::PgBinaries::find(None, None).is_err() {
-        let _: Option<()> = rehearse::testing::skip("local postgres binaries", &"none found");
+    if !local_binaries_or_skip() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -118,8 +105,7 @@ fn write_lock_scenario(dir: &Path) {
 
 #[test]
 fn bench_measures_the_lock_hold_at_every_scale_and_compares_it() {
-    if rehearse::provision::PgBinaries::find(None, None).is_err() {
-        let _: Option<()> = rehearse::testing::skip("local postgres binaries", &"none found");
+    if !local_binaries_or_skip() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

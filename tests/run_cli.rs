@@ -1,26 +1,12 @@
 //! `rehearse run` as users run it: scenarios in, reports and exit codes out.
 
-use std::process::Command;
+mod cli_support;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rehearse");
-
-fn rehearse(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(BIN)
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .output()
-        .expect("run rehearse");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use cli_support::{local_binaries_or_skip, rehearse};
 
 #[test]
 fn run_writes_a_json_report_without_passwords() {
-    if rehearse::provision::PgBinaries::find(None, None).is_err() {
-        let _: Option<()> = rehearse::testing::skip("local postgres binaries", &"none found");
+    if !local_binaries_or_skip() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -91,8 +77,7 @@ fn an_empty_folder_is_bad_input() {
 /// `run` say the rollout must halt and exit non-zero.
 #[test]
 fn a_failing_migration_halts_the_rollout_and_exits_1() {
-    if rehearse::provision::PgBinaries::find(None, None).is_err() {
-        let _: Option<()> = rehearse::testing::skip("local postgres binaries", &"none found");
+    if !local_binaries_or_skip() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -123,8 +108,7 @@ fn a_failing_migration_halts_the_rollout_and_exits_1() {
 /// deploy step runs afterwards, `rollout-halt` is reported, exit 1.
 #[test]
 fn a_failing_migration_halts_a_rollout_plan() {
-    if rehearse::provision::PgBinaries::find(None, None).is_err() {
-        let _: Option<()> = rehearse::testing::skip("local postgres binaries", &"none found");
+    if !local_binaries_or_skip() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -168,8 +152,7 @@ fn a_failing_migration_halts_a_rollout_plan() {
 /// 23502 once a NOT NULL column without default exists).
 #[test]
 fn the_report_records_every_execution() {
-    if rehearse::provision::PgBinaries::find(None, None).is_err() {
-        let _: Option<()> = rehearse::testing::skip("local postgres binaries", &"none found");
+    if !local_binaries_or_skip() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

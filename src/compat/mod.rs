@@ -521,6 +521,22 @@ pub(crate) mod fixtures {
         )
         .unwrap()
     }
+
+    /// Old and new `get` prepare alike on both schema states, and the plan
+    /// runs old `get` once without error: no compatibility check may fire.
+    pub(crate) fn every_query_works() -> CompatReport {
+        let probes = [
+            probed(0, "old", "get", shape(&[("id", "int4")])),
+            probed(1, "old", "get", shape(&[("id", "int4")])),
+            probed(0, "new", "get", shape(&[("id", "int4")])),
+            probed(1, "new", "get", shape(&[("id", "int4")])),
+        ];
+        report(
+            &probes,
+            &migrate_then_deploy(),
+            &[exec("old", "get", 1, None)],
+        )
+    }
 }
 
 #[cfg(test)]
