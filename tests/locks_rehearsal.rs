@@ -10,11 +10,21 @@ use rehearse::testing::shared_server;
 
 /// Rehearses the example scenario `name` on the shared test server.
 async fn rehearse_example(name: &str) -> Option<(Plan, ScenarioReport)> {
+    rehearse_example_with(name, |_| {}).await
+}
+
+/// Rehearses the example scenario `name`, changed by `edit` first.
+async fn rehearse_example_with(
+    name: &str,
+    edit: impl FnOnce(&mut Scenario),
+) -> Option<(Plan, ScenarioReport)> {
     let server = shared_server()?;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("scenarios")
         .join(name);
-    let plan = Plan::prepare(Scenario::load(&dir).unwrap()).unwrap();
+    let mut scenario = Scenario::load(&dir).unwrap();
+    edit(&mut scenario);
+    let plan = Plan::prepare(scenario).unwrap();
     let report = rehearse_on(
         &plan,
         &server,
@@ -76,4 +86,27 @@ async fn waits_name_the_statement_that_took_the_lock() {
             "{wait:#?}"
         );
     }
+}
+
+/// `[locks] sample_interval_ms` reaches the sampler: the report records the
+/// interval, and the sample count fits it (at 10 ms the same rehearsal
+/// would take five times as many samples).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scenario_sets_the_sampling_interval() {
+    let Some((_, report)) = rehearse_example_with("smoke", |scenario| {
+        scenario.locks.sample_interval_ms = 50;
+    })
+    .await
+    else {
+        return;
+    };
+    let sampled = report
+        .locks
+        .as_ref()
+        .and_then(|l| l.sampled.as_ref())
+        .expect("no samples");
+    assert_eq!(sampled.interval_us, 50_000);
+    assert!(sampled.samples > 0);
+    let most = sampled.sample_rate_per_second;
+    assert!(most <= 21.0, "{most} samples/s at a 50 ms interval");
 }

@@ -80,6 +80,16 @@ async fn lifecycle(postgres: Postgres, admin: Option<&Postgres>) {
         .await
         .unwrap();
     drop(client);
+    // The harness's own observers (the lock sampler) take the cluster's unix
+    // socket when this process started the server, and TCP otherwise.
+    let nearby = postgres.conn().connect_nearby("nearby").await.unwrap();
+    let over_tcp: bool = nearby
+        .query_one("SELECT inet_client_addr() IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(over_tcp, postgres.backend() != Backend::Local);
+    drop(nearby);
     postgres.shutdown().await.unwrap();
     assert_released(&resources, admin).await;
 }

@@ -245,7 +245,7 @@ async fn time_pending(plan: &Plan, clone: &ConnInfo) -> Result<Run, String> {
         .map_err(|e| format!("counting rows: {e}"))?
         .get(0);
     drop(client);
-    let options = SamplerOptions::default();
+    let options = SamplerOptions::default().with_interval(plan.scenario.locks.sample_interval());
     let deadline = options.deadline;
     let sampler = locks::sampler::start(clone, options)
         .await

@@ -4,6 +4,7 @@
 //! it, and [`ConnInfo::display_url`] is what goes into output and reports.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio_postgres::NoTls;
@@ -19,6 +20,9 @@ pub struct ConnInfo {
     pub user: String,
     pub(crate) password: Option<String>,
     pub dbname: String,
+    /// The unix socket directory of a cluster this process started (local
+    /// backend); `None` for Docker and user-named servers.
+    pub(crate) socket_dir: Option<PathBuf>,
 }
 
 impl ConnInfo {
@@ -30,7 +34,14 @@ impl ConnInfo {
             user: user.into(),
             password: None,
             dbname: "postgres".into(),
+            socket_dir: None,
         }
+    }
+
+    #[must_use]
+    pub(crate) fn with_socket_dir(mut self, socket_dir: &Path) -> Self {
+        self.socket_dir = Some(socket_dir.to_path_buf());
+        self
     }
 
     #[must_use]
@@ -83,8 +94,16 @@ impl ConnInfo {
     #[must_use]
     pub fn pg_config(&self, application_name: &str) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
+        config.host(&self.host);
+        self.configure(config, application_name)
+    }
+
+    fn configure(
+        &self,
+        mut config: tokio_postgres::Config,
+        application_name: &str,
+    ) -> tokio_postgres::Config {
         config
-            .host(&self.host)
             .port(self.port)
             .user(&self.user)
             .dbname(&self.dbname)
@@ -101,14 +120,42 @@ impl ConnInfo {
         &self,
         application_name: &str,
     ) -> Result<tokio_postgres::Client, ProvisionError> {
-        let (client, connection) = self
-            .pg_config(application_name)
-            .connect(NoTls)
+        self.connect_with(self.pg_config(application_name)).await
+    }
+
+    /// Like [`ConnInfo::connect`], through the cluster's unix socket when
+    /// this process started the server (local backend), else over TCP.
+    ///
+    /// For the harness's own observers, such as the lock sampler, which
+    /// make a round trip every few milliseconds: a unix socket round trip
+    /// costs both ends a good deal less CPU than loopback TCP, and that CPU
+    /// comes out of the rehearsed workload. Application traffic keeps TCP,
+    /// as in production.
+    pub async fn connect_nearby(
+        &self,
+        application_name: &str,
+    ) -> Result<tokio_postgres::Client, ProvisionError> {
+        let Some(dir) = &self.socket_dir else {
+            return self.connect(application_name).await;
+        };
+        let mut config = tokio_postgres::Config::new();
+        config.host_path(dir);
+        self.connect_with(self.configure(config, application_name))
             .await
-            .map_err(|source| ProvisionError::Connect {
-                target: self.display_url(),
-                message: crate::provision::describe_pg_error(&source),
-            })?;
+    }
+
+    async fn connect_with(
+        &self,
+        config: tokio_postgres::Config,
+    ) -> Result<tokio_postgres::Client, ProvisionError> {
+        let (client, connection) =
+            config
+                .connect(NoTls)
+                .await
+                .map_err(|source| ProvisionError::Connect {
+                    target: self.display_url(),
+                    message: crate::provision::describe_pg_error(&source),
+                })?;
         tokio::spawn(async move {
             // Errors surface on the client side; the task only drives I/O.
             let _ = connection.await;
@@ -125,6 +172,7 @@ impl fmt::Debug for ConnInfo {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("dbname", &self.dbname)
+            .field("socket_dir", &self.socket_dir)
             .finish()
     }
 }

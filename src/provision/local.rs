@@ -275,7 +275,7 @@ impl LocalCluster {
             cluster.conn = ConnInfo::new("127.0.0.1", port, SUPERUSER);
             match cluster.wait_ready(&socket_dir, port, deadline).await {
                 Ok(client) => {
-                    cluster.finish_setup(&client, port).await?;
+                    cluster.finish_setup(&client, port, &socket_dir).await?;
                     return Ok(cluster);
                 }
                 Err(ReadyError::PortInUse) => {
@@ -375,6 +375,7 @@ impl LocalCluster {
         &mut self,
         client: &tokio_postgres::Client,
         port: u16,
+        socket_dir: &Path,
     ) -> Result<(), ProvisionError> {
         let password = random_password();
         let set_password = format!(
@@ -386,7 +387,9 @@ impl LocalCluster {
             .map_err(|e| {
                 ProvisionError::Local(format!("setting the password: {}", describe_pg_error(&e)))
             })?;
-        self.conn = ConnInfo::new("127.0.0.1", port, SUPERUSER).with_password(Some(password));
+        self.conn = ConnInfo::new("127.0.0.1", port, SUPERUSER)
+            .with_password(Some(password))
+            .with_socket_dir(socket_dir);
         Ok(())
     }
 

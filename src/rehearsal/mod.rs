@@ -381,9 +381,12 @@ async fn rehearse_clones(
     });
     let started = Instant::now();
     // Locks (issue 6): the sampler watches the target during the rehearsal.
-    let sampler = locks::sampler::start(target, locks::SamplerOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
+    let sampler = locks::sampler::start(
+        target,
+        locks::SamplerOptions::default().with_interval(plan.scenario.locks.sample_interval()),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     // The timeline's clock starts right after the sampler's; the gap between
     // the two origins is measured, not assumed, so that attribution by time
     // and the report's lock bars line up with the timeline's events.

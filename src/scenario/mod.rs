@@ -46,6 +46,15 @@ struct RawScenario {
     workloads: std::collections::BTreeMap<String, Spanned<PathBuf>>,
     #[serde(default)]
     rollout: Option<Spanned<crate::rehearsal::rollout::RolloutConfig>>,
+    #[serde(default)]
+    locks: RawLocks,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLocks {
+    #[serde(default)]
+    sample_interval_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,6 +126,38 @@ pub struct Scenario {
     pub workloads: Vec<crate::workload::Workload>,
     /// Issue 5: the rollout plan, steps expanded.
     pub rollout: Option<crate::rehearsal::rollout::RolloutSpec>,
+    /// How the lock sampler watches the rehearsal.
+    pub locks: LocksSpec,
+}
+
+/// `[locks]`: how the live lock sampler watches the rehearsal.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LocksSpec {
+    /// Time between two `pg_locks` samples: the resolution of every lock
+    /// hold and wait in the report. Each sample is a round trip, so a
+    /// shorter interval takes more CPU from the rehearsed workload (about
+    /// 2 % of a 2-core machine at 10 ms; README, "Lock sampler").
+    pub sample_interval_ms: u64,
+}
+
+impl LocksSpec {
+    /// The default interval, 10 ms.
+    pub const DEFAULT_INTERVAL_MS: u64 = 10;
+    /// Bounds a scenario may ask for.
+    pub const INTERVAL_MS: std::ops::RangeInclusive<u64> = 1..=1_000;
+
+    #[must_use]
+    pub fn sample_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.sample_interval_ms)
+    }
+}
+
+impl Default for LocksSpec {
+    fn default() -> Self {
+        LocksSpec {
+            sample_interval_ms: Self::DEFAULT_INTERVAL_MS,
+        }
+    }
 }
 
 /// Where the migrations are and which of them production already has.
@@ -241,9 +282,28 @@ impl Scenario {
         };
         let (workloads, rollout) =
             workloads_and_rollout(raw.workloads, raw.rollout, base, &error_at)?;
+        let mut locks = LocksSpec::default();
+        if let Some(interval) = raw.locks.sample_interval_ms {
+            if !LocksSpec::INTERVAL_MS.contains(interval.get_ref()) {
+                return Err(error_at(
+                    interval.span(),
+                    format!(
+                        "`locks.sample_interval_ms` = {} is out of range: use {}-{} \
+                         milliseconds (default {}; shorter costs the workload more CPU, \
+                         longer misses short lock holds)",
+                        interval.get_ref(),
+                        LocksSpec::INTERVAL_MS.start(),
+                        LocksSpec::INTERVAL_MS.end(),
+                        LocksSpec::DEFAULT_INTERVAL_MS
+                    ),
+                ));
+            }
+            locks.sample_interval_ms = interval.into_inner();
+        }
         Ok(Scenario {
             workloads,
             rollout,
+            locks,
             name,
             description: raw.description,
             path: path.to_path_buf(),
@@ -406,6 +466,34 @@ mod tests {
         let ok = parse("name = \"x\"\n[migrations]\ndir = \"src\"\n[replicas]\ncount = 8\nrunner = \"session-advisory-lock\"\n[expect]\nfindings = [\"double-application\"]\n").unwrap();
         assert_eq!(ok.replicas.count, 8);
         assert_eq!(ok.expect.findings, vec![CheckId::DoubleApplication]);
+    }
+
+    #[test]
+    fn the_lock_sampling_interval_is_read_and_bounded() {
+        let s = parse("name = \"x\"\n[migrations]\ndir = \"src\"\n").unwrap();
+        assert_eq!(s.locks.sample_interval_ms, 10);
+        let s =
+            parse("name = \"x\"\n[migrations]\ndir = \"src\"\n[locks]\nsample_interval_ms = 50\n")
+                .unwrap();
+        assert_eq!(
+            s.locks.sample_interval(),
+            std::time::Duration::from_millis(50)
+        );
+        let err =
+            parse("name = \"x\"\n[migrations]\ndir = \"src\"\n[locks]\nsample_interval_ms = 0\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("s.toml:5:22:") && err.contains("`locks.sample_interval_ms` = 0"),
+            "{err}"
+        );
+        let err = parse("name = \"x\"\n[migrations]\ndir = \"src\"\n[locks]\ninterval = 50\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("s.toml:5:1:") && err.contains("unknown field `interval`"),
+            "{err}"
+        );
     }
 
     #[test]
