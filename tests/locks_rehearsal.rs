@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use rehearse::locks::LockAnalysis;
 use rehearse::rehearsal::{Plan, rehearse_on};
 use rehearse::report::ScenarioReport;
 use rehearse::scenario::Scenario;
@@ -35,6 +36,15 @@ async fn rehearse_example_with(
     Some((plan, report))
 }
 
+/// The sampler's analysis in a report.
+fn sampled(report: &ScenarioReport) -> &LockAnalysis {
+    report
+        .locks
+        .as_ref()
+        .and_then(|l| l.sampled.as_ref())
+        .expect("no samples")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rehearsal_report_carries_the_trace_and_the_samples() {
     let Some((plan, report)) = rehearse_example("smoke").await else {
@@ -63,11 +73,7 @@ async fn waits_name_the_statement_that_took_the_lock() {
     let Some((_, report)) = rehearse_example("startup-coupled-migrations").await else {
         return;
     };
-    let sampled = report
-        .locks
-        .as_ref()
-        .and_then(|l| l.sampled.as_ref())
-        .expect("no samples");
+    let sampled = sampled(&report);
     let behind_migration: Vec<_> = sampled
         .waits
         .iter()
@@ -100,11 +106,7 @@ async fn the_scenario_sets_the_sampling_interval() {
     else {
         return;
     };
-    let sampled = report
-        .locks
-        .as_ref()
-        .and_then(|l| l.sampled.as_ref())
-        .expect("no samples");
+    let sampled = sampled(&report);
     assert_eq!(sampled.interval_us, 50_000);
     assert!(sampled.samples > 0);
     let most = sampled.sample_rate_per_second;
