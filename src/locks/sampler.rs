@@ -45,7 +45,7 @@ pub const SAMPLER_APPLICATION_NAME: &str = "rehearse-lock-sampler";
 pub struct SamplerOptions {
     /// Default 10 ms; a scenario sets it with `[locks] sample_interval_ms`.
     /// Each tick is a round trip: on a saturated 2-core VM, 10 ms costs the
-    /// workload about 2-3 % of its throughput (README, "Lock sampler").
+    /// workload 2-5 % of its throughput (README, "Lock sampler").
     pub interval: Duration,
     /// Bound for one sample's query.
     pub statement_timeout: Duration,
