@@ -95,8 +95,7 @@ async fn waits_name_the_statement_that_took_the_lock() {
 }
 
 /// `[locks] sample_interval_ms` reaches the sampler: the report records the
-/// interval, and the sample count fits it (at 10 ms the same rehearsal
-/// would take five times as many samples).
+/// interval, and the sample rate fits it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scenario_sets_the_sampling_interval() {
     let Some((_, report)) = rehearse_example_with("smoke", |scenario| {
@@ -109,6 +108,8 @@ async fn the_scenario_sets_the_sampling_interval() {
     let sampled = sampled(&report);
     assert_eq!(sampled.interval_us, 50_000);
     assert!(sampled.samples > 0);
-    let most = sampled.sample_rate_per_second;
-    assert!(most <= 21.0, "{most} samples/s at a 50 ms interval");
+    // About 20/s (the first tick is immediate, so a short run shows a bit
+    // more); the default 10 ms would show about 100/s.
+    let rate = sampled.sample_rate_per_second;
+    assert!(rate < 40.0, "{rate} samples/s at a 50 ms interval");
 }
