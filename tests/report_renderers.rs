@@ -60,16 +60,10 @@ fn raced(name: &str, expect: Expectations) -> ScenarioReport {
     let findings = check_race(&race);
     let judgement = judge(&findings, &expect);
     let mut report = ScenarioReport::new(name, std::path::Path::new("scenarios/x/scenario.toml"));
-    report.verdict = if judgement.pass {
-        Verdict::Pass
-    } else {
-        Verdict::Fail
-    };
+    report.conclude(findings, judgement);
     report.backend = Some("local".into());
     report.postgres_version = Some("15.14".into());
     report.stages = stages();
-    report.reasons = judgement.reasons;
-    report.findings = findings;
     report.race = Some(race);
     report.expect = expect;
     report
@@ -84,13 +78,7 @@ fn recorded_locks() -> ScenarioReport {
     let mut findings = check_race(report.race.as_ref().unwrap());
     findings.extend(check_locks(report.locks.as_ref().unwrap()));
     let judgement = judge_with_locks(&findings, report.locks.as_ref(), &report.expect);
-    report.verdict = if judgement.pass {
-        Verdict::Pass
-    } else {
-        Verdict::Fail
-    };
-    report.reasons = judgement.reasons;
-    report.findings = findings;
+    report.conclude(findings, judgement);
     report
 }
 

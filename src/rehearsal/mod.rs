@@ -496,13 +496,7 @@ async fn rehearse_clones(
         started,
         format!("{} finding(s)", findings.len()),
     );
-    report.verdict = if judgement.pass {
-        Verdict::Pass
-    } else {
-        Verdict::Fail
-    };
-    report.reasons = judgement.reasons;
-    report.findings = findings;
+    report.conclude(findings, judgement);
     report.locks = Some(lock_report);
     Ok(())
 }

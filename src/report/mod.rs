@@ -103,6 +103,21 @@ impl ScenarioReport {
             locks: None,
         }
     }
+
+    /// Records the checks' findings and the verdict judged from them.
+    pub fn conclude(
+        &mut self,
+        findings: Vec<crate::findings::Finding>,
+        judgement: crate::findings::Judgement,
+    ) {
+        self.verdict = if judgement.pass {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        };
+        self.reasons = judgement.reasons;
+        self.findings = findings;
+    }
 }
 
 /// One line for the log as a scenario finishes: `PASS name (N findings)`.
