@@ -13,6 +13,9 @@
 //!   "off" arm is the control, whose interval shows what the machine can
 //!   resolve. `REHEARSE_LOCKS_ROUNDS` sets the rounds (default 100; on a
 //!   noisy 2-core VM, 600 narrow the interval to about ±1 point).
+//! - The server has the default `max_connections` of a rehearsal (100);
+//!   `REHEARSE_LOCKS_MAX_CONNECTIONS` sets another, since every `pg_locks`
+//!   read walks lock tables sized by it.
 //! - `locks/workload`: the criterion groups, sampler off and at 10 ms,
 //!   one after the other (so they carry the drift the comparison cancels).
 //!
@@ -25,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rehearse::locks::{SamplerOptions, sampler};
-use rehearse::provision::{Backend, ConnInfo, Postgres, ProvisionOptions};
+use rehearse::provision::{Backend, ConnInfo, DEFAULT_MAX_CONNECTIONS, Postgres, ProvisionOptions};
 
 const CONNECTIONS: usize = 4;
 const TRANSACTIONS: u64 = 2_000;
@@ -378,7 +381,16 @@ async fn interleaved(conn: &ConnInfo, clients: &[tokio_postgres::Client], rounds
 
 fn bench(c: &mut Criterion) {
     let rt = runtime();
-    let options = ProvisionOptions::default().with_backend(Backend::Local);
+    // What `rehearse run` starts unless a scenario needs more connections;
+    // `REHEARSE_LOCKS_MAX_CONNECTIONS` measures another size (every
+    // pg_locks read walks lock tables sized by it).
+    let max_connections = std::env::var("REHEARSE_LOCKS_MAX_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    let options = ProvisionOptions::default()
+        .with_backend(Backend::Local)
+        .with_max_connections(max_connections);
     let postgres = match rt.block_on(Postgres::start(&options)) {
         Ok(postgres) => postgres,
         Err(e) => {
@@ -386,6 +398,7 @@ fn bench(c: &mut Criterion) {
             return;
         }
     };
+    eprintln!("locks bench: local server, max_connections = {max_connections}");
     let conn = rt.block_on(postgres.create_database(None)).unwrap();
     let clients = rt.block_on(setup(&conn));
 

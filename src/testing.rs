@@ -106,6 +106,10 @@ pub fn test_backend() -> Backend {
 type Shared = Result<Arc<Postgres>, String>;
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
+
+/// `max_connections` of the shared server: a test binary's tests rehearse
+/// on it at once, each with its replicas and clients.
+pub const SHARED_MAX_CONNECTIONS: u32 = 300;
 static SHUTDOWN: Mutex<Option<std::sync::mpsc::Sender<()>>> = Mutex::new(None);
 static STOPPED: Mutex<Option<std::sync::mpsc::Receiver<()>>> = Mutex::new(None);
 
@@ -135,6 +139,8 @@ fn start_shared() -> Shared {
     let (stopped_tx, stopped_rx) = std::sync::mpsc::channel::<()>();
     let options = ProvisionOptions::default()
         .with_backend(test_backend())
+        // The tests of a binary run at once on this one server.
+        .with_max_connections(SHARED_MAX_CONNECTIONS)
         .with_database_url(
             std::env::var("DATABASE_URL")
                 .ok()

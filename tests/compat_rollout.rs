@@ -33,6 +33,36 @@ async fn rollout(name: &str) -> Option<ScenarioReport> {
     Some(report)
 }
 
+/// A scenario that needs more connections than the server takes fails
+/// before anything runs, saying how many and which flag raises it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_too_small_for_the_rollout_is_reported_up_front() {
+    let Some(server) = shared_server() else {
+        return;
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/expand-contract-rename");
+    let mut plan = Plan::prepare(Scenario::load(&path).unwrap()).unwrap();
+    for workload in &mut plan.scenario.workloads {
+        workload.clients = 64;
+    }
+    plan.scenario.rollout.as_mut().unwrap().config.replicas = 16;
+    let report = rehearse_on(
+        &plan,
+        &server,
+        ScenarioReport::new(&plan.scenario.name, &plan.scenario.path),
+    )
+    .await;
+    assert_eq!(report.verdict, Verdict::Error);
+    let error = report.error.unwrap_or_default();
+    assert!(
+        error.contains("about 1111 connections")
+            && error.contains("--max-connections 1114")
+            && error.contains("expand-contract-rename"),
+        "{error}"
+    );
+    assert!(report.stages.is_empty(), "nothing ran: {:?}", report.stages);
+}
+
 /// The live (plan-run) breakages as (class, version, query, state, SQLSTATE).
 fn live(compat: &CompatReport) -> Vec<(BreakageClass, String, String, String, String)> {
     let mut list: Vec<_> = compat

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use rehearse::provision::{Backend, Postgres, ProvisionOptions, Resource};
+use rehearse::provision::{Backend, DEFAULT_MAX_CONNECTIONS, Postgres, ProvisionOptions, Resource};
 use rehearse::testing::{shared_server, start_or_skip};
 
 fn options(backend: Backend) -> ProvisionOptions {
@@ -51,8 +51,9 @@ async fn assert_released(resources: &[Resource], admin: Option<&Postgres>) {
     }
 }
 
-/// start, `SELECT version()`, DDL, shutdown, nothing left.
-async fn lifecycle(postgres: Postgres, admin: Option<&Postgres>) {
+/// start, `SELECT version()`, `max_connections`, DDL, shutdown, nothing
+/// left.
+async fn lifecycle(postgres: Postgres, admin: Option<&Postgres>, max_connections: u32) {
     let resources = postgres.resources();
     assert!(!resources.is_empty(), "a running instance owns something");
     assert_eq!(
@@ -71,6 +72,12 @@ async fn lifecycle(postgres: Postgres, admin: Option<&Postgres>) {
         version.contains(postgres.version().split(' ').next().unwrap()),
         "{version}"
     );
+    let max: String = client
+        .query_one("SHOW max_connections", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(max, max_connections.to_string(), "max_connections");
     client
         .batch_execute(
             "CREATE TABLE t (id bigint PRIMARY KEY, note text NOT NULL); \
@@ -96,12 +103,14 @@ async fn lifecycle(postgres: Postgres, admin: Option<&Postgres>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_backend_lifecycle() {
-    let Some(postgres) = start_or_skip(&options(Backend::Local)).await else {
+    // Sized as asked: every pg_locks read walks tables sized by it.
+    let Some(postgres) = start_or_skip(&options(Backend::Local).with_max_connections(120)).await
+    else {
         return;
     };
     assert_eq!(postgres.backend(), Backend::Local);
     assert!(matches!(postgres.resources()[0], Resource::Directory(_)));
-    lifecycle(postgres, None).await;
+    lifecycle(postgres, None, 120).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,7 +119,7 @@ async fn docker_backend_lifecycle() {
         return;
     };
     assert_eq!(postgres.backend(), Backend::Docker);
-    lifecycle(postgres, None).await;
+    lifecycle(postgres, None, DEFAULT_MAX_CONNECTIONS).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,14 +133,17 @@ async fn url_backend_lifecycle_touches_only_its_own_database() {
         .await
         .unwrap()
         .get(0);
-    let postgres = Postgres::start(&options).await.unwrap();
+    // A server the user names keeps its own max_connections.
+    let postgres = Postgres::start(&options.with_max_connections(120))
+        .await
+        .unwrap();
     assert_eq!(postgres.backend(), Backend::Url);
     assert!(
         postgres.conn().dbname.starts_with("rehearse_"),
         "{}",
         postgres.conn().dbname
     );
-    lifecycle(postgres, Some(&server)).await;
+    lifecycle(postgres, Some(&server), DEFAULT_MAX_CONNECTIONS).await;
     let after: i64 = admin
         .query_one("SELECT count(*) FROM pg_database", &[])
         .await

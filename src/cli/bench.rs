@@ -83,6 +83,9 @@ pub(crate) async fn bench(args: BenchArgs, quiet: bool) -> Exit {
         Err(e) => return fail(&e, Exit::BadInput),
     };
     let options = args.backend.options(plan.scenario.backend);
+    let options = options
+        .clone()
+        .with_max_connections(plan.server_max_connections(&options));
     let postgres = match Postgres::start(&options).await {
         Ok(postgres) => postgres,
         Err(e) => return fail(&e, provision_exit(&e)),

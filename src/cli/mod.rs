@@ -75,6 +75,16 @@ pub(crate) struct BackendArgs {
     /// Seconds to wait for a Postgres to start and answer.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     startup_timeout: u64,
+    /// max_connections of a server this run starts (local, docker); `run`
+    /// and `bench` raise it to what a scenario's replicas and clients need.
+    /// Larger makes every lock sample dearer.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = crate::provision::DEFAULT_MAX_CONNECTIONS,
+        value_parser = clap::value_parser!(u32).range(10..=10_000)
+    )]
+    max_connections: u32,
 }
 
 impl BackendArgs {
@@ -98,6 +108,7 @@ impl BackendArgs {
             pg_bin_dir: self.pg_bin.clone(),
             tmp_dir: self.tmp_dir.clone(),
             startup_timeout: Duration::from_secs(self.startup_timeout),
+            max_connections: self.max_connections,
             ..ProvisionOptions::default()
         }
     }

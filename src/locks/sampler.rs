@@ -23,7 +23,10 @@
 //! the round trip itself (a `SELECT 1` poller costs about as much), plus
 //! `pg_locks`, which walks every backend slot's fast-path locks and the
 //! whole shared lock and predicate-lock hash tables, all sized by
-//! `max_connections`, whatever few locks are held.
+//! `max_connections`, whatever few locks are held. That is why the servers
+//! a rehearsal starts keep Postgres's default of 100 unless a scenario
+//! needs more ([`crate::rehearsal::Plan::server_max_connections`]): at 300
+//! the backend's half of a tick costs about a third more.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -44,8 +47,9 @@ pub const SAMPLER_APPLICATION_NAME: &str = "rehearse-lock-sampler";
 #[derive(Debug, Clone)]
 pub struct SamplerOptions {
     /// Default 10 ms; a scenario sets it with `[locks] sample_interval_ms`.
-    /// Each tick is a round trip: on a saturated 2-core VM, 10 ms costs the
-    /// workload 2-5 % of its throughput (README, "Lock sampler").
+    /// Each tick is a round trip plus a walk of the lock tables: on a
+    /// saturated 2-core VM with `max_connections = 100`, 10 ms costs the
+    /// workload about 2 % of its throughput (README, "Lock sampler").
     pub interval: Duration,
     /// Bound for one sample's query.
     pub statement_timeout: Duration,

@@ -213,17 +213,9 @@ impl DockerInstance {
 
         let durable = options.durable;
         let mut args: Vec<String> = Vec::new();
-        let mut settings = vec!["max_connections=300"];
-        if !options.durable {
-            settings.extend([
-                "fsync=off",
-                "synchronous_commit=off",
-                "full_page_writes=off",
-            ]);
-        }
-        for setting in settings {
+        for setting in super::common_settings(options) {
             args.push("-c".into());
-            args.push(setting.into());
+            args.push(setting);
         }
         let request = PostgresImage::default()
             .with_user(SUPERUSER)

@@ -461,31 +461,20 @@ fn stop_postmaster(child: &mut Child) {
     }
 }
 
-/// The settings every local cluster gets. Speed settings change timings, so
-/// `durable` (production-like) leaves them out.
-fn server_settings(port: u16, socket_dir: &Path, durable: bool) -> Vec<String> {
+/// The settings of a local cluster: where it listens, then the settings
+/// every backend gets.
+fn server_settings(port: u16, socket_dir: &Path, options: &ProvisionOptions) -> Vec<String> {
     let mut settings = vec![
         format!("port={port}"),
         "listen_addresses=127.0.0.1".to_string(),
         format!("unix_socket_directories={}", socket_dir.display()),
         "unix_socket_permissions=0700".to_string(),
-        // 32 replicas + app workloads + sampler + admin connections.
-        "max_connections=300".to_string(),
         "password_encryption=scram-sha-256".to_string(),
         // POSIX segments would live in /dev/shm and outlive an immediate
         // shutdown; mmap keeps them inside the data dir we delete.
         "dynamic_shared_memory_type=mmap".to_string(),
     ];
-    if !durable {
-        settings.extend(
-            [
-                "fsync=off",
-                "synchronous_commit=off",
-                "full_page_writes=off",
-            ]
-            .map(String::from),
-        );
-    }
+    settings.extend(super::common_settings(options));
     settings
 }
 
@@ -506,7 +495,7 @@ fn spawn_postgres(
         .map_err(|e| ProvisionError::Local(format!("log file: {e}")))?;
     let mut command = Command::new(cluster.bins.dir.join("postgres"));
     command.arg("-D").arg(data);
-    for setting in server_settings(port, socket_dir, options.durable) {
+    for setting in server_settings(port, socket_dir, options) {
         command.arg("-c").arg(setting);
     }
     command.stdin(Stdio::null()).stdout(log).stderr(log_err);
@@ -766,9 +755,11 @@ mod tests {
 
     #[test]
     fn speed_settings_are_left_out_when_durable() {
-        let fast = server_settings(5, Path::new("/s"), false);
+        let options = ProvisionOptions::default();
+        let fast = server_settings(5, Path::new("/s"), &options);
         assert!(fast.iter().any(|s| s == "fsync=off"));
-        let durable = server_settings(5, Path::new("/s"), true);
+        assert!(fast.iter().any(|s| s == "max_connections=100"));
+        let durable = server_settings(5, Path::new("/s"), &options.with_durable(true));
         assert!(!durable.iter().any(|s| s.starts_with("fsync")));
         assert!(durable.iter().any(|s| s == "listen_addresses=127.0.0.1"));
     }

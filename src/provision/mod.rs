@@ -174,7 +174,36 @@ pub struct ProvisionOptions {
     pub startup_timeout: Duration,
     /// Bound on pulling a missing Docker image.
     pub pull_timeout: Duration,
+    /// `max_connections` of a server this process starts (local, docker):
+    /// [`DEFAULT_MAX_CONNECTIONS`] unless a run needs more. Every
+    /// `pg_locks` read walks lock tables sized by it, so the lock sampler's
+    /// cost grows with it (README, "Lock sampler"). The url backend's
+    /// server keeps its own.
+    pub max_connections: u32,
     pub run_id: RunId,
+}
+
+/// Postgres's own default `max_connections`, and ours: enough for 32 racing
+/// replicas with a few clients each, the sampler and the harness's own
+/// connections. `rehearse run` raises it for a scenario that needs more.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 100;
+
+/// Settings every server this process starts gets, whatever the backend.
+/// Speed settings change timings, so `durable` (production-like) leaves
+/// them out.
+pub(crate) fn common_settings(options: &ProvisionOptions) -> Vec<String> {
+    let mut settings = vec![format!("max_connections={}", options.max_connections)];
+    if !options.durable {
+        settings.extend(
+            [
+                "fsync=off",
+                "synchronous_commit=off",
+                "full_page_writes=off",
+            ]
+            .map(String::from),
+        );
+    }
+    settings
 }
 
 impl Default for ProvisionOptions {
@@ -189,6 +218,7 @@ impl Default for ProvisionOptions {
             tmp_dir: None,
             startup_timeout: Duration::from_secs(60),
             pull_timeout: Duration::from_secs(300),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             run_id: RunId::new(),
         }
     }
@@ -222,6 +252,12 @@ impl ProvisionOptions {
     #[must_use]
     pub fn with_tmp_dir(mut self, dir: Option<PathBuf>) -> Self {
         self.tmp_dir = dir;
+        self
+    }
+
+    #[must_use]
+    pub fn with_max_connections(mut self, max_connections: u32) -> Self {
+        self.max_connections = max_connections;
         self
     }
 

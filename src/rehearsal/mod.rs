@@ -87,6 +87,84 @@ impl Plan {
         }
         hex::encode(hasher.finalize())
     }
+
+    /// Connections a rehearsal of this plan may hold at once: every racing
+    /// replica's (one or two for the built-in runners, a small pool for a
+    /// user's tool), every rollout replica's clients (one more replica
+    /// while a deploy replaces one), and the harness's own (admin, sampler,
+    /// snapshots, the compatibility check, the reserved superuser slots).
+    #[must_use]
+    pub fn connections_needed(&self) -> u32 {
+        let scenario = &self.scenario;
+        let per_replica = match scenario.replicas.runner {
+            RunnerKind::Command | RunnerKind::Container => PROCESS_RUNNER_CONNECTIONS,
+            _ => 2,
+        };
+        let races = scenario.replicas.count.saturating_mul(per_replica);
+        let rollout = scenario.rollout.as_ref().map_or(0, |rollout| {
+            let clients = scenario.workloads.iter().map(|w| w.clients).max();
+            (rollout.config.replicas + 1)
+                .saturating_mul(clients.unwrap_or(0))
+                .saturating_add(per_replica)
+        });
+        HARNESS_CONNECTIONS
+            .saturating_add(races)
+            .saturating_add(rollout)
+    }
+
+    /// `max_connections` for a server this process starts for the plan:
+    /// the options' (default [`crate::provision::DEFAULT_MAX_CONNECTIONS`]),
+    /// raised to what the plan needs, in steps of 50 so that scenarios of
+    /// about the same size share a server.
+    #[must_use]
+    pub fn server_max_connections(&self, options: &ProvisionOptions) -> u32 {
+        let needed = self.connections_needed();
+        if needed <= options.max_connections {
+            options.max_connections
+        } else {
+            needed.div_ceil(50).saturating_mul(50)
+        }
+    }
+}
+
+/// A user's migration tool may open a small pool of its own.
+const PROCESS_RUNNER_CONNECTIONS: u32 = 4;
+/// Admin, sampler, snapshot and compatibility connections, plus Postgres's
+/// three `superuser_reserved_connections`.
+const HARNESS_CONNECTIONS: u32 = 16;
+
+/// Fails, before anything runs, when the server cannot take the plan's
+/// connections (a server the user named, or one started smaller), instead
+/// of replicas failing halfway with `too many clients`.
+async fn check_connection_room(plan: &Plan, postgres: &Postgres) -> Result<(), String> {
+    let client = postgres
+        .conn()
+        .connect("rehearse-admin")
+        .await
+        .map_err(|e| format!("connecting: {e}"))?;
+    let row = client
+        .query_one(
+            "SELECT current_setting('max_connections')::int4, \
+                    current_setting('superuser_reserved_connections')::int4",
+            &[],
+        )
+        .await
+        .map_err(|e| format!("reading max_connections: {e}"))?;
+    let (max, reserved): (i32, i32) = (row.get(0), row.get(1));
+    let room = u32::try_from(max - reserved).unwrap_or(0);
+    let total = plan.connections_needed();
+    // `total` counts three reserved slots, as Postgres's default does.
+    let needed = total.saturating_sub(3);
+    if needed > room {
+        return Err(format!(
+            "{}: this scenario may hold about {needed} connections at once ([replicas] count, \
+             [rollout] replicas times the workloads' clients, and the harness's own), but the \
+             server takes {room} (max_connections {max}, {reserved} reserved): pass \
+             --max-connections {total} or more, or raise max_connections on the server you named",
+            plan.scenario.path.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Records the stages of one scenario as they run, and shows them.
@@ -134,7 +212,9 @@ pub struct ServerPool {
     progress: bool,
 }
 
-type PoolKey = (crate::provision::Backend, Option<u32>);
+/// Backend, major version and `max_connections`: scenarios that need a
+/// bigger server get one of their own, the others share.
+type PoolKey = (crate::provision::Backend, Option<u32>, u32);
 
 impl ServerPool {
     /// Shows each scenario's stages as a progress bar on stderr (only on a
@@ -152,9 +232,10 @@ impl ServerPool {
         let progress = StageProgress::new(self.progress, &scenario.name, STAGES);
         let options = ProvisionOptions {
             pg_major: options.pg_major.or(scenario.postgres),
+            max_connections: plan.server_max_connections(options),
             ..options.clone()
         };
-        let key = (options.backend, options.pg_major);
+        let key = (options.backend, options.pg_major, options.max_connections);
         let index = match self.servers.iter().position(|(k, _)| *k == key) {
             Some(index) => index,
             None => {
@@ -249,6 +330,7 @@ async fn run_stages(
     stages: &mut Stages,
     report: &mut ScenarioReport,
 ) -> Result<(), String> {
+    check_connection_room(plan, postgres).await?;
     let config = &plan.scenario.replicas;
     if !plan.baseline.is_empty()
         && matches!(config.runner, RunnerKind::Command | RunnerKind::Container)
@@ -499,4 +581,44 @@ async fn rehearse_clones(
     report.conclude(findings, judgement);
     report.locks = Some(lock_report);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(name: &str) -> Plan {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("scenarios")
+            .join(name);
+        Plan::prepare(Scenario::load(&path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_server_is_sized_to_its_scenario() {
+        let options = ProvisionOptions::default();
+        // 8 built-in replicas, two connections each, and the harness's 16.
+        let race = example("naive-8-replicas");
+        assert_eq!(race.connections_needed(), 8 * 2 + 16);
+        assert_eq!(race.server_max_connections(&options), 100);
+        // A larger --max-connections wins.
+        let wide = options.clone().with_max_connections(500);
+        assert_eq!(race.server_max_connections(&wide), 500);
+        // 64 replicas of a user's tool, a small pool each: 272, in steps of 50.
+        let mut tool = race.clone();
+        tool.scenario.replicas.count = 64;
+        tool.scenario.replicas.runner = RunnerKind::Command;
+        assert_eq!(tool.connections_needed(), 64 * 4 + 16);
+        assert_eq!(tool.server_max_connections(&options), 300);
+        // A rollout: (2 replicas + 1 being replaced) x 2 clients, the
+        // migration job, the default 4 racing replicas, the harness.
+        let mut rollout = example("expand-contract-rename");
+        assert_eq!(rollout.connections_needed(), 3 * 2 + 2 + 4 * 2 + 16);
+        for workload in &mut rollout.scenario.workloads {
+            workload.clients = 64;
+        }
+        rollout.scenario.rollout.as_mut().unwrap().config.replicas = 16;
+        assert_eq!(rollout.connections_needed(), 17 * 64 + 2 + 4 * 2 + 16);
+        assert_eq!(rollout.server_max_connections(&options), 1150);
+    }
 }

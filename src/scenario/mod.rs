@@ -136,7 +136,7 @@ pub struct LocksSpec {
     /// Time between two `pg_locks` samples: the resolution of every lock
     /// hold and wait in the report. Each sample is a round trip, so a
     /// shorter interval takes more CPU from the rehearsed workload (about
-    /// 2 % of a 2-core machine at 10 ms; README, "Lock sampler").
+    /// 1.6 % of a 2-core machine at 10 ms; README, "Lock sampler").
     pub sample_interval_ms: u64,
 }
 
