@@ -183,9 +183,10 @@ pub struct ProvisionOptions {
     pub run_id: RunId,
 }
 
-/// Postgres's own default `max_connections`, and ours: enough for 32 racing
-/// replicas with a few clients each, the sampler and the harness's own
-/// connections. `rehearse run` raises it for a scenario that needs more.
+/// Postgres's own default `max_connections`, and ours: enough for about 40
+/// racing replicas, or a rollout of a few replicas with a few clients
+/// each, plus the harness's own connections. `rehearse run` raises it for a
+/// scenario that needs more ([`crate::rehearsal::Plan::connections_needed`]).
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 100;
 
 /// Settings every server this process starts gets, whatever the backend.
