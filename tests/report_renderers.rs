@@ -160,14 +160,16 @@ fn terminal_snapshot() {
             "terminal",
             terminal(TerminalOptions {
                 color: false,
-                quiet: false
+                quiet: false,
+                ..TerminalOptions::default()
             })
         );
         insta::assert_snapshot!(
             "terminal-quiet",
             terminal(TerminalOptions {
                 color: false,
-                quiet: true
+                quiet: true,
+                ..TerminalOptions::default()
             })
         );
     });
@@ -180,6 +182,7 @@ fn terminal_colours_only_when_asked() {
     let coloured = terminal(TerminalOptions {
         color: true,
         quiet: false,
+        ..TerminalOptions::default()
     });
     assert!(coloured.contains("\u{1b}["), "{coloured}");
 }
@@ -669,8 +672,176 @@ fn a_rollout_without_a_race_still_reports_its_checks_as_run() {
         write_terminal(&run, TerminalOptions::default(), &mut out).unwrap();
         String::from_utf8(out).unwrap()
     };
+    assert!(table.lines().nth(1).unwrap().contains(" none "), "{table}");
+}
+
+/// Display columns of each line of `text`.
+fn line_widths(text: &str) -> Vec<(usize, &str)> {
+    text.lines()
+        .map(|l| (unicode_width::UnicodeWidthStr::width(l), l))
+        .collect()
+}
+
+fn terminal_of(run: &RunReport, options: TerminalOptions) -> String {
+    let mut out = Vec::new();
+    write_terminal(run, options, &mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn terminal_lines_fit_80_and_100_columns() {
+    for width in [80, 100] {
+        let text = terminal_of(
+            &recorded_run(),
+            TerminalOptions::default().with_width(width),
+        );
+        for (w, line) in line_widths(&text) {
+            assert!(w <= width, "{w} > {width} columns: {line:?}\n{text}");
+        }
+        // Still says what matters: every scenario, its verdict and findings.
+        for name in ["unreachable server", "naive runner, 8 replicas"] {
+            assert!(text.contains(name), "{text}");
+        }
+        assert!(text.contains("2 expected"), "{text}");
+    }
+}
+
+/// Counts say what they count: a passing scenario whose expected findings
+/// were found shows them as expected, never as 0; its race is named by the
+/// same checks that found it.
+#[test]
+fn terminal_counts_and_races_agree_with_the_findings() {
+    let text = terminal(TerminalOptions::default());
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("PASS") && l.contains("naive runner, 8 replicas"))
+        .unwrap();
+    assert!(row.contains("2 expected"), "{row}");
+    assert!(!row.contains(" 0 "), "{row}");
+    let failing = text
+        .lines()
+        .find(|l| l.starts_with("FAIL") && l.contains("no expectations"))
+        .unwrap();
+    assert!(failing.contains("2 failing"), "{failing}");
     assert!(
-        table.lines().nth(1).unwrap().trim_end().ends_with(" 0"),
-        "{table}"
+        text.contains("replicas: 8 naive, raced: a version applied 8x, duplicate-data"),
+        "{text}"
     );
+    // The recorded lock rehearsal has no race finding, and says so.
+    assert!(text.contains("replicas: 6 naive, no race found"), "{text}");
+}
+
+/// A name no one should write: 70,000 characters of wide, combining and
+/// control characters, escape sequences and bidi overrides. The terminal
+/// output still fits, carries no control character but the newline, and
+/// does not panic at any width.
+#[test]
+fn terminal_survives_a_hostile_scenario_name() {
+    let piece = "日本語\u{1b}[2J\u{7}e\u{301}🦀\t\r\n\u{202e}x\u{0}|";
+    let name: String = piece.repeat(70_000 / piece.chars().count() + 1);
+    assert!(name.chars().count() >= 65_536);
+    let mut run = recorded_run();
+    for scenario in &mut run.scenarios {
+        scenario.name.clone_from(&name);
+    }
+    run.scenarios[1].findings[0].message = format!("{name} {name}");
+    for width in [0, 1, 39, 40, 80, 100, 250] {
+        let text = terminal_of(&run, TerminalOptions::default().with_width(width));
+        let fits = width.max(40);
+        for (w, line) in line_widths(&text) {
+            assert!(w <= fits, "{w} > {fits}: {line:?}");
+        }
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "a control character got through at width {width}"
+        );
+        assert!(!text.contains('\u{202e}'));
+        assert!(text.contains("日本語"), "{text}");
+    }
+}
+
+/// The PR comment explains a failure: the failing scenario's findings,
+/// worst first, with what each is about, folded in `<details>`.
+#[test]
+fn markdown_explains_the_failures() {
+    let md = render(ReportFormat::Markdown);
+    let failing = md
+        .split("<details")
+        .skip(1)
+        .find(|block| block.contains("naive runner, no expectations"))
+        .unwrap();
+    assert!(failing.starts_with(" open><summary>"), "{failing}");
+    assert!(
+        failing.contains("- **error** `double-application` (**fails**): migration 0002"),
+        "{failing}"
+    );
+    // The lock rehearsal's finding quotes its statement's SQL and its lock.
+    let locks = md
+        .split("<details")
+        .skip(1)
+        .find(|block| block.contains("startup-coupled migrations"))
+        .unwrap();
+    assert!(
+        locks.contains("  - statement: migration 0002 line 3"),
+        "{locks}"
+    );
+    assert!(locks.contains("ALTER TABLE"), "{locks}");
+    assert!(
+        locks.contains("  - lock: ACCESS EXCLUSIVE on public.accounts"),
+        "{locks}"
+    );
+    // One block per scenario that did not pass cleanly.
+    assert_eq!(md.matches("<details").count(), 4, "{md}");
+    assert_eq!(md.matches("</details>").count(), 4, "{md}");
+}
+
+/// Nothing from a scenario reaches the comment as markup: no HTML, no
+/// broken table, no mention, no code span or fence that escapes.
+#[test]
+fn markdown_escapes_a_hostile_scenario_name() {
+    let hostile = "<script>alert(1)</script> | @octocat `x` ``` <img src=x onerror=y> &amp; [a](javascript:b) **b**";
+    let mut run = recorded_run();
+    for scenario in &mut run.scenarios {
+        scenario.name = hostile.into();
+    }
+    run.scenarios[1].findings[0].message = hostile.into();
+    let mut out = Vec::new();
+    ReportFormat::Markdown.write(&run, &mut out).unwrap();
+    let md = String::from_utf8(out).unwrap();
+    assert!(!md.contains("<script"), "{md}");
+    assert!(!md.contains("<img"), "{md}");
+    assert!(!md.contains("@octocat"), "{md}");
+    assert!(!md.contains("[a]("), "{md}");
+    assert!(!md.contains("**b**"), "{md}");
+    assert!(md.contains("&lt;script&gt;"), "{md}");
+    // The `&` of the name is escaped, not taken as an entity.
+    assert!(md.contains("&amp;amp;"), "{md}");
+    // Every table row still has exactly its five unescaped pipes.
+    for row in md.lines().filter(|l| l.starts_with("| ")) {
+        let pipes = row
+            .match_indices('|')
+            .filter(|(i, _)| !row[..*i].ends_with('\\'))
+            .count();
+        assert_eq!(pipes, 5, "{row}");
+    }
+    // The only HTML tags are the renderer's own.
+    let tags: std::collections::BTreeSet<&str> = md
+        .match_indices('<')
+        .map(|(i, _)| {
+            md[i..]
+                .split(|c: char| c == '>' || c.is_whitespace())
+                .next()
+                .unwrap()
+        })
+        .collect();
+    let own: std::collections::BTreeSet<&str> = [
+        "<details",
+        "</details",
+        "<summary",
+        "</summary",
+        "<b",
+        "</b",
+    ]
+    .into();
+    assert!(tags.is_subset(&own), "{tags:?}");
 }

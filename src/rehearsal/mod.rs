@@ -183,10 +183,11 @@ impl Stages {
     }
 
     fn record(&mut self, stage: &str, started: Instant, summary: String) {
-        self.progress.done();
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.progress.record(stage, duration_ms, &summary);
         self.done.push(StageReport {
             stage: stage.to_string(),
-            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            duration_ms,
             summary,
         });
     }
@@ -243,7 +244,11 @@ impl ServerPool {
                 progress.begin(&format!("starting Postgres ({})", options.backend));
                 let started = Instant::now();
                 let server = Postgres::start(&options).await.map_err(|e| e.to_string());
-                progress.done();
+                let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                match &server {
+                    Ok(postgres) => progress.record("provision", elapsed_ms, &postgres.describe()),
+                    Err(e) => progress.record("provision", elapsed_ms, &format!("failed: {e}")),
+                }
                 if let Ok(postgres) = &server {
                     // Printed above the bars, not through them.
                     crate::progress::bars().suspend(|| {
@@ -366,6 +371,7 @@ async fn run_stages(
     });
     let mut seeded_rows = None;
     let seeded = &mut seeded_rows;
+    let seed_log = stages.progress.clone();
     let template = postgres
         .template(&plan.template_key(), |conn| async move {
             apply_serial(&conn, &runner, &baseline)
@@ -375,6 +381,9 @@ async fn run_stages(
                 let report = seed_database(&conn, spec.as_ref(), &options)
                     .await
                     .map_err(|e| format!("seeding: {e}"))?;
+                for table in &report.tables {
+                    seed_log.seeded(table);
+                }
                 *seeded = Some(report.total_rows);
             }
             Ok::<(), String>(())

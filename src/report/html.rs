@@ -17,10 +17,9 @@ use std::io;
 
 use super::redact::scrub;
 use super::summary::{
-    ScenarioSummary, human_us, severity_word, statement_spans, verdict_word, wait_spans,
+    ScenarioSummary, human_us, severity_word, statement_spans, table_row, verdict_word, wait_spans,
     worst_first,
 };
-use super::terminal::row;
 use super::{RunReport, ScenarioReport, Verdict};
 use crate::timeline::{Actor, EventKind, ExitStatus, Timeline};
 
@@ -90,10 +89,10 @@ fn render(report: &RunReport, h: &mut String) -> std::fmt::Result {
         h,
         "<table id=\"summary\"><tr><th>Verdict</th><th>Scenario</th><th>Replicas</th>\
          <th>Races</th><th>Worst lock</th><th>Longest lock wait</th><th>Slowest statement</th><th>Worst stall</th>\
-         <th>Breakages</th></tr>"
+         <th>Findings</th></tr>"
     )?;
     for (i, scenario) in scenarios.iter().enumerate() {
-        let cells = row(&ScenarioSummary::of(scenario));
+        let cells = table_row(scenario, &ScenarioSummary::of(scenario));
         write!(
             h,
             "<tr><td class=\"{}\">{}</td><td><a href=\"#s{i}\">{}</a></td>",

@@ -161,6 +161,15 @@ pub struct ScenarioSummary {
     pub worst_stall: Option<(u64, String)>,
     /// Checks that fail the scenario.
     pub failing_checks: Vec<CheckId>,
+    /// Race checks that found something (a version applied more than once,
+    /// rows inserted more than once, data or schema that differs from a
+    /// serial run), whether or not the scenario expected them.
+    pub race_checks: Vec<CheckId>,
+    /// What the findings are, counted by how they weigh on the verdict.
+    pub counts: FindingCounts,
+    /// The worst thing about the scenario, in words: why it could not run,
+    /// its first reason to fail, or its worst finding.
+    pub worst_issue: String,
     pub errors: usize,
     pub warnings: usize,
     /// Sum of the stages' durations.
@@ -199,6 +208,12 @@ impl ScenarioSummary {
                     .map(|s| (s.latency_us, format!("{} {}", s.version, s.query)))
             }),
             failing_checks,
+            race_checks: RACE_CHECKS
+                .into_iter()
+                .filter(|c| report.findings.iter().any(|f| f.check == *c))
+                .collect(),
+            counts: FindingCounts::of(report),
+            worst_issue: worst_issue(report),
             errors: count(Severity::Error),
             warnings: count(Severity::Warning),
             duration_ms: report.stages.iter().map(|s| s.duration_ms).sum(),
@@ -249,6 +264,155 @@ impl ScenarioSummary {
     }
 }
 
+/// The checks whose findings mean the replicas raced: the same migration
+/// applied twice, or a final state that differs from a serial run.
+pub const RACE_CHECKS: [CheckId; 4] = [
+    CheckId::DoubleApplication,
+    CheckId::DuplicateData,
+    CheckId::DataDrift,
+    CheckId::SchemaDrift,
+];
+
+/// A scenario's findings and reasons, counted by how they weigh on the
+/// verdict, so that no count reads 0 next to findings it does not count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FindingCounts {
+    /// Reasons the scenario fails: unexpected error findings, expected
+    /// findings that did not happen, thresholds exceeded.
+    pub failing: usize,
+    /// Findings of checks listed in `[expect] findings`.
+    pub expected: usize,
+    /// Findings of checks listed in `[expect] allow`.
+    pub allowed: usize,
+    /// Other warnings (never fail a scenario).
+    pub warnings: usize,
+    /// Other informational notes.
+    pub notes: usize,
+}
+
+impl FindingCounts {
+    /// Counts `report`'s findings and reasons.
+    #[must_use]
+    pub fn of(report: &ScenarioReport) -> Self {
+        let mut counts = FindingCounts {
+            failing: report.reasons.len(),
+            ..FindingCounts::default()
+        };
+        for finding in &report.findings {
+            match tolerance(report, finding) {
+                Tolerance::Expected => counts.expected += 1,
+                Tolerance::Allowed => counts.allowed += 1,
+                Tolerance::None => match finding.severity {
+                    // Counted through its reason to fail.
+                    Severity::Error => {}
+                    Severity::Warning => counts.warnings += 1,
+                    Severity::Info => counts.notes += 1,
+                },
+            }
+        }
+        counts
+    }
+
+    /// `2 failing, 1 expected`, or `none`.
+    #[must_use]
+    pub fn words(&self) -> String {
+        let parts: Vec<String> = [
+            (self.failing, "failing", "failing"),
+            (self.expected, "expected", "expected"),
+            (self.allowed, "allowed", "allowed"),
+            (self.warnings, "warning", "warnings"),
+            (self.notes, "note", "notes"),
+        ]
+        .into_iter()
+        .filter(|(n, _, _)| *n > 0)
+        .map(|(n, one, many)| format!("{n} {}", if n == 1 { one } else { many }))
+        .collect();
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// Whether the scenario tolerates a finding, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tolerance {
+    /// Its check is in `[expect] findings`.
+    Expected,
+    /// Its check is in `[expect] allow`.
+    Allowed,
+    /// Neither: an error fails the scenario.
+    None,
+}
+
+/// How `report`'s expectations treat `finding`.
+#[must_use]
+pub fn tolerance(report: &ScenarioReport, finding: &Finding) -> Tolerance {
+    if report.expect.findings.contains(&finding.check) {
+        Tolerance::Expected
+    } else if report.expect.allow.contains(&finding.check) {
+        Tolerance::Allowed
+    } else {
+        Tolerance::None
+    }
+}
+
+/// Whether `finding` fails `report`: an error its expectations do not
+/// tolerate.
+#[must_use]
+pub fn fails(report: &ScenarioReport, finding: &Finding) -> bool {
+    finding.severity == Severity::Error && tolerance(report, finding) == Tolerance::None
+}
+
+/// `report`'s findings worst first: failing ones, then by severity; the
+/// checks' own order within.
+#[must_use]
+pub fn findings_worst_first(report: &ScenarioReport) -> Vec<&Finding> {
+    let mut sorted: Vec<&Finding> = report.findings.iter().collect();
+    sorted.sort_by_key(|f| (!fails(report, f), std::cmp::Reverse(f.severity)));
+    sorted
+}
+
+/// The reasons to fail that no finding states (an expected finding that
+/// did not happen, a threshold exceeded): the findings say the others.
+#[must_use]
+pub fn reasons_without_finding(report: &ScenarioReport) -> Vec<&str> {
+    report
+        .reasons
+        .iter()
+        .filter(|reason| {
+            !report
+                .findings
+                .iter()
+                .any(|f| **reason == format!("{}: {}", f.check, f.message))
+        })
+        .map(String::as_str)
+        .collect()
+}
+
+/// The worst thing about a scenario, in words.
+fn worst_issue(report: &ScenarioReport) -> String {
+    if let Some(error) = &report.error {
+        return format!("could not run: {error}");
+    }
+    if let Some(reason) = report.reasons.first() {
+        return reason.clone();
+    }
+    match findings_worst_first(report).first() {
+        Some(f) => {
+            let how = match tolerance(report, f) {
+                Tolerance::Expected => " (expected)",
+                Tolerance::Allowed => " (allowed)",
+                Tolerance::None => "",
+            };
+            format!("{}{how}: {}", f.check, f.message)
+        }
+        None if report.verdict == Verdict::Error => "could not run".into(),
+        None => "no findings".into(),
+    }
+}
+
 /// The longest sampled hold of a mode that blocks writes (every mode that
 /// blocks reads does too).
 fn worst_lock(report: &ScenarioReport) -> Option<(u64, String)> {
@@ -256,9 +420,17 @@ fn worst_lock(report: &ScenarioReport) -> Option<(u64, String)> {
     sampled
         .relations
         .iter()
-        .filter(|r| r.mode.blocks_writes() && r.max_hold_us > 0)
+        // Catalog relations are locked by every query's planning; holds on
+        // them are not what a reader looks for.
+        .filter(|r| r.mode.blocks_writes() && r.max_hold_us > 0 && !is_catalog(&r.relation))
         .max_by_key(|r| (r.max_hold_us, r.mode.blocks_reads()))
         .map(|r| (r.max_hold_us, format!("{} on {}", r.mode, r.relation)))
+}
+
+/// Whether `relation` (schema-qualified) is a system catalog.
+#[must_use]
+pub fn is_catalog(relation: &str) -> bool {
+    relation.starts_with("pg_catalog.") || relation.starts_with("information_schema.")
 }
 
 /// Scenarios worst first: errors, then failures, then passes; by name within.
@@ -310,4 +482,71 @@ pub fn severity_word(severity: Severity) -> &'static str {
         Severity::Warning => "warning",
         Severity::Info => "info",
     }
+}
+
+/// Headers of the wide summary table (HTML), one row per scenario.
+pub const TABLE_HEADER: [&str; 9] = [
+    "Verdict",
+    "Scenario",
+    "Replicas",
+    "Races",
+    "Worst lock",
+    "Longest lock wait",
+    "Slowest statement",
+    "Worst stall",
+    "Findings",
+];
+
+/// The cells of one row of the wide summary table, unescaped: races say
+/// which race checks found something, findings say what they count.
+#[must_use]
+pub fn table_row(report: &ScenarioReport, summary: &ScenarioSummary) -> [String; 9] {
+    let dash = || "-".to_string();
+    let races = if summary.replicas.is_none() {
+        dash()
+    } else {
+        let mut found: Vec<String> = Vec::new();
+        if summary.most_applications > 1 {
+            found.push(format!("applied {}x", summary.most_applications));
+        }
+        found.extend(
+            summary
+                .race_checks
+                .iter()
+                .filter(|c| !(summary.most_applications > 1 && **c == CheckId::DoubleApplication))
+                .map(ToString::to_string),
+        );
+        if found.is_empty() {
+            "none".into()
+        } else {
+            found.join(", ")
+        }
+    };
+    [
+        verdict_word(summary.verdict).to_string(),
+        summary.name.clone(),
+        match (&summary.runner, summary.replicas) {
+            (Some(runner), Some(n)) => format!("{n} {runner}"),
+            _ => dash(),
+        },
+        races,
+        summary
+            .worst_lock
+            .as_ref()
+            .map_or_else(dash, |(us, lock)| format!("{} {lock}", human_us(*us))),
+        summary.longest_lock_wait_us.map_or_else(dash, human_us),
+        summary
+            .slowest_statement
+            .as_ref()
+            .map_or_else(dash, |(us, at)| format!("{} ({at})", human_us(*us))),
+        summary
+            .worst_stall
+            .as_ref()
+            .map_or_else(dash, |(us, query)| format!("{} ({query})", human_us(*us))),
+        if report.verdict == Verdict::Error && report.findings.is_empty() {
+            "not run".into()
+        } else {
+            summary.counts.words()
+        },
+    ]
 }
