@@ -56,6 +56,11 @@ const PINNED_TAGS: &[(u32, &str)] = &[
     (18, "18.0-bookworm"),
 ];
 
+/// The image `ci/build-postgres-image.sh` builds, tagged by major version:
+/// used before the official tag when present, so an offline machine that
+/// built it needs no registry and no setting.
+pub const LOCAL_IMAGE: &str = "rehearse-postgres";
+
 /// An image reference, `name:tag`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DockerImage {
@@ -68,6 +73,33 @@ impl DockerImage {
     /// `$REHEARSE_DOCKER_IMAGE`, then the pinned official tag.
     pub fn resolve(options: &ProvisionOptions) -> Result<DockerImage, ProvisionError> {
         Self::resolve_with(options, std::env::var(DOCKER_IMAGE_ENV).ok())
+    }
+
+    /// The image to run, as [`DockerImage::resolve`] says, except that with
+    /// no override a locally built [`LOCAL_IMAGE`]`:<major>` wins over the
+    /// official tag (said once on stderr). With no major version asked for,
+    /// the default major's local image, else the newest local one.
+    pub async fn choose(
+        docker: &Docker,
+        options: &ProvisionOptions,
+    ) -> Result<DockerImage, ProvisionError> {
+        let from_env = std::env::var(DOCKER_IMAGE_ENV)
+            .ok()
+            .filter(|s| !s.is_empty());
+        if options.docker_image.is_none()
+            && from_env.is_none()
+            && let Some(local) = local_image(docker, options.pg_major).await
+        {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                eprintln!(
+                    "rehearse: docker: using the locally built image {local} (set \
+                     {DOCKER_IMAGE_ENV} or --docker-image to choose another)"
+                );
+            });
+            return Ok(local);
+        }
+        Self::resolve_with(options, from_env)
     }
 
     /// [`DockerImage::resolve`] with the environment's override passed in.
@@ -116,6 +148,51 @@ impl DockerImage {
     }
 }
 
+/// The locally built image for `major` (or, with none asked for, for
+/// [`DEFAULT_MAJOR`], else the newest present), if the daemon has it. Never
+/// pulls; a slow or failing daemon means no local image.
+async fn local_image(docker: &Docker, major: Option<u32>) -> Option<DockerImage> {
+    let wanted = DockerImage {
+        name: LOCAL_IMAGE.into(),
+        tag: major.unwrap_or(DEFAULT_MAJOR).to_string(),
+    };
+    let present = tokio::time::timeout(PING_TIMEOUT, docker.inspect_image(&wanted.to_string()))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    if present {
+        return Some(wanted);
+    }
+    if major.is_some() {
+        return None;
+    }
+    let options = bollard::query_parameters::ListImagesOptionsBuilder::default()
+        .filters(&HashMap::from([(
+            "reference".to_string(),
+            vec![LOCAL_IMAGE.to_string()],
+        )]))
+        .build();
+    let images = tokio::time::timeout(PING_TIMEOUT, docker.list_images(Some(options)))
+        .await
+        .ok()?
+        .ok()?;
+    newest_local_major(
+        images
+            .iter()
+            .flat_map(|i| i.repo_tags.iter().map(String::as_str)),
+    )
+    .map(|major| DockerImage {
+        name: LOCAL_IMAGE.into(),
+        tag: major.to_string(),
+    })
+}
+
+/// The highest major version among `rehearse-postgres:<major>` references.
+fn newest_local_major<'a>(references: impl Iterator<Item = &'a str>) -> Option<u32> {
+    references
+        .filter_map(|r| r.strip_prefix(LOCAL_IMAGE)?.strip_prefix(':')?.parse().ok())
+        .max()
+}
+
 impl std::fmt::Display for DockerImage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.name, self.tag)
@@ -149,7 +226,7 @@ fn docker_host() -> String {
 /// pullable? Pulls it when missing, so the answer is true when it says yes.
 pub(crate) async fn probe(options: &ProvisionOptions) -> Result<(), ProvisionError> {
     let docker = client().await?;
-    let image = DockerImage::resolve(options)?;
+    let image = DockerImage::choose(&docker, options).await?;
     ensure_image(&docker, &image, options.pull_timeout).await
 }
 
@@ -199,7 +276,7 @@ impl DockerInstance {
         options: &ProvisionOptions,
     ) -> Result<DockerInstance, ProvisionError> {
         let docker = client().await?;
-        let image = DockerImage::resolve(options)?;
+        let image = DockerImage::choose(&docker, options).await?;
         ensure_image(&docker, &image, options.pull_timeout).await?;
         let deadline = Instant::now() + options.startup_timeout;
         WAS_USED.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -375,6 +452,19 @@ mod tests {
             }
         );
         assert_eq!(DockerImage::parse("a/b:1.2").tag, "1.2");
+    }
+
+    #[test]
+    fn the_newest_locally_built_major_is_found_by_its_tag() {
+        let tags = [
+            "rehearse-postgres:15",
+            "rehearse-postgres:16",
+            "rehearse-postgres:latest",
+            "rehearse-postgres-old:18",
+            "postgres:17",
+        ];
+        assert_eq!(newest_local_major(tags.into_iter()), Some(16));
+        assert_eq!(newest_local_major(["postgres:17"].into_iter()), None);
     }
 
     #[test]
