@@ -227,8 +227,11 @@ fn column_widths(rows: &[[String; 4]], width: usize) -> [usize; 4] {
             .unwrap_or(0)
     };
     let verdict = widest(0);
-    let findings = widest(2).min(MAX_FINDINGS_WIDTH);
-    let room = width.saturating_sub(verdict + findings + 3 * GAP);
+    // What is left after the verdict and the gaps goes to the other three;
+    // the findings column never takes more than a third of it.
+    let flexible = width.saturating_sub(verdict + 3 * GAP);
+    let findings = widest(2).min(MAX_FINDINGS_WIDTH).min(flexible / 3);
+    let room = flexible - findings;
     let (name_wanted, issue_wanted) = (widest(1), widest(3));
     let name = if name_wanted + issue_wanted <= room {
         name_wanted
@@ -236,6 +239,7 @@ fn column_widths(rows: &[[String; 4]], width: usize) -> [usize; 4] {
         name_wanted
             .min((room / 2).max(room.saturating_sub(issue_wanted)))
             .max(HEADER[1].len())
+            .min(room)
     };
     [verdict, name, findings, room.saturating_sub(name)]
 }
@@ -427,4 +431,39 @@ fn write_details(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_fit_every_width_whatever_the_content() {
+        for width in MIN_WIDTH..=160 {
+            for wanted in [0, 1, 7, 20, 30, 80, 500] {
+                let long = "x".repeat(wanted);
+                let rows = [[
+                    "ERROR".to_string(),
+                    long.clone(),
+                    long.clone(),
+                    long.clone(),
+                ]];
+                let widths = column_widths(&rows, width);
+                let total: usize = widths.iter().sum::<usize>() + 3 * GAP;
+                assert!(total <= width, "{widths:?} at {width} for {wanted}");
+            }
+        }
+    }
+
+    #[test]
+    fn truncation_counts_display_columns() {
+        assert_eq!(truncate("日本語", 4), "日…");
+        assert_eq!(width_of(&truncate("日本語", 4)), 3);
+        assert_eq!(truncate("abc", 3), "abc");
+        assert_eq!(truncate("abcd", 0), "");
+        assert_eq!(
+            printable("a\u{1b}[2Jb\nc\u{202e}"),
+            "a\u{fffd}[2Jb c\u{fffd}"
+        );
+    }
 }
