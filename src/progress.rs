@@ -111,6 +111,9 @@ pub fn bar(enabled: bool, len: u64) -> ProgressBar {
     }
 }
 
+/// Display columns of a scenario's name in bars and log lines.
+const NAME_COLUMNS: usize = 60;
+
 /// One scenario's stages as a bar: `[2/6] clone: ...`, or as log lines.
 #[derive(Debug, Clone)]
 pub struct StageProgress {
@@ -133,14 +136,20 @@ impl StageProgress {
     /// log lines instead when [`as_log_lines`]`(requested)`.
     #[must_use]
     pub fn new(requested: bool, scenario: &str, stages: u64) -> Self {
-        let log = as_log_lines(requested).then(|| scenario.to_string());
+        // A scenario's name is the user's text: printable, and short enough
+        // to leave room on the line for what the stage says.
+        let scenario = crate::report::terminal::truncate(
+            &crate::report::terminal::printable(scenario),
+            NAME_COLUMNS,
+        );
+        let log = as_log_lines(requested).then(|| scenario.clone());
         let bar = bar(allowed(requested), stages);
         if let Ok(style) = ProgressStyle::with_template(
             "{spinner} [{bar:12}] {pos}/{len} {prefix}: {msg} ({elapsed})",
         ) {
             bar.set_style(style.progress_chars("=> "));
         }
-        bar.set_prefix(scenario.to_string());
+        bar.set_prefix(scenario);
         bar.enable_steady_tick(Duration::from_millis(120));
         StageProgress { bar, log }
     }

@@ -126,7 +126,7 @@ pub fn summary_line(report: &ScenarioReport) -> String {
     format!(
         "{} {} ({} finding(s))",
         summary::verdict_word(report.verdict),
-        redact::scrub(&report.name),
+        terminal::printable(&report.name),
         report.findings.len()
     )
 }
