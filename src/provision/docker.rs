@@ -76,7 +76,7 @@ impl DockerImage {
     }
 
     /// The image to run, as [`DockerImage::resolve`] says, except that with
-    /// no override a locally built [`LOCAL_IMAGE`]`:<major>` wins over the
+    /// no override a locally built `rehearse-postgres:<major>` wins over the
     /// official tag (said once on stderr). With no major version asked for,
     /// the default major's local image, else the newest local one.
     pub async fn choose(
