@@ -845,3 +845,38 @@ fn markdown_escapes_a_hostile_scenario_name() {
     .into();
     assert!(tags.is_subset(&own), "{tags:?}");
 }
+
+/// A run of hundreds of failing scenarios still makes a comment GitHub
+/// accepts (at most 65,536 characters), worst first, saying what it left out.
+#[test]
+fn markdown_of_a_huge_run_fits_a_comment() {
+    let mut run = recorded_run();
+    let failing = run.scenarios[1].clone();
+    run.scenarios = (0..300)
+        .map(|i| {
+            let mut s = failing.clone();
+            s.name = format!("{i:03} {}", "long scenario name ".repeat(20));
+            s
+        })
+        .collect();
+    let mut out = Vec::new();
+    ReportFormat::Markdown.write(&run, &mut out).unwrap();
+    let md = String::from_utf8(out).unwrap();
+    assert!(
+        md.chars().count() < 65_536,
+        "{} characters",
+        md.chars().count()
+    );
+    assert!(
+        md.contains("And 250 more scenario(s) (250 failed, 0 could not run, 0 passed)"),
+        "{md}"
+    );
+    assert!(
+        md.contains("more scenario(s) are in the HTML and JSON reports."),
+        "{md}"
+    );
+    assert_eq!(
+        md.matches("<details").count(),
+        md.matches("</details>").count()
+    );
+}

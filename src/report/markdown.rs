@@ -30,6 +30,11 @@ const MAX_TEXT: usize = 600;
 const MAX_CELL: usize = 140;
 /// Lines of SQL quoted per statement.
 const MAX_SQL_LINES: usize = 15;
+/// Scenarios listed in the summary table, worst first.
+const MAX_ROWS: usize = 50;
+/// Characters of details blocks, all scenarios together: GitHub refuses a
+/// comment over 65,536 characters, and the table and headline come first.
+const DETAILS_BUDGET: usize = 40_000;
 
 /// Writes the run as a Markdown comment.
 pub fn write_markdown(report: &RunReport, out: &mut impl io::Write) -> io::Result<()> {
@@ -50,7 +55,7 @@ pub fn write_markdown(report: &RunReport, out: &mut impl io::Write) -> io::Resul
     writeln!(out, "| Verdict | Scenario | Findings | Worst issue |")?;
     writeln!(out, "|---|---|---|---|")?;
     let scenarios = worst_first(&report.scenarios);
-    for scenario in &scenarios {
+    for scenario in scenarios.iter().take(MAX_ROWS) {
         let summary = ScenarioSummary::of(scenario);
         writeln!(
             out,
@@ -62,8 +67,33 @@ pub fn write_markdown(report: &RunReport, out: &mut impl io::Write) -> io::Resul
             cell(&summary.worst_issue, MAX_CELL),
         )?;
     }
-    for scenario in scenarios.iter().filter(|s| worth_detailing(s)) {
-        write_scenario(scenario, out)?;
+    if let Some(hidden) = scenarios.get(MAX_ROWS..) {
+        let count = |v: Verdict| hidden.iter().filter(|s| s.verdict == v).count();
+        writeln!(
+            out,
+            "\nAnd {} more scenario(s) ({} failed, {} could not run, {} passed) in the HTML and \
+             JSON reports.",
+            hidden.len(),
+            count(Verdict::Fail),
+            count(Verdict::Error),
+            count(Verdict::Pass)
+        )?;
+    }
+    let detailed: Vec<&&ScenarioReport> = scenarios.iter().filter(|s| worth_detailing(s)).collect();
+    let mut spent = 0;
+    for (i, scenario) in detailed.iter().enumerate() {
+        let mut block = Vec::new();
+        write_scenario(scenario, &mut block)?;
+        spent += block.len();
+        if spent > DETAILS_BUDGET {
+            writeln!(
+                out,
+                "\nDetails of {} more scenario(s) are in the HTML and JSON reports.",
+                detailed.len() - i
+            )?;
+            break;
+        }
+        out.write_all(&block)?;
     }
     Ok(())
 }
