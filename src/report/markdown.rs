@@ -176,14 +176,15 @@ fn write_finding(
     out: &mut impl io::Write,
 ) -> io::Result<()> {
     let how = match tolerance(scenario, finding) {
-        Tolerance::Expected => "expected",
-        Tolerance::Allowed => "allowed",
-        Tolerance::None if finding.severity == Severity::Error => "**fails**",
-        Tolerance::None => "does not fail",
+        Tolerance::Expected => " (expected)",
+        Tolerance::Allowed => " (allowed)",
+        Tolerance::None if finding.severity == Severity::Error => " (**fails**)",
+        // Warnings and notes never fail a scenario.
+        Tolerance::None => "",
     };
     writeln!(
         out,
-        "- **{}** `{}` ({how}): {}",
+        "- **{}** `{}`{how}: {}",
         severity_word(finding.severity),
         finding.check,
         text(&finding.message, MAX_TEXT)

@@ -405,14 +405,15 @@ fn write_details(
     }
     for finding in findings_worst_first(scenario) {
         let how = match tolerance(scenario, finding) {
-            Tolerance::Expected => "expected",
-            Tolerance::Allowed => "allowed",
-            Tolerance::None if finding.severity == Severity::Error => "fails",
-            Tolerance::None => "does not fail",
+            Tolerance::Expected => " (expected)",
+            Tolerance::Allowed => " (allowed)",
+            Tolerance::None if finding.severity == Severity::Error => " (fails)",
+            // Warnings and notes never fail a scenario.
+            Tolerance::None => "",
         };
         let word = format!("{:<7}", severity_word(finding.severity));
         let text = format!(
-            "{word} {} ({how}): {}",
+            "{word} {}{how}: {}",
             finding.check,
             printable(&finding.message)
         );
