@@ -30,8 +30,13 @@ pub(super) fn check(record: &RaceRecord) -> Vec<Finding> {
             json!({ "table": table, "dirty": v }),
         ));
     }
-    // golang-migrate keeps only the current version; others keep each.
-    let single_row = matches!(record.runner.as_str(), "session-advisory-lock" | "job");
+    // golang-migrate keeps only the current version; others keep each. A
+    // user's tool run as the job keeps its own layout's table (dbmate's
+    // `schema_migrations` has a row per version), so one row is the
+    // golang-migrate shape only when there is at most one.
+    let single_row = book.applied.len() <= 1
+        && (matches!(record.runner.as_str(), "session-advisory-lock" | "job")
+            || table == "schema_migrations");
     let missing: Vec<&String> = record
         .pending
         .iter()
