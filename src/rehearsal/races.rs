@@ -732,6 +732,57 @@ mod tests {
     }
 
     #[test]
+    fn keys_that_do_not_apply_to_the_runner_are_rejected() {
+        let bad = |text: &str| {
+            toml::from_str::<RaceConfig>(text)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string()
+        };
+        let naive = bad("runner = \"naive\"\ncommand = [\"dbmate\", \"migrate\"]");
+        assert!(
+            naive.contains("`command` does not apply to runner \"naive\""),
+            "{naive}"
+        );
+        assert!(bad("jitter_ms = 60001").contains("jitter_ms must be at most 60000"));
+        assert!(
+            bad("runner = \"session-advisory-lock\"\nbaseline_command = [\"x\"]")
+                .contains("`baseline_command` does not apply")
+        );
+        assert!(
+            bad("runner = \"command\"\ncommand = [\"x\"]\nhold_failed_connection = true")
+                .contains("`hold_failed_connection` does not apply")
+        );
+        assert!(
+            bad("runner = \"command\"\ncommand = [\"x\"]\nlock_timeout_ms = 100")
+                .contains("`lock_timeout_ms` does not apply")
+        );
+        assert!(bad("runner = \"naive\"\nworkdir = \"db\"").contains("`workdir` applies only"));
+        assert!(
+            bad("runner = \"try-lock\"\n[container]\nimage = \"app:1\"")
+                .contains("does not apply to runner \"try-lock\"")
+        );
+    }
+
+    #[test]
+    fn a_job_with_a_command_runs_the_users_tool() {
+        let job: RaceConfig =
+            toml::from_str("runner = \"job\"\ncommand = [\"dbmate\", \"migrate\"]").unwrap();
+        job.validate().unwrap();
+        assert_eq!(job.migrator_kind(), RunnerKind::Command);
+        assert!(job.tool().is_some());
+        let built_in = RaceConfig {
+            runner: RunnerKind::Job,
+            ..Default::default()
+        };
+        assert_eq!(built_in.migrator_kind(), RunnerKind::Job);
+        assert!(built_in.tool().is_none());
+        let ok: RaceConfig = toml::from_str("jitter_ms = 60000").unwrap();
+        ok.validate().unwrap();
+    }
+
+    #[test]
     fn validation_catches_ranges_and_missing_command() {
         assert!(
             RaceConfig {

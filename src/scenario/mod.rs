@@ -448,6 +448,20 @@ mod tests {
     }
 
     #[test]
+    fn a_replicas_key_of_another_runner_is_an_error_at_its_section() {
+        let err = parse(
+            "name = \"x\"\n[migrations]\ndir = \"src\"\n[replicas]\nrunner = \"naive\"\ncommand = [\"dbmate\", \"migrate\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("s.toml:4:1:")
+                && err.contains("`command` does not apply to runner \"naive\""),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn replicas_and_expectations_are_checked_where_they_are_written() {
         let err = parse("name = \"x\"\n[migrations]\ndir = \"src\"\n[replicas]\ncount = 0\n")
             .unwrap_err()
