@@ -26,7 +26,7 @@ pub(super) fn check(record: &RaceRecord) -> Vec<Finding> {
         out.push(Finding::new(
             CheckId::Bookkeeping,
             Severity::Error,
-            format!("{table} marks version {v} dirty: every later run refuses to start until it is forced or repaired by hand"),
+            format!("{table} marks version {v} dirty: {}", refusal(table, v)),
             json!({ "table": table, "dirty": v }),
         ));
     }
@@ -71,6 +71,22 @@ pub(super) fn check(record: &RaceRecord) -> Vec<Finding> {
         ));
     }
     out
+}
+
+/// What the tool owning `table` does on its next run after a failure left
+/// `version` marked (each tool's documentation).
+fn refusal(table: &str, version: &str) -> String {
+    match table {
+        "flyway_schema_history" => format!(
+            "Flyway refuses to migrate (\"detected failed migration to version {version}\") until `flyway repair` removes the row"
+        ),
+        "_sqlx_migrations" => format!(
+            "`sqlx migrate run` refuses (\"migration {version} is partially applied\") until the row is removed by hand"
+        ),
+        _ => format!(
+            "golang-migrate refuses every later run (\"Dirty database version {version}\") until `migrate force` is run by hand"
+        ),
+    }
 }
 
 #[cfg(test)]

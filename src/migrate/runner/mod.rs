@@ -320,7 +320,7 @@ pub struct ToolSetup {
 /// Brings `conn`'s database to the baseline in a form the user's tool
 /// accepts as already applied: its own `baseline_command`, or the
 /// baseline's statements applied by the harness with the bookkeeping the
-/// layout's tool writes ([`tool_book`]). An empty baseline needs nothing:
+/// layout's tool writes (see `tool_book.rs`). An empty baseline needs nothing:
 /// the tool creates its table on its first run.
 pub async fn apply_tool_baseline(
     conn: &ConnInfo,
@@ -387,7 +387,17 @@ pub async fn tool_bookkeeping_state(
     tool: Option<&ToolSetup>,
 ) -> Result<BookkeepingState, RunnerError> {
     match tool.and_then(|t| tool_book::ToolBook::for_layout(t.layout)) {
-        Some(book) => book.state(client).await.map_err(RunnerError::Step),
+        Some(book) => {
+            let state = book.state(client).await.map_err(RunnerError::Step)?;
+            // A tool that keeps another table than its layout's (yoyo,
+            // alembic over SQL files) is not judged by a table it never
+            // writes.
+            Ok(if state.present {
+                state
+            } else {
+                BookkeepingState::default()
+            })
+        }
         None => bookkeeping_state(client, runner).await,
     }
 }
