@@ -195,7 +195,9 @@ async fn a_missing_tool_is_a_failed_replica_not_a_crash() {
 #[tokio::test]
 async fn the_baseline_is_recorded_in_each_layouts_tool_table() {
     use rehearse::migrate::{Layout, MigrationSet, ToolSetup, apply_tool_baseline};
-    let files: [(Layout, &[(&str, &str)], &str, &str); 5] = [
+    // (layout, files, baseline version, what to read back)
+    type Case<'a> = (Layout, &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let files: [Case; 5] = [
         (
             Layout::Sqlx,
             &[
