@@ -316,3 +316,35 @@ async fn the_baseline_is_recorded_in_each_layouts_tool_table() {
         assert!(a, "{layout}");
     }
 }
+
+/// Start jitter counts inside the replica timeout: with up to a minute of
+/// jitter and a one-second timeout, replicas time out instead of starting
+/// late (four replicas all drawing under a second is a 1-in-10^7 event).
+#[tokio::test]
+async fn jitter_counts_inside_the_replica_timeout() {
+    let Some(db) = rehearse::testing::fresh_database().await else {
+        return;
+    };
+    let config = RaceConfig {
+        count: 4,
+        runner: RunnerKind::Command,
+        jitter_ms: 60_000,
+        timeout_s: 1,
+        command: vec!["true".into()],
+        ..Default::default()
+    };
+    let out = run_races(db.conn(), &[], &config).await.unwrap();
+    let statuses: Vec<_> = (0..4)
+        .map(|n| out.timeline.exit_of(Actor::Replica(n)))
+        .collect();
+    assert!(
+        statuses
+            .iter()
+            .all(|s| matches!(s, Some(ExitStatus::TimedOut | ExitStatus::Success))),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&Some(ExitStatus::TimedOut)),
+        "{statuses:?}"
+    );
+}
