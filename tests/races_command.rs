@@ -348,3 +348,54 @@ async fn jitter_counts_inside_the_replica_timeout() {
         "{statuses:?}"
     );
 }
+
+/// `baseline_command`: the user's tool brings the template to the baseline
+/// itself; its failure is an error quoting the tool's line.
+#[tokio::test]
+async fn a_baseline_command_migrates_the_template_itself() {
+    use rehearse::migrate::{Layout, MigrationSet, ToolSetup, apply_tool_baseline};
+    let Some(db) = rehearse::testing::fresh_database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("0001_a.sql"), "CREATE TABLE a (id int);\n").unwrap();
+    let set = MigrationSet::load(dir.path(), Layout::Sqlx).unwrap();
+    let tool = |script: &str| ToolSetup {
+        kind: RunnerKind::Command,
+        layout: Layout::Sqlx,
+        baseline_command: sh(script),
+        workdir: Some(dir.path().to_path_buf()),
+        container: None,
+    };
+    // The libpq variables reach the tool: psql needs no URL.
+    let ok = tool("psql -v ON_ERROR_STOP=1 -qc 'CREATE TABLE from_the_tool (id int)'");
+    apply_tool_baseline(db.conn(), &ok, &set.migrations)
+        .await
+        .unwrap();
+    let client = db.connect().await;
+    let made: bool = client
+        .query_one(
+            "SELECT to_regclass('from_the_tool') IS NOT NULL AND to_regclass('a') IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        made,
+        "the baseline command, not the harness, built the template"
+    );
+    let bad = tool("psql -v ON_ERROR_STOP=1 -qc 'CREATE TABLE from_the_tool (id int)'");
+    let err = apply_tool_baseline(db.conn(), &bad, &set.migrations)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("baseline_command")
+            && err.contains("relation \"from_the_tool\" already exists"),
+        "{err}"
+    );
+    if let Some(password) = db.conn().password() {
+        assert!(!err.contains(password), "{err}");
+    }
+}
