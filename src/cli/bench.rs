@@ -154,6 +154,7 @@ async fn measure(
     quiet: bool,
 ) -> Result<Vec<BenchPoint>, String> {
     let runner = plan.scenario.replicas.runner;
+    let tool = plan.scenario.replicas.tool();
     let mut points = Vec::new();
     for &scale in &args.scales {
         let seed = plan.scenario.seed.as_ref();
@@ -165,13 +166,16 @@ async fn measure(
         };
         let baseline = plan.baseline.clone();
         let spec = plan.seed_spec.clone();
+        let tool = tool.clone();
         // The scale goes first: template names keep only the key's start.
         let key = format!("bench-{scale}-{}", plan.template_key());
         let template = postgres
             .template(&key, |conn| async move {
-                apply_serial(&conn, &runner, &baseline)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                match &tool {
+                    Some(tool) => crate::migrate::apply_tool_baseline(&conn, tool, &baseline).await,
+                    None => apply_serial(&conn, &runner, &baseline).await,
+                }
+                .map_err(|e| e.to_string())?;
                 seed_database(&conn, spec.as_ref(), &options)
                     .await
                     .map_err(|e| format!("seeding: {e}"))?;
@@ -254,7 +258,14 @@ async fn time_pending(plan: &Plan, clone: &ConnInfo) -> Result<Run, String> {
         .await
         .map_err(|e| format!("lock sampler: {e}"))?;
     let started = Instant::now();
-    let applied = apply_serial(clone, &plan.scenario.replicas.runner, &plan.pending).await;
+    let config = &plan.scenario.replicas;
+    let applied = match config.tool() {
+        // The user's tool migrates once, as the job would.
+        Some(tool) => crate::migrate::run_tool_once(clone, &tool, &config.command, &plan.pending)
+            .await
+            .map_err(crate::migrate::RunnerError::Command),
+        None => apply_serial(clone, &config.runner, &plan.pending).await,
+    };
     let elapsed = started.elapsed();
     // Stopped before the result is looked at: a failed apply must not
     // leave the sampler running.

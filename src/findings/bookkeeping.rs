@@ -26,12 +26,17 @@ pub(super) fn check(record: &RaceRecord) -> Vec<Finding> {
         out.push(Finding::new(
             CheckId::Bookkeeping,
             Severity::Error,
-            format!("{table} marks version {v} dirty: every later run refuses to start until it is forced or repaired by hand"),
+            format!("{table} marks version {v} dirty: {}", refusal(table, v)),
             json!({ "table": table, "dirty": v }),
         ));
     }
-    // golang-migrate keeps only the current version; others keep each.
-    let single_row = matches!(record.runner.as_str(), "session-advisory-lock" | "job");
+    // golang-migrate keeps only the current version; others keep each. A
+    // user's tool run as the job keeps its own layout's table (dbmate's
+    // `schema_migrations` has a row per version), so one row is the
+    // golang-migrate shape only when there is at most one.
+    let single_row = book.applied.len() <= 1
+        && (matches!(record.runner.as_str(), "session-advisory-lock" | "job")
+            || table == "schema_migrations");
     let missing: Vec<&String> = record
         .pending
         .iter()
@@ -66,6 +71,22 @@ pub(super) fn check(record: &RaceRecord) -> Vec<Finding> {
         ));
     }
     out
+}
+
+/// What the tool owning `table` does on its next run after a failure left
+/// `version` marked (each tool's documentation).
+fn refusal(table: &str, version: &str) -> String {
+    match table {
+        "flyway_schema_history" => format!(
+            "Flyway refuses to migrate (\"detected failed migration to version {version}\") until `flyway repair` removes the row"
+        ),
+        "_sqlx_migrations" => format!(
+            "`sqlx migrate run` refuses (\"migration {version} is partially applied\") until the row is removed by hand"
+        ),
+        _ => format!(
+            "golang-migrate refuses every later run (\"Dirty database version {version}\") until `migrate force` is run by hand"
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ pub mod snapshot;
 pub mod source;
 
 pub use runner::{
-    ContainerSpec, RunnerError, RunnerKind, application_name, apply_serial, bookkeeping_state,
-    serial_application_name,
+    ContainerSpec, RunnerError, RunnerKind, ToolSetup, application_name, apply_serial,
+    apply_tool_baseline, bookkeeping_state, run_tool_once, serial_application_name,
+    tool_bookkeeping_state,
 };
 pub use source::{Layout, MigrateError, Migration, MigrationKind, MigrationSet, Statement};

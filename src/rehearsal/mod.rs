@@ -19,7 +19,9 @@ pub use races::{
 
 use crate::findings::{check_locks, check_race, check_rollout, judge_with_locks};
 use crate::locks;
-use crate::migrate::{MigrateError, Migration, MigrationSet, RunnerKind, apply_serial};
+use crate::migrate::{
+    MigrateError, Migration, MigrationSet, RunnerKind, apply_serial, apply_tool_baseline,
+};
 use crate::progress::StageProgress;
 use crate::provision::{Postgres, ProvisionOptions};
 use crate::report::{ScenarioReport, StageReport, Verdict};
@@ -50,7 +52,10 @@ pub enum PlanError {
 impl Plan {
     /// Reads and splits the scenario's migrations and parses its seeds file.
     pub fn prepare(scenario: Scenario) -> Result<Plan, PlanError> {
+        let mut scenario = scenario;
         let set = MigrationSet::load(&scenario.migrations.dir, scenario.migrations.layout)?;
+        // A user's tool keeps the bookkeeping of the layout detected here.
+        scenario.replicas.layout = set.layout;
         let (baseline, pending) = set.split_at(scenario.migrations.baseline.as_deref())?;
         let seed_spec = match scenario.seed.as_ref().and_then(|seed| seed.spec.as_ref()) {
             Some(path) => Some(SeedSpec::load(path)?),
@@ -72,6 +77,10 @@ impl Plan {
         use sha2::Digest;
         let mut hasher = sha2::Sha256::new();
         hasher.update(format!("{:?}\n", self.scenario.replicas.runner));
+        // A user's tool's baseline: its own command, or the layout's table.
+        if let Some(tool) = self.scenario.replicas.tool() {
+            hasher.update(format!("{:?} {:?}\n", tool.layout, tool.baseline_command));
+        }
         for migration in &self.baseline {
             hasher.update(format!("{}\n", migration.version));
             for statement in &migration.statements {
@@ -337,17 +346,6 @@ async fn run_stages(
 ) -> Result<(), String> {
     check_connection_room(plan, postgres).await?;
     let config = &plan.scenario.replicas;
-    if !plan.baseline.is_empty()
-        && matches!(config.runner, RunnerKind::Command | RunnerKind::Container)
-    {
-        // The user's own tool applies its whole directory: the harness
-        // cannot pretend to have applied the baseline in its bookkeeping.
-        return Err(format!(
-            "runner `{}` applies the whole migrations directory itself, so `baseline` must be \
-             empty; point `migrations.dir` at the pending migrations' tool setup instead",
-            config.runner.name()
-        ));
-    }
 
     // The template: what production has today, baseline schema and data.
     // Built once per content hash, so another rehearsal of the same scenario
@@ -359,6 +357,7 @@ async fn run_stages(
     let started = Instant::now();
     let baseline = plan.baseline.clone();
     let runner = config.runner;
+    let tool = config.tool();
     let seed = plan.scenario.seed.as_ref().map(|seed| {
         let options = SeedOptions {
             seed: seed.seed,
@@ -374,9 +373,12 @@ async fn run_stages(
     let seed_log = stages.progress.clone();
     let template = postgres
         .template(&plan.template_key(), |conn| async move {
-            apply_serial(&conn, &runner, &baseline)
-                .await
-                .map_err(|e| e.to_string())?;
+            match &tool {
+                // The user's tool must find the baseline already applied.
+                Some(tool) => apply_tool_baseline(&conn, tool, &baseline).await,
+                None => apply_serial(&conn, &runner, &baseline).await,
+            }
+            .map_err(|e| e.to_string())?;
             if let Some((spec, options)) = seed {
                 let report = seed_database(&conn, spec.as_ref(), &options)
                     .await

@@ -11,7 +11,7 @@ use tokio::sync::Barrier;
 use tokio_postgres::Client;
 
 use crate::migrate::runner::{self, ContainerSpec, FaultHook, ReplicaCtx, ReplicaEnd, sql};
-use crate::migrate::{Migration, RunnerKind, snapshot};
+use crate::migrate::{Layout, Migration, RunnerKind, ToolSetup, snapshot};
 use crate::provision::ConnInfo;
 use crate::timeline::{
     Actor, EventKind, ExitStatus, FaultState, RaceRecord, Recorder, ReferenceRun, RerunRecord,
@@ -60,7 +60,8 @@ pub struct RaceConfig {
     pub count: u32,
     #[serde(default)]
     pub runner: RunnerKind,
-    /// Each replica waits a random 0..=jitter_ms after the barrier.
+    /// Each replica waits a random 0..=jitter_ms after the barrier, inside
+    /// its timeout; at most [`MAX_JITTER_MS`].
     #[serde(default)]
     pub jitter_ms: u64,
     /// A replica still running after this long is recorded as timed out and
@@ -70,9 +71,21 @@ pub struct RaceConfig {
     /// `SET lock_timeout` on every replica session.
     #[serde(default)]
     pub lock_timeout_ms: Option<u64>,
-    /// For `runner = "command"`: the user's tool and its arguments.
+    /// For `runner = "command"` (or a `job` running the user's tool): the
+    /// tool and its arguments; placeholders `{url}`, `{jdbc_url}`, `{host}`,
+    /// `{port}`, `{user}`, `{password}`, `{database}` are filled in. For
+    /// `container`: the command the image runs instead of its default.
     #[serde(default)]
     pub command: Vec<String>,
+    /// For a user's tool: its own command that migrates the template to the
+    /// baseline version (run once, like `command`). Unset: the harness
+    /// applies the baseline and writes the layout's tool's bookkeeping.
+    #[serde(default)]
+    pub baseline_command: Vec<String>,
+    /// The migrations' layout, resolved when the plan is read: whose
+    /// bookkeeping a user's tool keeps. Not a key of the section.
+    #[serde(skip)]
+    pub layout: Layout,
     /// Working directory of `command` (the lead resolves it against the
     /// scenario file).
     #[serde(default)]
@@ -99,6 +112,10 @@ fn default_timeout_s() -> u64 {
 /// Largest number of replicas accepted; each holds one or two connections.
 pub const MAX_REPLICAS: u32 = 64;
 
+/// Largest start jitter accepted: a minute of spread is already far more
+/// than any orchestrator's; more is a typo.
+pub const MAX_JITTER_MS: u64 = 60_000;
+
 impl Default for RaceConfig {
     fn default() -> Self {
         Self {
@@ -108,6 +125,8 @@ impl Default for RaceConfig {
             timeout_s: default_timeout_s(),
             lock_timeout_ms: None,
             command: Vec::new(),
+            baseline_command: Vec::new(),
+            layout: Layout::Auto,
             workdir: None,
             hold_failed_connection: false,
             fault: None,
@@ -129,6 +148,12 @@ impl RaceConfig {
         if self.timeout_s == 0 {
             return bad("timeout_s must be at least 1".into());
         }
+        if self.jitter_ms > MAX_JITTER_MS {
+            return bad(format!(
+                "jitter_ms must be at most {MAX_JITTER_MS}, got {}",
+                self.jitter_ms
+            ));
+        }
         if self.runner == RunnerKind::Command && self.command.is_empty() {
             return bad("runner \"command\" needs command = [\"tool\", \"arg\", ...]".into());
         }
@@ -137,7 +162,58 @@ impl RaceConfig {
                 "runner \"container\" needs [replicas.container] image = \"name:tag\"".into(),
             );
         }
-        let process = matches!(self.runner, RunnerKind::Command | RunnerKind::Container);
+        let runner = self.runner.name();
+        let tool_runner = matches!(
+            self.runner,
+            RunnerKind::Command | RunnerKind::Container | RunnerKind::Job
+        );
+        // Keys of a user's tool with a built-in runner would be ignored.
+        if !tool_runner && !self.command.is_empty() {
+            return bad(format!(
+                "`command` does not apply to runner \"{runner}\", which applies the migrations \
+                 itself: use runner \"command\" (replicas run the tool) or \"job\" (one job runs it)"
+            ));
+        }
+        if !tool_runner && self.container.is_some() {
+            return bad(format!(
+                "[replicas.container] does not apply to runner \"{runner}\": use runner \"container\" or \"job\""
+            ));
+        }
+        if self.runner == RunnerKind::Command && self.container.is_some() {
+            return bad(
+                "[replicas.container] does not apply to runner \"command\": use runner \"container\""
+                    .into(),
+            );
+        }
+        if self.workdir.is_some() && (self.command.is_empty() || self.container.is_some()) {
+            return bad(
+                "`workdir` applies only to a `command` run as a process (runner \"command\" or \"job\")"
+                    .into(),
+            );
+        }
+        if !self.baseline_command.is_empty() && self.tool().is_none() {
+            return bad(format!(
+                "`baseline_command` does not apply to runner \"{runner}\" without the user's tool: \
+                 the built-in runner applies the baseline itself"
+            ));
+        }
+        let tool = self.tool().is_some();
+        if tool && self.hold_failed_connection {
+            return bad(
+                "`hold_failed_connection` does not apply to the user's tool: its connections close when its process exits"
+                    .into(),
+            );
+        }
+        if tool && self.lock_timeout_ms.is_some() {
+            return bad(
+                "`lock_timeout_ms` does not apply to the user's tool: set lock_timeout in the tool's own configuration (or in `command`)"
+                    .into(),
+            );
+        }
+        let process = matches!(
+            self.migrator_kind(),
+            RunnerKind::Command | RunnerKind::Container
+        );
         if let Some(f) = &self.fault {
             if f.replica >= self.count {
                 return bad(format!(
@@ -157,6 +233,33 @@ impl RaceConfig {
 
     fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_s)
+    }
+
+    /// The user's tool, when the migrations run through it: runner
+    /// `command` / `container`, or a `job` given a `command` or container.
+    #[must_use]
+    pub fn tool(&self) -> Option<ToolSetup> {
+        let kind = match self.runner {
+            RunnerKind::Command => RunnerKind::Command,
+            RunnerKind::Container => RunnerKind::Container,
+            RunnerKind::Job if self.container.is_some() => RunnerKind::Container,
+            RunnerKind::Job if !self.command.is_empty() => RunnerKind::Command,
+            _ => return None,
+        };
+        Some(ToolSetup {
+            kind,
+            layout: self.layout,
+            baseline_command: self.baseline_command.clone(),
+            workdir: self.workdir.clone(),
+            container: self.container.clone(),
+        })
+    }
+
+    /// The strategy that applies the migrations: the user's tool when there
+    /// is one (also for a `job`), else the runner itself.
+    #[must_use]
+    pub fn migrator_kind(&self) -> RunnerKind {
+        self.tool().map_or(self.runner, |t| t.kind)
     }
 }
 
@@ -199,8 +302,32 @@ async fn run_bounded(
     timeout: Duration,
     admin: &Client,
 ) -> Option<Client> {
-    let end = match tokio::time::timeout(timeout, runner::run_replica(kind, ctx, migrations)).await
-    {
+    run_bounded_with(ctx, timeout, admin, None, async {
+        runner::run_replica(kind, ctx, migrations).await
+    })
+    .await
+}
+
+/// [`run_bounded`] for any actor's run. With `start`, the actor first
+/// waits that long (start jitter, inside the timeout) and emits `Started`.
+async fn run_bounded_with(
+    ctx: &ReplicaCtx,
+    timeout: Duration,
+    admin: &Client,
+    start: Option<Duration>,
+    run: impl std::future::Future<Output = ReplicaEnd>,
+) -> Option<Client> {
+    let started = async {
+        if let Some(delay) = start {
+            if !delay.is_zero() {
+                // Start jitter is part of the scenario, not synchronisation.
+                tokio::time::sleep(delay).await;
+            }
+            ctx.emit(EventKind::Started);
+        }
+        run.await
+    };
+    let end = match tokio::time::timeout(timeout, started).await {
         Ok(end) => end,
         Err(_) => {
             terminate(admin, &ctx.app_name()).await;
@@ -272,9 +399,18 @@ pub async fn run_races_recorded(
     let admin = Arc::new(harness_connection(target).await?);
     let hook = match &config.fault {
         // The user's tool is killed once it is seen running a query.
-        Some(f) if matches!(config.runner, RunnerKind::Command | RunnerKind::Container) => Some(
-            Arc::new(FaultHook::new(Actor::Replica(f.replica), String::new(), 0)),
-        ),
+        Some(f)
+            if matches!(
+                config.migrator_kind(),
+                RunnerKind::Command | RunnerKind::Container
+            ) =>
+        {
+            Some(Arc::new(FaultHook::new(
+                Actor::Replica(f.replica),
+                String::new(),
+                0,
+            )))
+        }
         Some(f) => {
             let (version, index) = fault_target(pending, f)?;
             Some(Arc::new(FaultHook::new(
@@ -288,16 +424,36 @@ pub async fn run_races_recorded(
     let pending_arc: Arc<Vec<Migration>> = Arc::new(pending.to_vec());
     let mut held: Vec<Client> = Vec::new();
 
+    let tool = config.tool();
     let replicas_may_start = if config.runner == RunnerKind::Job {
+        // The one gated job: the user's tool when given, else the built-in
+        // migrator. Replicas start only after it exits 0.
         let ctx = base_ctx(Actor::Job, target, &recorder, config);
-        ctx.emit(EventKind::Started);
-        held.extend(run_bounded(RunnerKind::Job, &ctx, pending, config.timeout(), &admin).await);
-        let ok = recorder.timeline().exit_of(Actor::Job) == Some(ExitStatus::Success);
+        let kind = config.migrator_kind();
+        held.extend(
+            run_bounded_with(
+                &ctx,
+                config.timeout(),
+                &admin,
+                Some(Duration::ZERO),
+                async { runner::run_replica(kind, &ctx, pending).await },
+            )
+            .await,
+        );
+        let timeline = recorder.timeline();
+        let ok = timeline.exit_of(Actor::Job) == Some(ExitStatus::Success);
         if !ok {
+            let why = timeline.of(Actor::Job).find_map(|e| match &e.kind {
+                EventKind::Failed { message, .. } => Some(message.clone()),
+                _ => None,
+            });
             recorder.emit(
                 Actor::Harness,
                 EventKind::RolloutHalted {
-                    reason: "the migration job did not exit 0".into(),
+                    reason: match why {
+                        Some(why) => format!("the migration job did not exit 0: {why}"),
+                        None => "the migration job did not exit 0".into(),
+                    },
                 },
             );
         }
@@ -318,14 +474,23 @@ pub async fn run_races_recorded(
             let kind = config.runner;
             let timeout = config.timeout();
             let jitter = config.jitter_ms;
+            // App replicas after the user's tool ran as the job check its
+            // table; otherwise each replica runs the runner.
+            let app_after = tool.clone().filter(|_| kind == RunnerKind::Job);
             tasks.push(tokio::spawn(async move {
                 barrier.wait().await;
-                if jitter > 0 {
-                    // Start jitter is part of the scenario, not synchronisation.
-                    tokio::time::sleep(Duration::from_millis(rand::random_range(0..=jitter))).await;
-                }
-                ctx.emit(EventKind::Started);
-                run_bounded(kind, &ctx, &pending, timeout, &admin).await
+                let delay = Duration::from_millis(if jitter > 0 {
+                    rand::random_range(0..=jitter)
+                } else {
+                    0
+                });
+                run_bounded_with(&ctx, timeout, &admin, Some(delay), async {
+                    match &app_after {
+                        Some(tool) => runner::app_after_tool(&ctx, tool, &pending).await,
+                        None => runner::run_replica(kind, &ctx, &pending).await,
+                    }
+                })
+                .await
             }));
         }
         for (n, task) in (0..config.count).zip(tasks) {
@@ -359,6 +524,25 @@ pub async fn run_races_recorded(
     finish(target, &admin, pending, config, recorder, hook, held).await
 }
 
+/// How long the checks after a race wait for replica backends to exit.
+const DISCONNECT_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Waits until at most `held` replica backends remain in this database
+/// (the connections the harness keeps open on purpose), polling
+/// `pg_stat_activity`, for at most [`DISCONNECT_DEADLINE`].
+async fn wait_for_replicas_to_leave(admin: &Client, held: usize) {
+    let held = i64::try_from(held).unwrap_or(i64::MAX);
+    let deadline = Instant::now() + DISCONNECT_DEADLINE;
+    loop {
+        match admin.query_one(sql::COUNT_REPLICA_BACKENDS, &[]).await {
+            Ok(row) if row.get::<_, i64>(0) > held && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            _ => return,
+        }
+    }
+}
+
 /// Longest any harness query (catalog snapshot, checksums) may run: reading
 /// a table a stuck session still locks must not hang the rehearsal.
 const HARNESS_STATEMENT_TIMEOUT: &str = "SET statement_timeout = '30s'";
@@ -388,18 +572,25 @@ async fn finish(
 ) -> Result<RaceOutcome, RehearsalError> {
     let inspect =
         |e: tokio_postgres::Error| RehearsalError::Inspect(crate::provision::describe_pg_error(&e));
+    // A replica that exited has closed its connection, but its backend may
+    // not have finished exiting yet (a session advisory lock is released
+    // during backend exit): wait, bounded, for every replica backend
+    // except the ones deliberately held open, so that only a real leak is
+    // judged.
+    wait_for_replicas_to_leave(admin, held.len()).await;
     // Read locks while failed replicas that keep their connection still
     // hold them: that is the leak an app with a pool would cause.
     let leaked_locks = snapshot::advisory_locks(admin).await.map_err(inspect)?;
     drop(held);
     let data_tables = snapshot::data_tables(pending);
+    let tool = config.tool();
     let record = RaceRecord {
         runner: config.runner.name().to_string(),
         replicas: config.count,
         pending: pending.iter().map(|m| m.version.clone()).collect(),
         leaked_locks,
         invalid_indexes: snapshot::invalid_indexes(admin).await.map_err(inspect)?,
-        bookkeeping: runner::bookkeeping_state(admin, config.runner)
+        bookkeeping: runner::tool_bookkeeping_state(admin, config.runner, tool.as_ref())
             .await
             .map_err(|e| RehearsalError::Inspect(e.to_string()))?,
         schema: snapshot::schema_snapshot(admin).await.map_err(inspect)?,
@@ -415,12 +606,14 @@ async fn finish(
     let mut record = record;
     let rerun = if config.fault.as_ref().is_some_and(|f| f.rerun) {
         let ctx = base_ctx(Actor::Rerun, target, &recorder, config);
-        let kind = if config.runner == RunnerKind::Job {
-            RunnerKind::Job
-        } else {
-            config.runner
-        };
-        run_bounded(kind, &ctx, pending, config.timeout(), admin).await;
+        run_bounded(
+            config.migrator_kind(),
+            &ctx,
+            pending,
+            config.timeout(),
+            admin,
+        )
+        .await;
         let timeline = recorder.timeline();
         let error = timeline.of(Actor::Rerun).find_map(|e| match &e.kind {
             EventKind::Failed { message, .. } => Some(message.clone()),
@@ -434,7 +627,7 @@ async fn finish(
         Some(RerunRecord {
             error,
             schema: snapshot::schema_snapshot(admin).await.map_err(inspect)?,
-            bookkeeping: runner::bookkeeping_state(admin, config.runner)
+            bookkeeping: runner::tool_bookkeeping_state(admin, config.runner, tool.as_ref())
                 .await
                 .map_err(|e| RehearsalError::Inspect(e.to_string()))?,
             invalid_indexes: snapshot::invalid_indexes(admin).await.map_err(inspect)?,
@@ -462,7 +655,14 @@ pub async fn run_reference(
         ..config.clone()
     };
     let ctx = base_ctx(Actor::Rerun, reference, &recorder, &serial);
-    run_bounded(config.runner, &ctx, pending, config.timeout(), &admin).await;
+    run_bounded(
+        config.migrator_kind(),
+        &ctx,
+        pending,
+        config.timeout(),
+        &admin,
+    )
+    .await;
     let timeline = recorder.timeline();
     let error = timeline.events.iter().find_map(|e| match &e.kind {
         EventKind::Failed { message, .. } => Some(message.clone()),
@@ -478,7 +678,7 @@ pub async fn run_reference(
         error,
         schema: snapshot::schema_snapshot(&admin).await.map_err(inspect)?,
         data: snapshot::table_data(&admin, &snapshot::data_tables(pending)).await,
-        bookkeeping: runner::bookkeeping_state(&admin, config.runner)
+        bookkeeping: runner::tool_bookkeeping_state(&admin, config.runner, config.tool().as_ref())
             .await
             .map_err(|e| RehearsalError::Inspect(e.to_string()))?,
     })
@@ -529,6 +729,57 @@ mod tests {
         assert!(toml::from_str::<RaceConfig>("cout = 3").is_err());
         let f: RaceConfig = toml::from_str("[fault]\nreplica = 1\nstatement = 2").unwrap();
         assert_eq!(f.fault.unwrap().statement, Some(2));
+    }
+
+    #[test]
+    fn keys_that_do_not_apply_to_the_runner_are_rejected() {
+        let bad = |text: &str| {
+            toml::from_str::<RaceConfig>(text)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string()
+        };
+        let naive = bad("runner = \"naive\"\ncommand = [\"dbmate\", \"migrate\"]");
+        assert!(
+            naive.contains("`command` does not apply to runner \"naive\""),
+            "{naive}"
+        );
+        assert!(bad("jitter_ms = 60001").contains("jitter_ms must be at most 60000"));
+        assert!(
+            bad("runner = \"session-advisory-lock\"\nbaseline_command = [\"x\"]")
+                .contains("`baseline_command` does not apply")
+        );
+        assert!(
+            bad("runner = \"command\"\ncommand = [\"x\"]\nhold_failed_connection = true")
+                .contains("`hold_failed_connection` does not apply")
+        );
+        assert!(
+            bad("runner = \"command\"\ncommand = [\"x\"]\nlock_timeout_ms = 100")
+                .contains("`lock_timeout_ms` does not apply")
+        );
+        assert!(bad("runner = \"naive\"\nworkdir = \"db\"").contains("`workdir` applies only"));
+        assert!(
+            bad("runner = \"try-lock\"\n[container]\nimage = \"app:1\"")
+                .contains("does not apply to runner \"try-lock\"")
+        );
+    }
+
+    #[test]
+    fn a_job_with_a_command_runs_the_users_tool() {
+        let job: RaceConfig =
+            toml::from_str("runner = \"job\"\ncommand = [\"dbmate\", \"migrate\"]").unwrap();
+        job.validate().unwrap();
+        assert_eq!(job.migrator_kind(), RunnerKind::Command);
+        assert!(job.tool().is_some());
+        let built_in = RaceConfig {
+            runner: RunnerKind::Job,
+            ..Default::default()
+        };
+        assert_eq!(built_in.migrator_kind(), RunnerKind::Job);
+        assert!(built_in.tool().is_none());
+        let ok: RaceConfig = toml::from_str("jitter_ms = 60000").unwrap();
+        ok.validate().unwrap();
     }
 
     #[test]

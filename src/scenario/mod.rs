@@ -275,8 +275,16 @@ impl Scenario {
                 if let Err(e) = config.validate() {
                     return Err(error_at(span, e.to_string()));
                 }
-                // The user's tool runs where the scenario says, relative to it.
-                config.workdir = config.workdir.map(|dir| base.join(dir));
+                // The user's tool runs where the scenario says, relative to
+                // it; by default in the scenario's own folder.
+                let process = config
+                    .tool()
+                    .is_some_and(|t| t.kind == crate::migrate::RunnerKind::Command);
+                config.workdir = match config.workdir {
+                    Some(dir) => Some(base.join(dir)),
+                    None if process => Some(base.to_path_buf()),
+                    None => None,
+                };
                 config
             }
         };
@@ -435,6 +443,20 @@ mod tests {
             .to_string();
         assert!(
             err.contains("s.toml:5:9:") && err.contains("seed.scale"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_replicas_key_of_another_runner_is_an_error_at_its_section() {
+        let err = parse(
+            "name = \"x\"\n[migrations]\ndir = \"src\"\n[replicas]\nrunner = \"naive\"\ncommand = [\"dbmate\", \"migrate\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("s.toml:4:1:")
+                && err.contains("`command` does not apply to runner \"naive\""),
             "{err}"
         );
     }

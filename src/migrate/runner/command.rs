@@ -10,9 +10,11 @@
 
 use std::process::Stdio;
 
+use super::tool_env::ToolEnv;
+use super::tool_output::{error_line, sqlstate_in};
 use super::{ReplicaCtx, ReplicaEnd, StepError, Strategy, failed};
 use crate::migrate::Migration;
-use crate::timeline::{EventKind, ExitStatus, SqlState};
+use crate::timeline::{EventKind, ExitStatus};
 
 pub(super) struct Command;
 
@@ -35,28 +37,6 @@ pub(crate) fn redact(text: &str, password: Option<&str>) -> String {
     out
 }
 
-/// The first SQLSTATE a tool printed: `SQLSTATE XXXXX` (pgx, golang-migrate)
-/// or psql's verbose `ERROR:  XXXXX:`.
-pub(crate) fn sqlstate_in(text: &str) -> Option<SqlState> {
-    let is_code = |c: &str| {
-        c.len() == 5
-            && c.chars()
-                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
-    };
-    if let Some(at) = text.find("SQLSTATE ") {
-        let code: String = text[at + 9..].chars().take(5).collect();
-        if is_code(&code) {
-            return Some(SqlState::from_code(&code));
-        }
-    }
-    // psql with VERBOSITY=verbose: "ERROR:  42P07: relation ... exists".
-    text.lines().find_map(|l| {
-        let rest = l.split_once("ERROR:")?.1.trim_start();
-        let (code, _) = rest.split_once(':')?;
-        is_code(code).then(|| SqlState::from_code(code))
-    })
-}
-
 impl Strategy for Command {
     async fn run(&self, ctx: &ReplicaCtx, _migrations: &[Migration]) -> ReplicaEnd {
         let Some((program, args)) = ctx.command.split_first() else {
@@ -68,24 +48,10 @@ impl Strategy for Command {
             };
             return failed(ctx, &e, None);
         };
-        let app = ctx.app_name();
-        let mut url = match url::Url::parse(&ctx.conn.url_with_password()) {
-            Ok(u) => u,
-            Err(e) => {
-                let e = StepError {
-                    version: None,
-                    line: None,
-                    sqlstate: None,
-                    message: format!("bad database url: {e}"),
-                };
-                return failed(ctx, &e, None);
-            }
-        };
-        url.query_pairs_mut().append_pair("application_name", &app);
+        let env = ToolEnv::new(&ctx.conn, &ctx.app_name());
         let mut cmd = tokio::process::Command::new(program);
-        cmd.args(args)
-            .env("DATABASE_URL", url.as_str())
-            .env("PGAPPNAME", &app)
+        cmd.args(args.iter().map(|a| env.expand(a)))
+            .envs(env.vars())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -209,18 +175,6 @@ pub(crate) fn clip(mut text: String) -> String {
     text
 }
 
-/// The line of a tool's output that best says why it failed: the first
-/// error line (psql ends with LOCATION:, many tools with a usage hint),
-/// else the last non-empty one.
-pub(crate) fn error_line(all: &str) -> String {
-    let lines = || all.lines().map(str::trim).filter(|l| !l.is_empty());
-    lines()
-        .find(|l| l.contains("ERROR") || l.starts_with("error") || l.starts_with("Error"))
-        .or_else(|| lines().next_back())
-        .unwrap_or("")
-        .to_string()
-}
-
 /// Collects a pipe to the end on a task of its own.
 fn read_all<R>(pipe: Option<R>) -> tokio::task::JoinHandle<Vec<u8>>
 where
@@ -270,19 +224,5 @@ mod tests {
         assert!(!out.contains("p@ss"), "{out}");
         assert!(!out.contains("p%40ss"), "{out}");
         assert_eq!(redact("no secret", None), "no secret");
-    }
-
-    #[test]
-    fn sqlstate_is_found_in_tool_output() {
-        assert_eq!(
-            sqlstate_in("ERROR: relation exists (SQLSTATE 42P07)"),
-            Some(SqlState::DuplicateTable)
-        );
-        assert_eq!(sqlstate_in("no code"), None);
-        assert_eq!(
-            sqlstate_in("psql:x.sql:1: ERROR:  23505: duplicate key value"),
-            Some(SqlState::UniqueViolation)
-        );
-        assert_eq!(sqlstate_in("ERROR:  relation: x"), None);
     }
 }

@@ -16,7 +16,9 @@ use testcontainers::core::WaitFor;
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{GenericImage, ImageExt};
 
-use super::command::{redact, sqlstate_in};
+use super::command::redact;
+use super::tool_env::ToolEnv;
+use super::tool_output::{error_line, sqlstate_in};
 use super::{ReplicaCtx, ReplicaEnd, StepError, Strategy, failed};
 use crate::migrate::Migration;
 use crate::timeline::{EventKind, ExitStatus};
@@ -83,19 +85,16 @@ impl Strategy for Container {
         if let Some(port) = spec.db_port {
             conn.port = port;
         }
-        let mut url = match url::Url::parse(&conn.url_with_password()) {
-            Ok(u) => u,
-            Err(e) => return failed(ctx, &step(format!("bad database url: {e}")), None),
-        };
-        url.query_pairs_mut().append_pair("application_name", &app);
+        let env = ToolEnv::new(&conn, &app);
         let (name, tag) = spec.name_and_tag();
         let mut request = GenericImage::new(name, tag)
             .with_wait_for(WaitFor::Nothing)
-            .with_network(spec.network.clone().unwrap_or_else(|| "host".into()))
-            .with_env_var("DATABASE_URL", url.as_str())
-            .with_env_var("PGAPPNAME", &app);
+            .with_network(spec.network.clone().unwrap_or_else(|| "host".into()));
+        for (key, value) in env.vars() {
+            request = request.with_env_var(key, value);
+        }
         if !ctx.command.is_empty() {
-            request = request.with_cmd(ctx.command.clone());
+            request = request.with_cmd(ctx.command.iter().map(|a| env.expand(a)));
         }
         let container = match request.start().await {
             Ok(c) => c,
@@ -178,11 +177,7 @@ impl Strategy for Container {
             version: None,
             line: None,
             sqlstate: sqlstate_in(&all),
-            message: format!(
-                "{} exited with {code}: {}",
-                spec.image,
-                super::command::error_line(&all)
-            ),
+            message: format!("{} exited with {code}: {}", spec.image, error_line(&all)),
         });
         ReplicaEnd {
             status: ExitStatus::Failure,

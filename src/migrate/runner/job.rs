@@ -71,3 +71,57 @@ async fn check_applied(
     }
     Ok(())
 }
+
+/// An app replica after a user's tool ran as the job: it starts, and finds
+/// every pending migration in the tool's own table (the layout's tool).
+pub(crate) async fn app_after_tool(
+    ctx: &ReplicaCtx,
+    tool: &super::ToolSetup,
+    migrations: &[Migration],
+) -> ReplicaEnd {
+    let client = match ctx.connect().await {
+        Ok(c) => c,
+        Err(e) => return failed(ctx, &e, None),
+    };
+    let Some(book) = super::tool_book::ToolBook::for_layout(tool.layout) else {
+        return ReplicaEnd::ok();
+    };
+    let state = match book.state(&client).await {
+        Ok(s) => s,
+        Err(e) => return failed(ctx, &e, None),
+    };
+    // golang-migrate keeps only the current version.
+    let recorded =
+        |m: &Migration| {
+            if book == super::tool_book::ToolBook::GolangMigrate {
+                state.applied.first().is_some_and(|c| {
+                    crate::migrate::source::compare_versions(&m.version, c).is_le()
+                }) && state.dirty.is_none()
+            } else {
+                state
+                    .applied
+                    .iter()
+                    .any(|a| crate::migrate::source::compare_versions(a, &m.version).is_eq())
+            }
+        };
+    for m in migrations {
+        if recorded(m) {
+            ctx.emit(EventKind::Skipped {
+                version: m.version.clone(),
+            });
+        } else {
+            let e = StepError {
+                version: Some(m.version.clone()),
+                line: None,
+                sqlstate: None,
+                message: format!(
+                    "migration {} is not recorded in {}; the app would run on the old schema",
+                    m.version,
+                    book.table()
+                ),
+            };
+            return failed(ctx, &e, None);
+        }
+    }
+    ReplicaEnd::ok()
+}

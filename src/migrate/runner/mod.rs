@@ -12,6 +12,9 @@ mod job;
 mod naive;
 mod session_lock;
 pub(crate) mod sql;
+pub(crate) mod tool_book;
+pub(crate) mod tool_env;
+pub(crate) mod tool_output;
 mod try_lock;
 mod xact_lock;
 
@@ -22,13 +25,14 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
-use crate::migrate::Migration;
+use crate::migrate::{Layout, Migration};
 use crate::provision::ConnInfo;
 use crate::timeline::{Actor, BookkeepingState, EventKind, ExitStatus, Recorder, SqlState};
 
 pub(crate) use bookkeeping::Bookkeeping;
 pub use container::ContainerSpec;
 pub(crate) use fault::FaultHook;
+pub(crate) use job::app_after_tool;
 
 /// The built-in runner strategies (`runner = "..."` in a scenario).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -295,6 +299,107 @@ pub async fn apply_serial(
     Err(RunnerError::Step(failure.unwrap_or_else(|| {
         StepError::plain("replica did not finish")
     })))
+}
+
+/// A user's migration tool (`runner = "command"` / `"container"`, or a
+/// `job` with a `command` / `container`): how the baseline reaches the
+/// template, and whose bookkeeping is read after a run.
+#[derive(Debug, Clone)]
+pub struct ToolSetup {
+    /// `Command` or `Container`.
+    pub kind: RunnerKind,
+    /// The migrations' layout (not `auto`): whose table the tool keeps.
+    pub layout: Layout,
+    /// The tool's own command that migrates to the baseline version;
+    /// empty: the harness applies the baseline and writes the tool's table.
+    pub baseline_command: Vec<String>,
+    pub workdir: Option<PathBuf>,
+    pub container: Option<ContainerSpec>,
+}
+
+/// Brings `conn`'s database to the baseline in a form the user's tool
+/// accepts as already applied: its own `baseline_command`, or the
+/// baseline's statements applied by the harness with the bookkeeping the
+/// layout's tool writes (see `tool_book.rs`). An empty baseline needs nothing:
+/// the tool creates its table on its first run.
+pub async fn apply_tool_baseline(
+    conn: &ConnInfo,
+    tool: &ToolSetup,
+    migrations: &[Migration],
+) -> Result<(), RunnerError> {
+    if migrations.is_empty() {
+        return Ok(());
+    }
+    if !tool.baseline_command.is_empty() {
+        return run_tool_once(conn, tool, &tool.baseline_command, migrations)
+            .await
+            .map_err(|e| RunnerError::Command(format!("baseline_command: {e}")));
+    }
+    let book = tool_book::ToolBook::for_layout(tool.layout).ok_or_else(|| {
+        RunnerError::Command("the migrations' layout is unknown: set `migrations.layout`".into())
+    })?;
+    let client = conn
+        .connect(&serial_application_name())
+        .await
+        .map_err(|e| RunnerError::Connect(e.to_string()))?;
+    book.apply(&client, migrations)
+        .await
+        .map_err(RunnerError::Step)
+}
+
+/// Runs the user's tool once, serially, with `command` (for a container:
+/// the image's own command when empty): the baseline command, or the
+/// pending migrations of a benchmark. The error is the tool's error line.
+pub async fn run_tool_once(
+    conn: &ConnInfo,
+    tool: &ToolSetup,
+    command: &[String],
+    migrations: &[Migration],
+) -> Result<(), String> {
+    let ctx = ReplicaCtx {
+        actor: SERIAL_ACTOR,
+        conn: conn.clone(),
+        recorder: Recorder::new(),
+        lock_timeout: None,
+        hold_failed_connection: false,
+        fault: None,
+        command: command.to_vec(),
+        workdir: tool.workdir.clone(),
+        container: tool.container.clone(),
+    };
+    let end = run_replica(tool.kind, &ctx, migrations).await;
+    if end.status == ExitStatus::Success {
+        return Ok(());
+    }
+    let timeline = ctx.recorder.timeline();
+    let message = timeline.events.iter().find_map(|e| match &e.kind {
+        EventKind::Failed { message, .. } => Some(message.clone()),
+        _ => None,
+    });
+    Err(message.unwrap_or_else(|| "the tool did not finish".into()))
+}
+
+/// What the bookkeeping says after a run: the layout's tool's table for a
+/// user's tool, else the built-in runner's.
+pub async fn tool_bookkeeping_state(
+    client: &Client,
+    runner: RunnerKind,
+    tool: Option<&ToolSetup>,
+) -> Result<BookkeepingState, RunnerError> {
+    match tool.and_then(|t| tool_book::ToolBook::for_layout(t.layout)) {
+        Some(book) => {
+            let state = book.state(client).await.map_err(RunnerError::Step)?;
+            // A tool that keeps another table than its layout's (yoyo,
+            // alembic over SQL files) is not judged by a table it never
+            // writes.
+            Ok(if state.present {
+                state
+            } else {
+                BookkeepingState::default()
+            })
+        }
+        None => bookkeeping_state(client, runner).await,
+    }
 }
 
 /// What `runner`'s bookkeeping table says in `client`'s database.
