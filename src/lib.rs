@@ -26,6 +26,7 @@ pub mod rehearsal;
 pub mod report;
 pub mod scenario;
 pub mod seed;
+pub mod stats; // production statistics capture
 pub mod testing;
 pub mod timeline;
 

@@ -7,6 +7,7 @@ mod gc;
 mod provision;
 mod run;
 mod seed;
+mod stats;
 mod trace;
 
 use std::path::PathBuf;
@@ -46,6 +47,8 @@ enum Command {
     Seed(crate::seed::SeedArgs),
     /// Trace the locks each statement of a migration takes, on a throwaway database.
     Trace(trace::TraceArgs),
+    /// Production statistics without production data: `stats capture`.
+    Stats(stats::StatsArgs),
 }
 
 /// Flags every command that provisions a Postgres shares.
@@ -179,6 +182,7 @@ async fn dispatch(cli: Cli) -> Exit {
         Command::Gc(args) => gc::gc(args).await,
         Command::Seed(args) => seed::seed(args, cli.quiet).await,
         Command::Trace(args) => trace::trace(args, cli.quiet).await,
+        Command::Stats(args) => stats::stats(args, cli.quiet).await,
     }
 }
 
