@@ -78,6 +78,9 @@ struct RawSeed {
     scale: Option<Spanned<f64>>,
     #[serde(default)]
     hostile: bool,
+    /// A `rehearse stats capture` snapshot shaping the seed.
+    #[serde(default)]
+    stats: Option<Spanned<PathBuf>>,
 }
 
 /// What a scenario expects; decides pass or fail.
@@ -177,6 +180,9 @@ pub struct SeedSpecRef {
     pub seed: u64,
     pub scale: f64,
     pub hostile: bool,
+    /// A statistics snapshot (`rehearse stats capture`): row counts (times
+    /// `scale`) and column shapes for what the seeds file leaves open.
+    pub stats: Option<PathBuf>,
 }
 
 /// Oldest and newest major versions a scenario may ask for.
@@ -259,7 +265,18 @@ impl Scenario {
                     Some(scale) => *scale.get_ref(),
                     None => 1.0,
                 };
+                let stats = match seed.stats {
+                    None => None,
+                    Some(stats) => {
+                        let resolved = base.join(stats.get_ref());
+                        if let Err(e) = crate::stats::StatsSnapshot::load(&resolved) {
+                            return Err(error_at(stats.span(), format!("`seed.stats`: {e}")));
+                        }
+                        Some(resolved)
+                    }
+                };
                 Some(SeedSpecRef {
+                    stats,
                     spec,
                     seed: seed.seed.unwrap_or(42),
                     scale,
