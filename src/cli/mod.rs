@@ -3,6 +3,7 @@
 
 mod bench;
 mod doctor;
+mod forecast;
 mod gc;
 mod provision;
 mod run;
@@ -49,6 +50,8 @@ enum Command {
     Trace(trace::TraceArgs),
     /// Production statistics without production data: `stats capture`.
     Stats(stats::StatsArgs),
+    /// Forecast the pending migrations' lock holds at production size.
+    Forecast(forecast::ForecastArgs),
 }
 
 /// Flags every command that provisions a Postgres shares.
@@ -183,6 +186,7 @@ async fn dispatch(cli: Cli) -> Exit {
         Command::Seed(args) => seed::seed(args, cli.quiet).await,
         Command::Trace(args) => trace::trace(args, cli.quiet).await,
         Command::Stats(args) => stats::stats(args, cli.quiet).await,
+        Command::Forecast(args) => forecast::forecast_command(args, cli.quiet).await,
     }
 }
 
