@@ -74,16 +74,22 @@ pub(crate) async fn forecast_command(args: ForecastArgs, quiet: bool) -> Exit {
         Ok(plan) => plan,
         Err(e) => return fail(&e, Exit::BadInput),
     };
+    let section = plan.scenario.forecast.clone().unwrap_or_default();
+    // Flags win over `[forecast]`, which wins over `[seed] stats`.
     let stats_path = args
         .stats
         .clone()
+        .or_else(|| section.stats.clone())
         .or_else(|| plan.scenario.seed.as_ref().and_then(|s| s.stats.clone()));
+    let explicit_stats = args.stats.is_some() || section.stats.is_some();
     let snapshot = match stats_path.as_ref().map(|p| StatsSnapshot::load(p)) {
         None => None,
         Some(Ok(s)) => Some(s),
         Some(Err(e)) => return fail(&e, Exit::BadInput),
     };
-    let user_rows: BTreeMap<String, f64> = args.rows.iter().cloned().collect();
+    let mut user_rows: BTreeMap<String, f64> = section.rows.clone();
+    user_rows.extend(args.rows.iter().cloned());
+    let max_rows = section.max_rows.unwrap_or(args.max_rows);
     if snapshot.is_none() && user_rows.is_empty() {
         return fail(
             &"no production size: give --stats FILE, `[seed] stats` or --rows TABLE=ROWS",
@@ -97,13 +103,17 @@ pub(crate) async fn forecast_command(args: ForecastArgs, quiet: bool) -> Exit {
     };
     // Sizes: with a snapshot the seed's scale is a fraction of production.
     let with_stats = snapshot.is_some();
-    let mut sizes = args.fractions.clone().unwrap_or_else(|| {
-        if with_stats {
-            vec![0.0025, 0.005, 0.01]
-        } else {
-            vec![1.0, 2.0, 4.0]
-        }
-    });
+    let mut sizes = args
+        .fractions
+        .clone()
+        .or(section.fractions.clone())
+        .unwrap_or_else(|| {
+            if with_stats {
+                vec![0.0025, 0.005, 0.01]
+            } else {
+                vec![1.0, 2.0, 4.0]
+            }
+        });
     if sizes.len() < 2 || sizes.iter().any(|f| !(f.is_finite() && *f > 0.0)) {
         return fail(
             &"--fractions needs at least two positive numbers",
@@ -117,8 +127,8 @@ pub(crate) async fn forecast_command(args: ForecastArgs, quiet: bool) -> Exit {
             .filter_map(|t| t.rows)
             .fold(0.0, f64::max);
         let top = sizes.iter().copied().fold(0.0, f64::max);
-        if largest * top > args.max_rows as f64 {
-            let shrink = args.max_rows as f64 / (largest * top);
+        if largest * top > max_rows as f64 {
+            let shrink = max_rows as f64 / (largest * top);
             for f in &mut sizes {
                 *f *= shrink;
             }
@@ -140,7 +150,7 @@ pub(crate) async fn forecast_command(args: ForecastArgs, quiet: bool) -> Exit {
     };
     // A snapshot given with --stats shapes the seed too.
     let spec = match (&snapshot, plan.seed_spec.clone()) {
-        (Some(snapshot), spec) if args.stats.is_some() => Some(
+        (Some(snapshot), spec) if explicit_stats => Some(
             spec.unwrap_or_else(crate::seed::SeedSpec::empty)
                 .with_stats(std::sync::Arc::new(snapshot.clone())),
         ),
