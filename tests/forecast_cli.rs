@@ -92,3 +92,20 @@ fn a_bad_forecast_key_is_an_error_at_its_line() {
     assert!(stderr.contains("scenario.toml:10:"), "{stderr}");
     assert!(stderr.contains("forecast.rows.orders"), "{stderr}");
 }
+
+#[test]
+fn a_seed_stats_file_that_is_not_a_snapshot_is_an_error_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write_scenario(dir.path(), "");
+    let path = dir.path().join("scenario.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("seed = 7\n", "seed = 7\nstats = \"seeds.toml\"\n");
+    std::fs::write(&path, text).unwrap();
+    let scenario = dir.path().display().to_string();
+    let (code, _, stderr) = rehearse(&["forecast", &scenario, "--backend", "local"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("scenario.toml:9:"), "{stderr}");
+    assert!(stderr.contains("`seed.stats`"), "{stderr}");
+    assert!(stderr.contains("not a statistics snapshot"), "{stderr}");
+}
