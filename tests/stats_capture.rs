@@ -5,6 +5,9 @@
 use std::path::Path;
 
 use rehearse::provision::ConnInfo;
+
+#[expect(dead_code, reason = "the capture needs a URL, not local binaries")]
+mod cli_support;
 use rehearse::stats::{CaptureOptions, StatsError, StatsSnapshot, ValueKind, capture};
 
 /// 20,000 people: a skewed `status`, 30 % NULL `note`, `created_at`
@@ -173,4 +176,50 @@ async fn works_as_a_read_only_role_and_names_the_missing_privilege() {
         ))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn the_command_writes_the_snapshot_and_reports_errors_by_exit_code() {
+    let Some((db, _client)) = shaped().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("prod-stats.json");
+    let url = db.conn().url_with_password();
+    let out_arg = out.display().to_string();
+    let (code, stdout, stderr) = cli_support::rehearse(&[
+        "stats",
+        "capture",
+        "--database-url",
+        &url,
+        "--schema",
+        "public",
+        "-o",
+        &out_arg,
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stderr.contains("captured 1 tables, 6 columns"), "{stderr}");
+    let snapshot = StatsSnapshot::load(&out).unwrap();
+    assert_eq!(snapshot.format, "rehearse-stats");
+    assert!(snapshot.table("people").is_some());
+    if let Some(password) = db.conn().password() {
+        assert!(!stderr.contains(password) && !stdout.contains(password));
+    }
+
+    // To standard output by default; a schema with no tables is empty.
+    let (code, stdout, _) = cli_support::rehearse(&[
+        "stats",
+        "capture",
+        "--database-url",
+        &url,
+        "--schema",
+        "nothing_here",
+    ]);
+    assert_eq!(code, 0);
+    let empty = StatsSnapshot::parse(&stdout, Path::new("stdout")).unwrap();
+    assert!(empty.tables.is_empty());
+
+    let (code, _, stderr) =
+        cli_support::rehearse(&["stats", "capture", "--database-url", "postgres://x:1:2/"]);
+    assert_eq!(code, 2, "a malformed url is bad input: {stderr}");
 }
