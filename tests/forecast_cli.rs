@@ -48,6 +48,8 @@ fn forecast_reads_production_rows_from_the_scenario_and_judges_the_budget() {
     let json = dir.path().join("forecast.json");
     let scenario = dir.path().display().to_string();
     let json_arg = json.display().to_string();
+    let markdown = dir.path().join("forecast.md");
+    let markdown_arg = markdown.display().to_string();
     let (code, stdout, stderr) = rehearse(&[
         "forecast",
         &scenario,
@@ -57,6 +59,8 @@ fn forecast_reads_production_rows_from_the_scenario_and_judges_the_budget() {
         "1",
         "--report-file",
         &json_arg,
+        "--markdown",
+        &markdown_arg,
     ]);
     assert_eq!(code, 1, "over the 1 ms budget: {stdout}{stderr}");
     assert!(
@@ -65,6 +69,11 @@ fn forecast_reads_production_rows_from_the_scenario_and_judges_the_budget() {
     );
     assert!(stdout.contains("at 48.0M rows, blocks writes"), "{stdout}");
     assert!(stdout.contains("OVER BUDGET (forecast, 1 ms)"), "{stdout}");
+    let md = std::fs::read_to_string(&markdown).unwrap();
+    assert!(
+        md.contains("| 0002 | `CREATE INDEX orders_total ON orders (total)` | SHARE | 48.0M |"),
+        "{md}"
+    );
     let report: ForecastReport =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let index = &report.statements[0];

@@ -15,7 +15,7 @@ use crate::forecast::measure::{Timing, forecast, time_statements};
 use crate::migrate::apply_serial;
 use crate::provision::Postgres;
 use crate::rehearsal::Plan;
-use crate::report::forecast::{write_json, write_terminal};
+use crate::report::forecast::{write_json, write_markdown, write_terminal};
 use crate::scenario::Scenario;
 use crate::seed::{SeedOptions, seed_database};
 use crate::stats::StatsSnapshot;
@@ -48,6 +48,9 @@ pub(crate) struct ForecastArgs {
     /// Write the forecast as JSON here too.
     #[arg(long, value_name = "FILE")]
     report_file: Option<PathBuf>,
+    /// Write the forecast as a Markdown section here too.
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
     #[command(flatten)]
     backend: BackendArgs,
 }
@@ -170,6 +173,15 @@ pub(crate) async fn forecast_command(args: ForecastArgs, quiet: bool) -> Exit {
     }
     if let Some(path) = &args.report_file {
         let written = std::fs::File::create(path).and_then(|mut f| write_json(&report, &mut f));
+        if let Err(e) = written {
+            return fail(
+                &format!("writing {}: {e}", path.display()),
+                Exit::Infrastructure,
+            );
+        }
+    }
+    if let Some(path) = &args.markdown {
+        let written = std::fs::File::create(path).and_then(|mut f| write_markdown(&report, &mut f));
         if let Err(e) = written {
             return fail(
                 &format!("writing {}: {e}", path.display()),

@@ -62,3 +62,39 @@ pub fn write_json(report: &ForecastReport, out: &mut impl io::Write) -> io::Resu
     serde_json::to_writer_pretty(&mut *out, report)?;
     writeln!(out)
 }
+
+/// A Markdown section: one table row per statement.
+pub fn write_markdown(report: &ForecastReport, out: &mut impl io::Write) -> io::Result<()> {
+    writeln!(out, "## Forecast at production size\n")?;
+    writeln!(out, "Production size from {}.\n", report.source)?;
+    writeln!(
+        out,
+        "| migration | statement | lock | rows | hold (interval) | fitted on |"
+    )?;
+    writeln!(out, "|---|---|---|---|---|---|")?;
+    for s in &report.statements {
+        let hold = s.hold.map_or_else(
+            || "too few sizes".to_owned(),
+            |h| {
+                format!(
+                    "{} ({} - {})",
+                    human_duration(h.point_us),
+                    human_duration(h.low_us),
+                    human_duration(h.high_us)
+                )
+            },
+        );
+        let sizes: Vec<String> = s.samples.iter().map(|x| human_rows(x.rows)).collect();
+        writeln!(
+            out,
+            "| {} | `{}` | {} | {} | {} | {} |",
+            s.migration,
+            s.statement.replace('|', "\\|").replace('`', "'"),
+            s.lock.map_or("none", |m| m.sql_name()),
+            human_rows(s.rows),
+            hold,
+            sizes.join(", ")
+        )?;
+    }
+    Ok(())
+}
