@@ -18,6 +18,7 @@ pub mod cli;
 pub mod compat; // issue 5: compatibility matrix
 pub mod exit;
 pub mod findings;
+pub mod forecast; // lock holds at production size
 pub mod locks;
 pub mod migrate;
 pub mod progress;
@@ -26,6 +27,7 @@ pub mod rehearsal;
 pub mod report;
 pub mod scenario;
 pub mod seed;
+pub mod stats; // production statistics capture
 pub mod testing;
 pub mod timeline;
 

@@ -3,10 +3,12 @@
 
 mod bench;
 mod doctor;
+mod forecast;
 mod gc;
 mod provision;
 mod run;
 mod seed;
+mod stats;
 mod trace;
 
 use std::path::PathBuf;
@@ -46,6 +48,10 @@ enum Command {
     Seed(crate::seed::SeedArgs),
     /// Trace the locks each statement of a migration takes, on a throwaway database.
     Trace(trace::TraceArgs),
+    /// Production statistics without production data: `stats capture`.
+    Stats(stats::StatsArgs),
+    /// Forecast the pending migrations' lock holds at production size.
+    Forecast(forecast::ForecastArgs),
 }
 
 /// Flags every command that provisions a Postgres shares.
@@ -179,6 +185,8 @@ async fn dispatch(cli: Cli) -> Exit {
         Command::Gc(args) => gc::gc(args).await,
         Command::Seed(args) => seed::seed(args, cli.quiet).await,
         Command::Trace(args) => trace::trace(args, cli.quiet).await,
+        Command::Stats(args) => stats::stats(args, cli.quiet).await,
+        Command::Forecast(args) => forecast::forecast_command(args, cli.quiet).await,
     }
 }
 

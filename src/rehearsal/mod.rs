@@ -61,6 +61,7 @@ impl Plan {
             Some(path) => Some(SeedSpec::load(path)?),
             None => None,
         };
+        let seed_spec = crate::seed::attach_stats(seed_spec, scenario.seed.as_ref())?;
         Ok(Plan {
             scenario,
             baseline,
@@ -92,6 +93,9 @@ impl Plan {
             hasher.update(format!("{seed:?}"));
             if let Some(spec) = seed.spec.as_ref().and_then(|p| std::fs::read(p).ok()) {
                 hasher.update(spec);
+            }
+            if let Some(stats) = seed.stats.as_ref().and_then(|p| std::fs::read(p).ok()) {
+                hasher.update(stats);
             }
         }
         hex::encode(hasher.finalize())

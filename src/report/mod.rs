@@ -5,6 +5,7 @@
 //! without passwords only.
 
 pub mod bench;
+pub mod forecast; // lock holds at production size
 mod html;
 mod json;
 mod junit;

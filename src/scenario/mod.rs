@@ -48,6 +48,36 @@ struct RawScenario {
     rollout: Option<Spanned<crate::rehearsal::rollout::RolloutConfig>>,
     #[serde(default)]
     locks: RawLocks,
+    /// Production size for `rehearse forecast`.
+    #[serde(default)]
+    forecast: Option<RawForecast>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForecast {
+    #[serde(default)]
+    rows: std::collections::BTreeMap<String, Spanned<f64>>,
+    #[serde(default)]
+    stats: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    fractions: Option<Spanned<Vec<f64>>>,
+    #[serde(default)]
+    max_rows: Option<Spanned<u64>>,
+}
+
+/// `[forecast]`: production's size, and the sizes to time.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ForecastSpec {
+    /// Production rows per table (`orders` or `schema.orders`).
+    pub rows: std::collections::BTreeMap<String, f64>,
+    /// A `rehearse stats capture` snapshot giving production's sizes.
+    pub stats: Option<PathBuf>,
+    /// Sizes to time: fractions of production (with a snapshot) or
+    /// multiples of the seed scale (without).
+    pub fractions: Option<Vec<f64>>,
+    /// Rows of the largest table at the largest size, at most.
+    pub max_rows: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,6 +108,9 @@ struct RawSeed {
     scale: Option<Spanned<f64>>,
     #[serde(default)]
     hostile: bool,
+    /// A `rehearse stats capture` snapshot shaping the seed.
+    #[serde(default)]
+    stats: Option<Spanned<PathBuf>>,
 }
 
 /// What a scenario expects; decides pass or fail.
@@ -128,6 +161,8 @@ pub struct Scenario {
     pub rollout: Option<crate::rehearsal::rollout::RolloutSpec>,
     /// How the lock sampler watches the rehearsal.
     pub locks: LocksSpec,
+    /// `[forecast]`: production's size for `rehearse forecast`.
+    pub forecast: Option<ForecastSpec>,
 }
 
 /// `[locks]`: how the live lock sampler watches the rehearsal.
@@ -177,6 +212,9 @@ pub struct SeedSpecRef {
     pub seed: u64,
     pub scale: f64,
     pub hostile: bool,
+    /// A statistics snapshot (`rehearse stats capture`): row counts (times
+    /// `scale`) and column shapes for what the seeds file leaves open.
+    pub stats: Option<PathBuf>,
 }
 
 /// Oldest and newest major versions a scenario may ask for.
@@ -259,7 +297,18 @@ impl Scenario {
                     Some(scale) => *scale.get_ref(),
                     None => 1.0,
                 };
+                let stats = match seed.stats {
+                    None => None,
+                    Some(stats) => {
+                        let resolved = base.join(stats.get_ref());
+                        if let Err(e) = crate::stats::StatsSnapshot::load(&resolved) {
+                            return Err(error_at(stats.span(), format!("`seed.stats`: {e}")));
+                        }
+                        Some(resolved)
+                    }
+                };
                 Some(SeedSpecRef {
+                    stats,
                     spec,
                     seed: seed.seed.unwrap_or(42),
                     scale,
@@ -308,7 +357,12 @@ impl Scenario {
             }
             locks.sample_interval_ms = interval.into_inner();
         }
+        let forecast = match raw.forecast {
+            None => None,
+            Some(f) => Some(forecast_spec(f, base, &error_at)?),
+        };
         Ok(Scenario {
+            forecast,
             workloads,
             rollout,
             locks,
@@ -327,6 +381,62 @@ impl Scenario {
             expect: raw.expect,
         })
     }
+}
+
+/// Checks `[forecast]`: positive row counts and fractions, a readable
+/// snapshot; errors at the key's line.
+fn forecast_spec(
+    raw: RawForecast,
+    base: &Path,
+    error_at: &dyn Fn(std::ops::Range<usize>, String) -> ScenarioError,
+) -> Result<ForecastSpec, ScenarioError> {
+    let mut rows = std::collections::BTreeMap::new();
+    for (table, n) in raw.rows {
+        if !(n.get_ref().is_finite() && *n.get_ref() > 0.0) {
+            return Err(error_at(
+                n.span(),
+                format!("`forecast.rows.{table}` must be a positive number of rows"),
+            ));
+        }
+        rows.insert(table, n.into_inner());
+    }
+    let stats = match raw.stats {
+        None => None,
+        Some(path) => {
+            let resolved = base.join(path.get_ref());
+            if let Err(e) = crate::stats::StatsSnapshot::load(&resolved) {
+                return Err(error_at(path.span(), format!("`forecast.stats`: {e}")));
+            }
+            Some(resolved)
+        }
+    };
+    let fractions = match raw.fractions {
+        None => None,
+        Some(f) => {
+            if f.get_ref().len() < 2 || f.get_ref().iter().any(|x| !(x.is_finite() && *x > 0.0)) {
+                return Err(error_at(
+                    f.span(),
+                    "`forecast.fractions` needs at least two positive numbers".into(),
+                ));
+            }
+            Some(f.into_inner())
+        }
+    };
+    let max_rows = match raw.max_rows {
+        Some(m) if *m.get_ref() == 0 => {
+            return Err(error_at(
+                m.span(),
+                "`forecast.max_rows` must be positive".into(),
+            ));
+        }
+        m => m.map(Spanned::into_inner),
+    };
+    Ok(ForecastSpec {
+        rows,
+        stats,
+        fractions,
+        max_rows,
+    })
 }
 
 /// Issue 5: loads the `[workloads]` files and checks the `[rollout]` plan

@@ -385,6 +385,8 @@ pub(crate) enum Gen {
         inner: Box<Gen>,
         max_len: usize,
     },
+    /// Shaped after captured production statistics (`super::stats`).
+    Shaped(Box<super::stats::Shaped>),
     /// Filled from the parent key picked for the row.
     ForeignKey {
         group: usize,
@@ -426,6 +428,7 @@ impl Gen {
     pub(crate) fn sample(&self, rng: &mut ChaCha8Rng, row: u64) -> Value {
         match self {
             Gen::Null | Gen::ForeignKey { .. } => Value::Null,
+            Gen::Shaped(shaped) => shaped.sample(rng, row),
             Gen::Sequence { width, start } => width.value(start.saturating_add(row as i64)),
             Gen::Int {
                 width,

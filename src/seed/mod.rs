@@ -20,6 +20,7 @@ mod rows;
 mod schema;
 mod spec;
 mod sql;
+mod stats;
 mod value;
 
 use std::collections::HashMap;
@@ -36,6 +37,23 @@ pub use spec::SeedSpec;
 pub use value::Value;
 
 use crate::provision::ConnInfo;
+
+/// Attaches the scenario's statistics snapshot (`[seed] stats`) to its
+/// seeds file, or to an empty one when there is none.
+pub fn attach_stats(
+    spec: Option<SeedSpec>,
+    seed: Option<&crate::scenario::SeedSpecRef>,
+) -> Result<Option<SeedSpec>, SeedError> {
+    let Some(path) = seed.and_then(|s| s.stats.as_ref()) else {
+        return Ok(spec);
+    };
+    let snapshot = crate::stats::StatsSnapshot::load(path).map_err(|e| SeedError::Read {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let spec = spec.unwrap_or_else(SeedSpec::empty);
+    Ok(Some(spec.with_stats(std::sync::Arc::new(snapshot))))
+}
 
 /// How to seed.
 #[derive(Debug, Clone, PartialEq)]

@@ -217,7 +217,12 @@ pub(crate) fn build(
         let had_rows = has_rows.get(&table.oid).copied().unwrap_or(false);
         let rows = tspec
             .and_then(|t| t.rows.as_ref())
-            .map_or(default_rows, |r| *r.get_ref());
+            .map(|r| *r.get_ref())
+            .or_else(|| {
+                let stats = spec.stats.as_deref()?;
+                super::stats::table_rows(stats, &table.schema, &table.name)
+            })
+            .unwrap_or(default_rows);
         let rows = (rows as f64 * scale).round() as u64;
         plan.tables.push(plan_table(
             schema,
@@ -470,6 +475,13 @@ fn plan_table(
         if column.sequence && matches!(generator, Gen::Sequence { .. }) {
             sequences.push(column.name.clone());
         }
+        // Captured statistics shape what the seeds file leaves open.
+        let (generator, null_fraction) = match spec.stats.as_deref() {
+            Some(stats) if cs.is_none() && !unique && !generator.is_unique() => {
+                super::stats::shape(stats, table, column, rows, generator, null_fraction)
+            }
+            _ => (generator, null_fraction),
+        };
         columns.push(ColumnPlan {
             name: column.name.clone(),
             nullable: !column.not_null,

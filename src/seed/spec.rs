@@ -55,6 +55,9 @@ pub struct SeedSpec {
     pub(crate) origin: PathBuf,
     pub(crate) text: String,
     pub(crate) raw: RawSpec,
+    /// Captured production statistics to shape tables and columns the
+    /// file does not describe (`[seed] stats`).
+    pub(crate) stats: Option<std::sync::Arc<crate::stats::StatsSnapshot>>,
 }
 
 /// The top level of a seeds file.
@@ -203,6 +206,7 @@ impl SeedSpec {
             origin: origin.to_owned(),
             text: text.to_owned(),
             raw,
+            stats: None,
         };
         spec.check_shape()?;
         Ok(spec)
@@ -215,7 +219,17 @@ impl SeedSpec {
             origin: PathBuf::from("<defaults>"),
             text: String::new(),
             raw: RawSpec::default(),
+            stats: None,
         }
+    }
+
+    /// Shapes tables and columns this spec does not describe after captured
+    /// statistics: row counts (times `scale`), NULL fractions, distinct
+    /// values, skew, histograms, widths and physical order.
+    #[must_use]
+    pub fn with_stats(mut self, stats: std::sync::Arc<crate::stats::StatsSnapshot>) -> SeedSpec {
+        self.stats = Some(stats);
+        self
     }
 
     /// The path the spec was read from.
