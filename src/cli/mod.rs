@@ -164,7 +164,13 @@ async fn run_with_signals(cli: Cli) -> Exit {
     // handle. A container whose start was cut short has no handle yet: sweep
     // what this process still owns.
     crate::provision::gc::collect_own().await;
-    if !quiet {
+    // Only claim what really happened: a failed cleanup printed its own
+    // line already.
+    if crate::provision::cleanup_incomplete() {
+        eprintln!(
+            "rehearse: stopped by signal; cleanup incomplete, run `rehearse gc` to finish it"
+        );
+    } else if !quiet {
         eprintln!("rehearse: stopped by signal, cleaned up");
     }
     exit

@@ -15,12 +15,18 @@ use nix::unistd::Pid;
 use super::docker::{LABEL_HOST, LABEL_MANAGED, LABEL_OWNER, hostname};
 use super::local::{INSTANCE_PREFIX, OWNER_FILE, postmaster_pid, tmp_roots};
 use super::owner::{Owner, process_start_ticks};
+use super::server::{DatabaseMarker, drop_database};
 
 /// What `gc` removed and what it left alone.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct GcReport {
     pub clusters_removed: Vec<PathBuf>,
     pub containers_removed: Vec<String>,
+    /// Databases dropped on the `--database-url` server.
+    pub databases_removed: Vec<String>,
+    /// `rehearse_*` databases on that server without our marker and not
+    /// belonging to a dead run: left alone (they may be a user's).
+    pub databases_unmarked: Vec<String>,
     /// Resources whose owner still runs (left alone).
     pub in_use: usize,
     /// Why Docker was not looked at, if it was not.
@@ -28,16 +34,38 @@ pub struct GcReport {
     pub errors: Vec<String>,
 }
 
-/// Removes orphaned local clusters and containers (all of ours with `all`).
-pub async fn collect(all: bool) -> GcReport {
+/// Where `gc` looks besides the default places.
+#[derive(Debug, Clone, Default)]
+pub struct GcOptions {
+    /// Remove every resource of ours, even those a live run still uses.
+    pub all: bool,
+    /// A server to look for throwaway databases on (url backend).
+    pub database_url: Option<String>,
+    /// Another directory to look for local clusters in (`--tmp-dir` of the
+    /// run that left them).
+    pub tmp_dir: Option<PathBuf>,
+}
+
+/// Removes orphaned local clusters, containers and (with a database url)
+/// throwaway databases; all of ours with `all`.
+pub async fn collect(options: &GcOptions) -> GcReport {
     let mut report = GcReport::default();
-    collect_clusters(all, &mut report);
-    collect_containers(all, &mut report).await;
+    collect_clusters(options, &mut report);
+    collect_containers(options.all, &mut report).await;
+    if let Some(url) = &options.database_url {
+        collect_databases(url, options.all, &mut report).await;
+    }
     report
 }
 
-fn collect_clusters(all: bool, report: &mut GcReport) {
-    for root in tmp_roots() {
+fn collect_clusters(options: &GcOptions, report: &mut GcReport) {
+    let all = options.all;
+    let mut roots = tmp_roots();
+    if let Some(dir) = &options.tmp_dir {
+        roots.insert(0, dir.clone());
+        roots.dedup();
+    }
+    for root in roots {
         let Ok(entries) = fs::read_dir(&root) else {
             continue;
         };
@@ -206,4 +234,79 @@ async fn remove_container(
         .v(true)
         .build();
     docker.remove_container(id, Some(options)).await
+}
+
+// SQL of the database sweep, kept together. `\_` because `_` alone matches
+// any character in LIKE.
+const SQL_OUR_DATABASES: &str = "SELECT d.datname, shobj_description(d.oid, 'pg_database') \
+     FROM pg_database d WHERE d.datname LIKE 'rehearse\\_%' ORDER BY d.oid DESC";
+
+/// Drops the throwaway databases of dead runs on a shared server.
+///
+/// A run marks every database it creates with a comment naming its run id,
+/// process and host ([`DatabaseMarker`]). A run is dead when its marker
+/// names this host and the process no longer runs (or with `all`). Every
+/// database whose name carries a dead run's prefix is dropped (a clone
+/// whose comment a SIGKILL cut off still carries the prefix); other
+/// `rehearse_*` databases are reported and left alone.
+async fn collect_databases(url: &str, all: bool, report: &mut GcReport) {
+    let admin = match super::server::parse_url(url) {
+        Ok(admin) => admin,
+        Err(e) => {
+            report.errors.push(e.to_string());
+            return;
+        }
+    };
+    let client = match admin.connect("rehearse-gc").await {
+        Ok(client) => client,
+        Err(e) => {
+            report.errors.push(e.to_string());
+            return;
+        }
+    };
+    let rows = match client.query(SQL_OUR_DATABASES, &[]).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            report.errors.push(format!(
+                "listing databases on {}: {}",
+                admin.display_url(),
+                super::describe_pg_error(&e)
+            ));
+            return;
+        }
+    };
+    let databases: Vec<(String, Option<DatabaseMarker>)> = rows
+        .iter()
+        .map(|row| {
+            let name: String = row.get(0);
+            let comment: Option<String> = row.get(1);
+            (name, comment.as_deref().and_then(DatabaseMarker::parse))
+        })
+        .collect();
+    let here = super::docker::hostname();
+    let mut dead_prefixes = Vec::new();
+    let mut live_prefixes = Vec::new();
+    for marker in databases.iter().filter_map(|(_, m)| m.as_ref()) {
+        let alive = marker.host != here || marker.owner.is_alive();
+        if all || !alive {
+            dead_prefixes.push(marker.name_prefix());
+        } else {
+            live_prefixes.push(marker.name_prefix());
+        }
+    }
+    for (name, _) in databases {
+        if dead_prefixes.iter().any(|p| name.starts_with(p.as_str())) {
+            match drop_database(&client, &name).await {
+                Ok(()) => report.databases_removed.push(name),
+                Err(e) => report.errors.push(format!(
+                    "dropping database {name}: {}",
+                    super::describe_pg_error(&e)
+                )),
+            }
+        } else if live_prefixes.iter().any(|p| name.starts_with(p.as_str())) {
+            report.in_use += 1;
+        } else {
+            report.databases_unmarked.push(name);
+        }
+    }
 }

@@ -433,7 +433,7 @@ impl Drop for LocalCluster {
             && let Err(e) = fs::remove_dir_all(&self.dir)
             && e.kind() != std::io::ErrorKind::NotFound
         {
-            eprintln!("rehearse: could not remove {}: {e}", self.dir.display());
+            super::cleanup_failed(&format!("could not remove {}: {e}", self.dir.display()));
         }
     }
 }

@@ -552,6 +552,23 @@ pub(crate) fn random_password() -> String {
         .collect()
 }
 
+/// How many cleanups failed in this process: the signal path says "cleaned
+/// up" only when none did.
+static CLEANUP_FAILURES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Reports a cleanup that failed (in a `Drop`, where it cannot be returned).
+pub(crate) fn cleanup_failed(error: &dyn std::fmt::Display) {
+    eprintln!("rehearse: cleanup: {error}");
+    CLEANUP_FAILURES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether any cleanup of this process failed so far (something may be
+/// left behind that `rehearse gc` removes).
+#[must_use]
+pub fn cleanup_incomplete() -> bool {
+    CLEANUP_FAILURES.load(std::sync::atomic::Ordering::SeqCst) > 0
+}
+
 /// Runs a cleanup future to completion from synchronous code (a `Drop`),
 /// whether or not a Tokio runtime is running on this thread: on a fresh
 /// thread with its own runtime, so it can neither deadlock a current-thread
@@ -566,7 +583,7 @@ where
             .build()
         {
             Ok(runtime) => runtime.block_on(future),
-            Err(e) => eprintln!("rehearse: cleanup could not start a runtime: {e}"),
+            Err(e) => cleanup_failed(&format!("could not start a runtime: {e}")),
         }
     });
     let _ = worker.join();

@@ -107,6 +107,7 @@ impl Postgres {
                 .await
                 .map_err(|e| self.sql_error(&format!("creating {building}"), &e))?;
         }
+        self.mark_database(admin, &building).await?;
         if let Err(source) = prepare(self.conn.clone().with_dbname(&building)).await {
             let _ = self.drop_database(&building).await;
             return Err(TemplateError::Prepare {
@@ -162,6 +163,7 @@ impl Postgres {
             quote_ident(&template.name)
         );
         self.retry_while_in_use(&admin, &sql).await?;
+        self.mark_database(&admin, &name).await?;
         Ok(self.conn.clone().with_dbname(name))
     }
 
@@ -174,6 +176,7 @@ impl Postgres {
             .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
             .await
             .map_err(|e| self.sql_error(&format!("creating database {name}"), &e))?;
+        self.mark_database(&admin, &name).await?;
         Ok(self.conn.clone().with_dbname(name))
     }
 
@@ -192,13 +195,36 @@ impl Postgres {
         Ok(())
     }
 
+    /// On a shared server (url backend), marks a database as this run's,
+    /// for `rehearse gc --database-url` after a SIGKILL. A rename keeps the
+    /// comment (it belongs to the database's oid).
+    async fn mark_database(
+        &self,
+        admin: &tokio_postgres::Client,
+        name: &str,
+    ) -> Result<(), ProvisionError> {
+        if self.backend != Backend::Url {
+            return Ok(());
+        }
+        admin
+            .batch_execute(&super::server::mark_sql(name, &self.run_id))
+            .await
+            .map_err(|e| self.sql_error(&format!("marking database {name}"), &e))
+    }
+
     fn generated_name(&self, kind: &str) -> String {
         let n = CLONE_COUNTER.fetch_add(1, Ordering::Relaxed);
         format!("rehearse_{}_{kind}{n}", self.run_id)
     }
 
     async fn admin(&self) -> Result<tokio_postgres::Client, ProvisionError> {
-        let client = self.conn.connect("rehearse-admin").await?;
+        // On a shared server the run's cleanup terminates sessions by this
+        // name before dropping, so a CREATE DATABASE cut short cannot
+        // commit after the drop.
+        let client = self
+            .conn
+            .connect(&super::server::admin_application_name(&self.run_id))
+            .await?;
         // CREATE DATABASE of a large template takes a while, but never
         // forever.
         client
