@@ -14,6 +14,7 @@ mod local;
 mod owner;
 mod server;
 mod template;
+mod tls;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,6 +25,7 @@ pub use local::{LOCAL_BIN_ENV, LOCAL_TMPDIR_ENV, PgBinaries};
 pub use owner::RunId;
 pub use server::parse_url as parse_database_url;
 pub use template::Template;
+pub use tls::{SslMode, TlsSettings};
 
 use docker::DockerInstance;
 use local::LocalCluster;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::config::Host;
 
 use super::owner::{Owner, RunId};
+use super::tls::{SslMode, TlsSettings};
 use super::{
     ConnInfo, ProvisionError, ProvisionOptions, ServerVersion, block_on_cleanup, describe_pg_error,
     quote_ident,
@@ -26,7 +27,10 @@ pub(crate) struct ServerDatabase {
 }
 
 /// Parses a `postgres://` URL or key=value string without ever echoing the
-/// password in an error.
+/// password in an error. `sslmode` and `sslrootcert` become
+/// [`TlsSettings`]; other libpq parameters are kept and applied to every
+/// connection (`options`, `application_name`, `connect_timeout`, ...).
+/// The default `sslmode` is libpq's, `prefer`.
 pub fn parse_url(url: &str) -> Result<ConnInfo, ProvisionError> {
     let password_of = || {
         url::Url::parse(url)
@@ -37,7 +41,25 @@ pub fn parse_url(url: &str) -> Result<ConnInfo, ProvisionError> {
         Some(p) if !p.is_empty() => message.replace(&p, "<redacted>"),
         _ => message,
     };
-    let config = tokio_postgres::Config::from_str(url)
+    let (rest, pairs) = split_params(url).map_err(|e| ProvisionError::BadUrl(scrub(e)))?;
+    let mut tls = TlsSettings {
+        mode: SslMode::Prefer,
+        ..TlsSettings::default()
+    };
+    let mut params = Vec::new();
+    for (key, value) in pairs {
+        match key.as_str() {
+            "sslmode" => {
+                tls.mode = SslMode::parse(&value).map_err(ProvisionError::BadUrl)?;
+                tls.explicit = true;
+            }
+            "sslrootcert" => tls.root_cert = Some(value.into()),
+            // In the fields of ConnInfo (the password never in params).
+            "host" | "port" | "user" | "password" | "dbname" => {}
+            _ => params.push((key, value)),
+        }
+    }
+    let config = tokio_postgres::Config::from_str(&rest)
         .map_err(|e| ProvisionError::BadUrl(scrub(describe_pg_error(&e))))?;
     let host = match config.get_hosts().first() {
         Some(Host::Tcp(host)) => host.clone(),
@@ -56,7 +78,88 @@ pub fn parse_url(url: &str) -> Result<ConnInfo, ProvisionError> {
     let dbname = config.get_dbname().unwrap_or("postgres").to_string();
     Ok(ConnInfo::new(host, port, user)
         .with_password(password)
-        .with_dbname(dbname))
+        .with_dbname(dbname)
+        .with_tls(tls)
+        .with_params(params))
+}
+
+/// Keys `tokio_postgres` does not know, which this module handles itself.
+const OWN_KEYS: &[&str] = &["sslmode", "sslrootcert"];
+
+/// Splits a connection string into what `tokio_postgres` parses (without
+/// [`OWN_KEYS`]) and every parameter it carries, in order.
+fn split_params(url: &str) -> Result<(String, Vec<(String, String)>), String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let kept: Vec<&(String, String)> = pairs
+            .iter()
+            .filter(|(k, _)| !OWN_KEYS.contains(&k.as_str()))
+            .collect();
+        let rest = if kept.is_empty() {
+            base.to_string()
+        } else {
+            let mut serializer = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in kept {
+                serializer.append_pair(k, v);
+            }
+            format!("{base}?{}", serializer.finish())
+        };
+        return Ok((rest, pairs));
+    }
+    let pairs = keyword_pairs(url)?;
+    let kept: Vec<(String, String)> = pairs
+        .iter()
+        .filter(|(k, _)| !OWN_KEYS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    Ok((super::conn::keyword_string(&kept), pairs))
+}
+
+/// `key = value` pairs of a libpq keyword/value string (manual, "Connection
+/// Strings": values may be single-quoted, with `\'` and `\\` escapes).
+fn keyword_pairs(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut pairs = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Ok(pairs);
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
+            key.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next() != Some('=') {
+            return Err(format!(
+                "missing \"=\" after {key:?} in the connection string"
+            ));
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next() {
+                    None => return Err(format!("unterminated quoted value of {key:?}")),
+                    Some('\'') => break,
+                    Some('\\') => value.extend(chars.next()),
+                    Some(c) => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    value.extend(chars.next());
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        pairs.push((key, value));
+    }
 }
 
 /// What marks a database as ours on a shared server: a `COMMENT ON DATABASE`
@@ -122,10 +225,11 @@ pub(crate) fn mark_sql(name: &str, run_id: &RunId) -> String {
 }
 
 // SQL of the url backend's cleanup, kept together.
+// A prefix match: the user's own application_name may follow ours.
 const SQL_TERMINATE_ADMIN: &str = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-     WHERE application_name = $1 AND pid <> pg_backend_pid()";
+     WHERE starts_with(application_name, $1) AND pid <> pg_backend_pid()";
 const SQL_COUNT_ADMIN: &str = "SELECT count(*) FROM pg_stat_activity \
-     WHERE application_name = $1 AND pid <> pg_backend_pid()";
+     WHERE starts_with(application_name, $1) AND pid <> pg_backend_pid()";
 /// How long cleanup waits for terminated sessions to go away.
 const TERMINATE_WAIT: Duration = Duration::from_secs(10);
 
@@ -320,6 +424,54 @@ mod tests {
         let text = err.to_string();
         assert!(text.starts_with("bad database url"), "{text}");
         assert!(!text.contains("canary-pw"), "{text}");
+    }
+
+    #[test]
+    fn tls_and_libpq_options_are_kept() {
+        let info = parse_url(
+            "postgres://alice:pw@db.example:6543/app?sslmode=verify-full&sslrootcert=/ca.pem\
+             &options=-c%20statement_timeout%3D5s&application_name=deploy&connect_timeout=3",
+        )
+        .unwrap();
+        assert_eq!(info.tls().mode, SslMode::VerifyFull);
+        assert_eq!(
+            info.tls().root_cert.as_deref(),
+            Some(std::path::Path::new("/ca.pem"))
+        );
+        let config = info.pg_config("rehearse-x");
+        assert_eq!(config.get_options(), Some("-c statement_timeout=5s"));
+        assert_eq!(config.get_application_name(), Some("rehearse-x deploy"));
+        assert_eq!(
+            config.get_connect_timeout(),
+            Some(&std::time::Duration::from_secs(3))
+        );
+        // Passed on to child processes, the password only where asked for.
+        let url = info.display_url();
+        assert!(url.contains("sslmode=verify-full"), "{url}");
+        assert!(url.contains("options=-c+statement_timeout%3D5s"), "{url}");
+        assert!(!url.contains("pw"), "{url}");
+
+        let info = parse_url(
+            "host=127.0.0.1 port=5433 user=bob password='p w' sslmode=require \
+             options='-c search_path=x'",
+        )
+        .unwrap();
+        assert_eq!(info.tls().mode, SslMode::Require);
+        assert_eq!(info.password(), Some("p w"));
+        assert_eq!(info.pg_config("r").get_options(), Some("-c search_path=x"));
+        // libpq's default.
+        assert_eq!(
+            parse_url("postgres://u@h/db").unwrap().tls().mode,
+            SslMode::Prefer
+        );
+        for bad in [
+            "postgres://u@h/db?sslmode=allow",
+            "postgres://u@h/db?sslmode=on",
+        ] {
+            let error = parse_url(bad).unwrap_err();
+            assert!(error.is_bad_input(), "{error}");
+            assert!(error.to_string().contains("sslmode"), "{error}");
+        }
     }
 
     #[test]
