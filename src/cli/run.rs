@@ -69,6 +69,13 @@ pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
             return Exit::BadInput;
         }
     };
+    // A missing or malformed database url is bad input (exit 2, as in
+    // every command), found before anything starts.
+    for plan in &plans {
+        if let Err(e) = args.backend.options(plan.scenario.backend).check_input() {
+            return fail(&e, Exit::BadInput);
+        }
+    }
     let mut plans = plans;
     // Sorted by path so that every machine of a partitioned run agrees on
     // the indices, whatever order the paths were given in.

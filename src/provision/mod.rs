@@ -228,6 +228,21 @@ impl Default for ProvisionOptions {
 }
 
 impl ProvisionOptions {
+    /// The checks of [`Postgres::start`] that need nothing but the options
+    /// (a missing or malformed database url), so a command can report bad
+    /// input (exit 2) before anything starts.
+    pub fn check_input(&self) -> Result<(), ProvisionError> {
+        let url = self
+            .database_url
+            .clone()
+            .or_else(|| std::env::var("DATABASE_URL").ok());
+        match (self.backend, url) {
+            (Backend::Url, None) => Err(ProvisionError::MissingUrl),
+            (Backend::Url | Backend::Auto, Some(url)) => server::parse_url(&url).map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+
     #[must_use]
     pub fn with_backend(mut self, backend: Backend) -> Self {
         self.backend = backend;

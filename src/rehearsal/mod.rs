@@ -527,7 +527,15 @@ async fn rehearse_clones(
                 outcome.timeline.events.len()
             ),
         );
-        findings = check_race(&outcome);
+        // Synchronous, and it grows with the statements: on the blocking
+        // pool, so a signal can drop this future while it runs.
+        let (outcome, race_findings) = tokio::task::spawn_blocking(move || {
+            let findings = check_race(&outcome);
+            (outcome, findings)
+        })
+        .await
+        .map_err(|e| format!("post-race checks: {e}"))?;
+        findings = race_findings;
         timeline = (outcome.timeline.clone(), samples);
         report.race = Some(outcome);
     }

@@ -182,6 +182,9 @@ pub struct SeedSpecRef {
 /// Oldest and newest major versions a scenario may ask for.
 const SUPPORTED_MAJORS: std::ops::RangeInclusive<u32> = 12..=18;
 
+/// Longest scenario `name` accepted, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+
 impl Scenario {
     /// Loads a scenario file, or the `scenario.toml` in a folder.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
@@ -212,6 +215,17 @@ impl Scenario {
         let name = raw.name.get_ref().trim().to_string();
         if name.is_empty() {
             return Err(error_at(raw.name.span(), "`name` must not be empty".into()));
+        }
+        // A name is a heading in every report; a huge one is a mistake (or
+        // hostile) and made the terminal renderer panic.
+        if name.chars().count() > MAX_NAME_CHARS {
+            return Err(error_at(
+                raw.name.span(),
+                format!(
+                    "`name` is {} characters long; at most {MAX_NAME_CHARS} are allowed",
+                    name.chars().count()
+                ),
+            ));
         }
         if let Some(version) = &raw.postgres
             && !SUPPORTED_MAJORS.contains(version.get_ref())
@@ -494,6 +508,23 @@ mod tests {
             err.contains("s.toml:5:1:") && err.contains("unknown field `interval`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_over_long_name_is_refused_with_its_line() {
+        let long = "n".repeat(65_536);
+        let err = parse(&format!(
+            "\nname = \"{long}\"\n[migrations]\ndir = \"src\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(":2:"), "{}", &err[..err.len().min(200)]);
+        assert!(
+            err.contains("at most 200"),
+            "{}",
+            &err[..err.len().min(200)]
+        );
+        assert!(err.len() < 500, "the error must not echo the name");
     }
 
     #[test]

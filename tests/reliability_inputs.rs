@@ -1,0 +1,125 @@
+//! Hostile input is refused fast, with the file and line where it has
+//! one, and the documented exit code (src/exit.rs). Each run has a
+//! generous deadline that turns a hang into a failure.
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rehearse");
+
+/// Runs the binary with a deadline: (code, stdout, stderr).
+fn rehearse(args: &[&str], limit: Duration) -> (i32, String, String) {
+    let child = Command::new(BIN)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rehearse");
+    let pid = child.id();
+    let waiter = std::thread::spawn(move || child.wait_with_output());
+    let deadline = Instant::now() + limit;
+    while !waiter.is_finished() {
+        if Instant::now() > deadline {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            panic!("rehearse {args:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let output = waiter.join().unwrap().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn scenario(dir: &Path, file: &str, name: &str) -> std::path::PathBuf {
+    let migrations = dir.join("migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::write(
+        migrations.join("0001_init.sql"),
+        "CREATE TABLE t (id int);\n",
+    )
+    .unwrap();
+    let path = dir.join(file);
+    std::fs::write(
+        &path,
+        format!("name = \"{name}\"\n[migrations]\ndir = \"migrations\"\n"),
+    )
+    .unwrap();
+    path
+}
+
+/// Loops through links (to an ancestor, to itself) and a second link to
+/// the same scenario: discovery ends, lists the scenario once, and the bad
+/// scenario beside it is what gets reported.
+#[test]
+fn symlink_loops_in_a_scenarios_folder_end_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("scenarios");
+    let inner = root.join("inner");
+    std::fs::create_dir_all(&inner).unwrap();
+    symlink(&root, inner.join("up")).unwrap();
+    symlink(&inner, inner.join("self")).unwrap();
+    symlink(&root, root.join("again")).unwrap();
+    // Invalid on purpose (empty name), so the run stops at loading and
+    // needs no backend: the error must appear exactly once.
+    scenario(&inner, "bad.toml", "");
+    let (code, _, stderr) = rehearse(&["run", root.to_str().unwrap()], Duration::from_secs(30));
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(
+        stderr.matches("`name` must not be empty").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("bad.toml:1:"), "{stderr}");
+}
+
+#[test]
+fn an_over_long_scenario_name_is_refused_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = scenario(dir.path(), "long.toml", &"n".repeat(65_536));
+    let (code, stdout, stderr) =
+        rehearse(&["run", path.to_str().unwrap()], Duration::from_secs(30));
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("long.toml:1:"), "{stderr}");
+    assert!(stderr.contains("at most 200"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// A missing or malformed database url is bad input (2) in `run` as in
+/// `provision`, without the password.
+#[test]
+fn a_bad_database_url_is_exit_2_in_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = scenario(dir.path(), "ok.toml", "ok");
+    let path = path.to_str().unwrap();
+    let bad = "postgres://alice:canaryPw-31@127.0.0.1:notaport/db";
+    for args in [
+        vec!["run", path, "--backend", "url"],
+        vec!["run", path, "--backend", "url", "--database-url", bad],
+        vec!["provision", "--backend", "url"],
+        vec!["provision", "--backend", "url", "--database-url", bad],
+        vec![
+            "run",
+            path,
+            "--backend",
+            "url",
+            "--database-url",
+            "postgres://u@127.0.0.1/db?sslmode=allow",
+        ],
+        vec!["gc", "--database-url", bad],
+    ] {
+        let (code, stdout, stderr) = rehearse(&args, Duration::from_secs(30));
+        assert_eq!(code, 2, "{args:?}: {stdout}{stderr}");
+        assert!(stderr.contains("database url"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("canaryPw-31"), "{stderr}");
+    }
+}
