@@ -123,3 +123,36 @@ fn a_bad_database_url_is_exit_2_in_every_command() {
         assert!(!stderr.contains("canaryPw-31"), "{stderr}");
     }
 }
+
+/// A baseline migration that never ends is bounded by the scenario's
+/// `[replicas] timeout_s`, and its session ends with the run.
+#[test]
+fn a_baseline_that_never_ends_is_bounded_by_timeout_s() {
+    if rehearse::provision::PgBinaries::find(None, None).is_err() {
+        let _: Option<()> = rehearse::testing::skip("local postgres binaries", &"none found");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::write(
+        migrations.join("0001_sleep.sql"),
+        "SELECT pg_sleep(100000);\n",
+    )
+    .unwrap();
+    std::fs::write(migrations.join("0002_t.sql"), "CREATE TABLE t (id int);\n").unwrap();
+    let path = dir.path().join("slow.toml");
+    std::fs::write(
+        &path,
+        "name = \"slow baseline\"\n[migrations]\ndir = \"migrations\"\nbaseline = \"0001\"\n\
+         [replicas]\ncount = 1\ntimeout_s = 2\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = rehearse(
+        &["run", path.to_str().unwrap(), "--backend", "local"],
+        Duration::from_secs(90),
+    );
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    let all = format!("{stdout}{stderr}");
+    assert!(all.contains("did not finish within 2 s"), "{all}");
+}

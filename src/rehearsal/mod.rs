@@ -10,7 +10,7 @@
 pub mod races;
 pub mod rollout; // issue 5
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub use races::{
     FaultConfig, RaceConfig, RaceOutcome, RehearsalError, run_races, run_races_recorded,
@@ -366,10 +366,21 @@ async fn run_stages(
     });
     let mut seeded_rows = None;
     let seeded = &mut seeded_rows;
+    // The baseline gets the scenario's `[replicas] timeout_s` as a whole:
+    // a baseline migration that never ends must not hang the run. The
+    // template build drops the half-built database WITH (FORCE), which
+    // also ends the statement still running on the server.
+    let baseline_limit = Duration::from_secs(plan.scenario.replicas.timeout_s);
     let template = postgres
         .template(&plan.template_key(), |conn| async move {
-            apply_serial(&conn, &runner, &baseline)
+            tokio::time::timeout(baseline_limit, apply_serial(&conn, &runner, &baseline))
                 .await
+                .map_err(|_| {
+                    format!(
+                        "baseline migrations did not finish within {} s (`[replicas] timeout_s`)",
+                        baseline_limit.as_secs()
+                    )
+                })?
                 .map_err(|e| e.to_string())?;
             if let Some((spec, options)) = seed {
                 let report = seed_database(&conn, spec.as_ref(), &options)
