@@ -6,14 +6,16 @@
 //! ours regardless of owner.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::docker::{LABEL_HOST, LABEL_MANAGED, LABEL_OWNER, hostname};
-use super::local::{INSTANCE_PREFIX, OWNER_FILE, postmaster_pid, tmp_roots};
+use super::local::{
+    BUILD_PREFIX, INSTANCE_PREFIX, OWNER_FILE, cache_dir, postmaster_pid, tmp_roots,
+};
 use super::owner::{Owner, process_start_ticks};
 use super::server::{DatabaseMarker, drop_database};
 
@@ -66,6 +68,7 @@ fn collect_clusters(options: &GcOptions, report: &mut GcReport) {
         roots.dedup();
     }
     for root in roots {
+        collect_builds(&cache_dir(&root), all, report);
         let Ok(entries) = fs::read_dir(&root) else {
             continue;
         };
@@ -97,6 +100,81 @@ fn collect_clusters(options: &GcOptions, report: &mut GcReport) {
                     .errors
                     .push(format!("removing {}: {e}", dir.display())),
             }
+        }
+    }
+}
+
+/// Cache builds (`.build-KEY-PID-TICKS-RANDOM`) whose owner is dead: kills
+/// what still runs on the folder (initdb and the postgres it started keep
+/// running after their parent is SIGKILLed) and removes it.
+fn collect_builds(cache: &Path, all: bool, report: &mut GcReport) {
+    let Ok(entries) = fs::read_dir(cache) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(BUILD_PREFIX) else {
+            continue;
+        };
+        // KEY-PID-TICKS-RANDOM; the key itself may hold dashes.
+        let fields: Vec<&str> = rest.rsplitn(4, '-').collect();
+        let owner = match fields.as_slice() {
+            [_, ticks, pid, _] => pid.parse().ok().zip(ticks.parse().ok()),
+            _ => None,
+        };
+        let Some((pid, start_ticks)) = owner else {
+            continue;
+        };
+        let owner = Owner {
+            pid,
+            start_ticks,
+            run_id: super::RunId::new(),
+        };
+        if !all && owner.is_alive() {
+            report.in_use += 1;
+            continue;
+        }
+        let dir = entry.path();
+        kill_processes_on(&dir);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => report.clusters_removed.push(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => report
+                .errors
+                .push(format!("removing {}: {e}", dir.display())),
+        }
+    }
+}
+
+/// SIGKILL to every process whose command line names `dir` (an orphaned
+/// initdb and its bootstrap postgres), then waits until they are gone.
+fn kill_processes_on(dir: &Path) {
+    let needle = dir.to_string_lossy().into_owned();
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return;
+    };
+    let mut killed = Vec::new();
+    for entry in procs.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmdline).contains(&needle) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            // initdb runs in a group of its own with the postgres it
+            // started; a pid that leads no group matches no group.
+            let _ = nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            killed.push(pid);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for pid in killed {
+        while process_start_ticks(u32::try_from(pid).unwrap_or(0)).is_some()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
@@ -170,19 +248,43 @@ async fn collect_containers(all: bool, report: &mut GcReport) {
 /// start may have been cut short before its handle existed). Local clusters
 /// need no sweep: their directory is created by a handle that cleans it.
 pub async fn collect_own() {
+    super::local::abandon_builds();
     if !super::docker::WAS_USED.load(std::sync::atomic::Ordering::Relaxed) {
         return;
     }
+    // Read before the first sweep: a start the signal cut short may still
+    // have its create request in the daemon.
+    let in_flight = super::docker::STARTING.load(std::sync::atomic::Ordering::SeqCst) > 0;
     let Ok(docker) = super::docker::client().await else {
         return;
     };
-    let Ok(containers) = managed_containers(&docker).await else {
+    remove_own_containers(&docker).await;
+    if in_flight {
+        // A create the daemon was still processing shows up (as Created)
+        // within moments; sweep again once it has.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        remove_own_containers(&docker).await;
+    }
+}
+
+async fn remove_own_containers(docker: &bollard::Docker) {
+    let Ok(containers) = managed_containers(docker).await else {
         return;
     };
     let me = std::process::id();
     for container in containers {
         if container.same_host && container.owner.is_some_and(|o| o.pid == me) {
-            let _ = remove_container(&docker, &container.id).await;
+            match remove_container(docker, &container.id).await {
+                // Gone already, or its own handle is removing it.
+                Ok(())
+                | Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404 | 409,
+                    ..
+                }) => {}
+                Err(e) => {
+                    super::cleanup_failed(&format!("removing container {}: {e}", container.id));
+                }
+            }
         }
     }
 }
