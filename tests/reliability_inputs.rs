@@ -156,3 +156,55 @@ fn a_baseline_that_never_ends_is_bounded_by_timeout_s() {
     let all = format!("{stdout}{stderr}");
     assert!(all.contains("did not finish within 2 s"), "{all}");
 }
+
+/// A migration that creates a role (server-wide): the serial reference run
+/// is not tripped by the race's role ("role already exists" made a false
+/// schema drift), and the role's password reaches no output or report.
+#[test]
+fn roles_created_by_the_race_do_not_break_the_reference_and_stay_secret() {
+    if rehearse::provision::PgBinaries::find(None, None).is_err() {
+        let _: Option<()> = rehearse::testing::skip("local postgres binaries", &"none found");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::write(migrations.join("0001_t.sql"), "CREATE TABLE t (id int);\n").unwrap();
+    std::fs::write(
+        migrations.join("0002_role.sql"),
+        "CREATE ROLE app_reader LOGIN PASSWORD 'canarySecret-9';\n\
+         GRANT SELECT ON t TO app_reader;\n",
+    )
+    .unwrap();
+    let path = dir.path().join("role.toml");
+    std::fs::write(
+        &path,
+        "name = \"role\"\n[migrations]\ndir = \"migrations\"\nlayout = \"sqlx\"\n\
+         baseline = \"0001\"\n[replicas]\ncount = 2\nrunner = \"job\"\n\
+         [expect]\nallow = [\"missing-lock-timeout\", \"lock-lint\"]\n",
+    )
+    .unwrap();
+    let report = dir.path().join("report.json");
+    let target = format!("json={}", report.display());
+    let (code, stdout, stderr) = rehearse(
+        &[
+            "run",
+            path.to_str().unwrap(),
+            "--backend",
+            "local",
+            "--report",
+            &target,
+        ],
+        Duration::from_secs(120),
+    );
+    let json = std::fs::read_to_string(&report).unwrap_or_default();
+    assert_eq!(code, 0, "{stdout}{stderr}{json}");
+    assert!(!json.contains("schema-drift"), "{json}");
+    for text in [&stdout, &stderr, &json] {
+        assert!(
+            !text.contains("canarySecret-9"),
+            "the password leaked: {text}"
+        );
+    }
+    assert!(json.contains("PASSWORD '[redacted]'"), "{json}");
+}

@@ -245,7 +245,11 @@ async fn dispatch(cli: Cli) -> Exit {
 
 /// Prints an error on one line and returns its exit code.
 pub(crate) fn fail(error: &dyn std::fmt::Display, exit: Exit) -> Exit {
-    eprintln!("rehearse: error: {error}");
+    // Errors may quote a statement (a role's password) or a tool's output.
+    eprintln!(
+        "rehearse: error: {}",
+        crate::report::redact::scrub(&error.to_string())
+    );
     exit
 }
 

@@ -517,13 +517,34 @@ async fn rehearse_clones(
         report.traffic = Some(outcome.traffic);
         report.executions = outcome.executions;
     } else {
-        let outcome = run_races_with_reference_recorded(
-            target,
-            reference,
-            &plan.pending,
-            &plan.scenario.replicas,
-            recorder,
-        )
+        // Roles are server-wide: those the race's migrations create must not
+        // make the reference run fail with "role already exists".
+        let mut shared_roles = String::new();
+        let roles_before = match reference {
+            Some(_) => Some(postgres.role_names().await.map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let outcome = async {
+            let mut outcome =
+                run_races_recorded(target, &plan.pending, &plan.scenario.replicas, recorder)
+                    .await?;
+            if let (Some(reference), Some(before)) = (reference, &roles_before) {
+                let left = postgres
+                    .set_aside_new_roles(before)
+                    .await
+                    .map_err(|e| RehearsalError::Inspect(e.to_string()))?;
+                if !left.is_empty() {
+                    shared_roles = format!(
+                        ", role(s) {} created by the race left in place on a server this run \
+                         does not own (the reference run shares them)",
+                        left.join(", ")
+                    );
+                }
+                outcome.reference =
+                    Some(run_reference(reference, &plan.pending, &plan.scenario.replicas).await?);
+            }
+            Ok::<_, RehearsalError>(outcome)
+        }
         .await;
         let samples = sampler.stop().await.map_err(|e| e.to_string())?;
         let outcome = outcome.map_err(|e| e.to_string())?;
@@ -531,7 +552,7 @@ async fn rehearse_clones(
             "replicas",
             started,
             format!(
-                "{} replica(s), runner {}, {} pending migration(s), {} events",
+                "{} replica(s), runner {}, {} pending migration(s), {} events{shared_roles}",
                 outcome.replicas,
                 outcome.runner,
                 plan.pending.len(),
