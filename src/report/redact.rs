@@ -65,8 +65,8 @@ fn literal_end(sql: &str, at: usize) -> Option<usize> {
         (body, false, 1)
     } else if let Some(body) = rest.strip_prefix("E'").or_else(|| rest.strip_prefix("e'")) {
         (body, true, 2)
-    } else if rest.starts_with('$') {
-        let close = rest[1..].find('$')? + 1;
+    } else if let Some(after_dollar) = rest.strip_prefix('$') {
+        let close = after_dollar.find('$')? + 1;
         let tag = &rest[..=close];
         if !tag[1..tag.len() - 1]
             .chars()
