@@ -208,3 +208,22 @@ fn roles_created_by_the_race_do_not_break_the_reference_and_stay_secret() {
     }
     assert!(json.contains("PASSWORD '[redacted]'"), "{json}");
 }
+
+/// A NUL byte in a migration is refused when the files are loaded, with
+/// its file and line, before anything starts.
+#[test]
+fn a_nul_byte_in_a_migration_is_refused_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = scenario(dir.path(), "nul.toml", "nul");
+    std::fs::write(
+        dir.path().join("migrations/0002_nul.sql"),
+        "-- fine\nSELECT 'a\0b';\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = rehearse(
+        &["run", path.to_str().unwrap(), "--backend", "local"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("0002_nul.sql:2: a NUL byte"), "{stderr}");
+}
