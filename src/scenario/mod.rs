@@ -270,6 +270,12 @@ impl Scenario {
                             "`seed.scale` must be a positive number".into(),
                         ));
                     }
+                    Some(scale) if *scale.get_ref() > crate::seed::MAX_SCALE => {
+                        return Err(error_at(
+                            scale.span(),
+                            format!("`seed.scale` must be at most {}", crate::seed::MAX_SCALE),
+                        ));
+                    }
                     Some(scale) => *scale.get_ref(),
                     None => 1.0,
                 };
@@ -506,6 +512,17 @@ mod tests {
             .to_string();
         assert!(
             err.contains("s.toml:5:1:") && err.contains("unknown field `interval`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_absurd_seed_scale_is_refused_with_its_line() {
+        let err = parse("name = \"x\"\n[migrations]\ndir = \"src\"\n[seed]\nscale = 1e300\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":5:") && err.contains("at most 10000"),
             "{err}"
         );
     }
