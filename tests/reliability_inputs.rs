@@ -227,3 +227,19 @@ fn a_nul_byte_in_a_migration_is_refused_at_its_line() {
     assert_eq!(code, 2, "{stdout}{stderr}");
     assert!(stderr.contains("0002_nul.sql:2: a NUL byte"), "{stderr}");
 }
+
+/// An error inside a workload file names that file and line, and the
+/// scenario key that brought it in.
+#[test]
+fn a_workload_error_names_the_scenario_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = scenario(dir.path(), "w.toml", "w");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("[workloads]\nold = \"old.toml\"\n");
+    std::fs::write(&path, text).unwrap();
+    std::fs::write(dir.path().join("old.toml"), "clients = 0\n").unwrap();
+    let (code, _, stderr) = rehearse(&["run", path.to_str().unwrap()], Duration::from_secs(30));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("old.toml:1:"), "{stderr}");
+    assert!(stderr.contains("`workloads.old`"), "{stderr}");
+}

@@ -367,7 +367,28 @@ fn workloads_and_rollout(
                 ),
             ));
         }
-        workloads.push(crate::workload::Workload::load(version, &resolved)?);
+        // Errors inside the workload file name that file and line; say
+        // which scenario key brought it in, and where.
+        let workload =
+            crate::workload::Workload::load(version, &resolved).map_err(|e| match e {
+                ScenarioError::Io { path, message } => error_at(
+                    file.span(),
+                    format!("`workloads.{version}`: {}: {message}", path.display()),
+                ),
+                ScenarioError::At {
+                    path,
+                    line,
+                    column,
+                    message,
+                } => ScenarioError::At {
+                    path,
+                    line,
+                    column,
+                    message: format!("{message} (the workload of `workloads.{version}`)"),
+                },
+                other => other,
+            })?;
+        workloads.push(workload);
     }
     let Some(rollout) = rollout else {
         if let Some(file) = raw.values().next() {
