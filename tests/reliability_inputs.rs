@@ -243,3 +243,31 @@ fn a_workload_error_names_the_scenario_key() {
     assert!(stderr.contains("old.toml:1:"), "{stderr}");
     assert!(stderr.contains("`workloads.old`"), "{stderr}");
 }
+
+/// A `.sql` file whose name fits no layout is warned about, not skipped
+/// silently; well-named files are not.
+#[test]
+fn misnamed_migration_files_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = scenario(dir.path(), "warn.toml", "warn");
+    std::fs::write(dir.path().join("migrations/add_index.sql"), "SELECT 1;\n").unwrap();
+    // A malformed url stops the run right after loading (exit 2), so no
+    // backend is needed to see the warning.
+    let (code, _, stderr) = rehearse(
+        &[
+            "run",
+            path.to_str().unwrap(),
+            "--backend",
+            "url",
+            "--database-url",
+            "postgres://u@127.0.0.1:notaport/x",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("add_index.sql: the name fits no migration layout"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("0001_init.sql: the name"), "{stderr}");
+}

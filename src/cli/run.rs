@@ -162,7 +162,18 @@ fn load_all(paths: &[PathBuf]) -> Result<Vec<Plan>, Vec<String>> {
                 .and_then(|scenario| {
                     Plan::prepare(scenario).map_err(|e| format!("{}: {e}", file.display()))
                 }) {
-                Ok(plan) => plans.push(plan),
+                Ok(plan) => {
+                    for skipped in
+                        crate::migrate::source::unmatched_files(&plan.scenario.migrations.dir)
+                    {
+                        eprintln!(
+                            "rehearse: warning: {}: the name fits no migration layout \
+                             (e.g. 0001_name.sql, V1__name.sql); it is not rehearsed",
+                            skipped.display()
+                        );
+                    }
+                    plans.push(plan);
+                }
                 Err(e) => errors.push(e),
             }
         }

@@ -128,6 +128,13 @@ pub struct MigrationSet {
     pub migrations: Vec<Migration>,
 }
 
+/// `.sql` files in `dir` whose names fit no migration layout, which
+/// [`MigrationSet::load`] skips.
+#[must_use]
+pub fn unmatched_files(dir: &Path) -> Vec<PathBuf> {
+    layout::unmatched(dir)
+}
+
 impl MigrationSet {
     /// Reads `dir` in the given layout; [`Layout::Auto`] detects it from the
     /// file names (and, to tell dbmate from sqlx, the `-- migrate:up` marker).
