@@ -271,3 +271,44 @@ fn misnamed_migration_files_are_warned_about() {
     );
     assert!(!stderr.contains("0001_init.sql: the name"), "{stderr}");
 }
+
+/// A seed that cannot exist (100,000 rows under a unique boolean) is
+/// refused before loading, naming the seeds file and the `rows` line,
+/// as bad input; it used to end in a unique violation mid-load (exit 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impossible_seed_names_the_seeds_file_and_line() {
+    use rehearse::seed::{SeedOptions, SeedSpec, seed_database};
+    let Some(db) = rehearse::testing::fresh_database().await else {
+        return;
+    };
+    let client = db.connect().await;
+    client
+        .batch_execute("CREATE TABLE flags (id int, on_off boolean NOT NULL UNIQUE)")
+        .await
+        .unwrap();
+    let spec = SeedSpec::parse(
+        "[tables.flags]\nrows = 100000\n",
+        Path::new("seeds/flags.toml"),
+    )
+    .unwrap();
+    let options = SeedOptions {
+        progress: false,
+        ..SeedOptions::default()
+    };
+    // A hang fails the test instead of stalling it.
+    let error = tokio::time::timeout(
+        Duration::from_secs(120),
+        seed_database(db.conn(), Some(&spec), &options),
+    )
+    .await
+    .expect("seeding an impossible spec must end")
+    .unwrap_err();
+    assert!(error.is_bad_input(), "{error}");
+    let text = error.to_string();
+    assert!(
+        text.starts_with(
+            "seeds/flags.toml:2:8: tables.flags.rows: 100000 rows cannot fit unique key (on_off)"
+        ),
+        "{text}"
+    );
+}

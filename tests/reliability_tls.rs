@@ -89,7 +89,6 @@ async fn sslmode_is_honoured_against_a_real_server() {
         error.contains("TLS") && error.contains("sslmode=require"),
         "{error}"
     );
-    let started = Instant::now();
     let output = std::process::Command::new(BIN)
         .args(["provision", "--backend", "url", "--database-url", &require])
         .env_remove("DATABASE_URL")
@@ -98,7 +97,6 @@ async fn sslmode_is_honoured_against_a_real_server() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("does not support TLS"), "{stderr}");
-    assert!(started.elapsed() < Duration::from_secs(60));
     if let Some(password) = server.conn().password() {
         assert!(!stderr.contains(password), "{stderr}");
     }
