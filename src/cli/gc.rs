@@ -1,27 +1,57 @@
 //! `rehearse gc`: removes what killed runs left behind.
 
+use std::path::PathBuf;
+
 use clap::Args;
 
 use crate::exit::Exit;
-use crate::provision::gc::collect;
+use crate::provision::gc::{GcOptions, collect};
 
 #[derive(Debug, Args)]
 pub(crate) struct GcArgs {
     /// Remove every resource of ours, even those a live run still uses.
     #[arg(long)]
     all: bool,
+    /// Also drop throwaway databases that killed runs left on this server
+    /// (url backend). Only databases carrying our marker comment, whose
+    /// run is dead, are dropped.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Also look for local clusters in this directory (the `--tmp-dir` the
+    /// killed run used).
+    #[arg(long, value_name = "DIR")]
+    tmp_dir: Option<PathBuf>,
 }
 
 pub(crate) async fn gc(args: GcArgs) -> Exit {
-    let report = collect(args.all).await;
+    let options = GcOptions {
+        all: args.all,
+        database_url: args.database_url,
+        tmp_dir: args.tmp_dir,
+    };
+    if let Some(url) = &options.database_url
+        && let Err(e) = crate::provision::parse_database_url(url)
+    {
+        return super::fail(&e, Exit::BadInput);
+    }
+    let report = collect(&options).await;
     for dir in &report.clusters_removed {
         println!("removed local cluster {}", dir.display());
     }
     for id in &report.containers_removed {
         println!("removed container {id}");
     }
-    if report.clusters_removed.is_empty() && report.containers_removed.is_empty() {
+    for name in &report.databases_removed {
+        println!("dropped database {name}");
+    }
+    if report.clusters_removed.is_empty()
+        && report.containers_removed.is_empty()
+        && report.databases_removed.is_empty()
+    {
         println!("nothing to remove");
+    }
+    for name in &report.databases_unmarked {
+        println!("left database {name} alone: it carries no rehearse marker");
     }
     if report.in_use > 0 {
         println!(

@@ -135,7 +135,11 @@ pub fn main() -> std::process::ExitCode {
             .into();
         }
     };
+    // At least two workers, so the signal task runs while the command's
+    // thread is busy (on a one-core machine the default is one).
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
     {
@@ -145,35 +149,92 @@ pub fn main() -> std::process::ExitCode {
             return Exit::Infrastructure.into();
         }
     };
-    let exit = runtime.block_on(run_with_signals(cli));
-    runtime.shutdown_timeout(Duration::from_secs(10));
+    let (exit, signalled) = runtime.block_on(run_with_signals(cli));
+    if signalled {
+        // The user asked to stop: do not wait for blocking work the
+        // aborted command left running (an initdb, a long analysis).
+        runtime.shutdown_background();
+    } else {
+        runtime.shutdown_timeout(Duration::from_secs(10));
+    }
     exit.into()
 }
 
+/// How long a signalled run may take to drop its command (every handle
+/// cleans up in its `Drop`) before the process exits anyway. A command
+/// busy in synchronous work cannot be dropped until it yields, and the
+/// user asked to stop: what it still owns is then left to `rehearse gc`
+/// (its owner is dead by then).
+const SIGNAL_CLEANUP_LIMIT: Duration = Duration::from_secs(20);
+
 /// Runs the command; on SIGINT or SIGTERM drops it (every handle cleans up
-/// in its `Drop`) and returns 130 or 143.
-async fn run_with_signals(cli: Cli) -> Exit {
-    let (Ok(mut sigint), Ok(mut sigterm)) = (
+/// in its `Drop`) and returns 130 or 143. Returns whether a signal ended it.
+///
+/// Signals are received on a task of their own, which runs on another
+/// worker thread even while the command's thread is busy: it arms a
+/// watchdog that exits after [`SIGNAL_CLEANUP_LIMIT`], and a second signal
+/// exits at once.
+async fn run_with_signals(cli: Cli) -> (Exit, bool) {
+    let (Ok(sigint), Ok(sigterm)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
     ) else {
         eprintln!("rehearse: cannot install signal handlers");
-        return Exit::Infrastructure;
+        return (Exit::Infrastructure, false);
     };
     let quiet = cli.quiet;
+    let (signalled_tx, mut signalled) = tokio::sync::watch::channel(None);
+    let watcher = tokio::spawn(watch_signals(sigint, sigterm, signalled_tx));
     let exit = tokio::select! {
-        exit = dispatch(cli) => return exit,
+        exit = dispatch(cli) => {
+            watcher.abort();
+            return (exit, false);
+        }
+        Ok(exit) = signalled.wait_for(Option::is_some) => exit.unwrap_or(Exit::Interrupted),
+    };
+    // The command's future is dropped by now, and with it every Postgres
+    // handle. A container whose start was cut short has no handle yet:
+    // sweep what this process still owns.
+    crate::provision::gc::collect_own().await;
+    // Only claim what really happened: a failed cleanup printed its own
+    // line already.
+    if crate::provision::cleanup_incomplete() {
+        eprintln!(
+            "rehearse: stopped by signal; cleanup incomplete, run `rehearse gc` to finish it"
+        );
+    } else if !quiet {
+        eprintln!("rehearse: stopped by signal, cleaned up");
+    }
+    (exit, true)
+}
+
+/// Waits for the first signal and reports it; then arms the watchdog and
+/// exits on a second signal.
+async fn watch_signals(
+    mut sigint: tokio::signal::unix::Signal,
+    mut sigterm: tokio::signal::unix::Signal,
+    signalled: tokio::sync::watch::Sender<Option<Exit>>,
+) {
+    let exit = tokio::select! {
         _ = sigint.recv() => Exit::Interrupted,
         _ = sigterm.recv() => Exit::Terminated,
     };
-    // The command's future is dropped by now, and with it every Postgres
-    // handle. A container whose start was cut short has no handle yet: sweep
-    // what this process still owns.
-    crate::provision::gc::collect_own().await;
-    if !quiet {
-        eprintln!("rehearse: stopped by signal, cleaned up");
+    let _ = signalled.send(Some(exit));
+    std::thread::spawn(move || {
+        std::thread::sleep(SIGNAL_CLEANUP_LIMIT);
+        eprintln!(
+            "rehearse: stopped by signal; cleanup did not finish within {} s, run `rehearse gc` \
+             to finish it",
+            SIGNAL_CLEANUP_LIMIT.as_secs()
+        );
+        std::process::exit(i32::from(exit.code()));
+    });
+    tokio::select! {
+        _ = sigint.recv() => {}
+        _ = sigterm.recv() => {}
     }
-    exit
+    eprintln!("rehearse: second signal, exiting without finishing cleanup; run `rehearse gc`");
+    std::process::exit(i32::from(exit.code()));
 }
 
 async fn dispatch(cli: Cli) -> Exit {
@@ -192,7 +253,11 @@ async fn dispatch(cli: Cli) -> Exit {
 
 /// Prints an error on one line and returns its exit code.
 pub(crate) fn fail(error: &dyn std::fmt::Display, exit: Exit) -> Exit {
-    eprintln!("rehearse: error: {error}");
+    // Errors may quote a statement (a role's password) or a tool's output.
+    eprintln!(
+        "rehearse: error: {}",
+        crate::report::redact::scrub(&error.to_string())
+    );
     exit
 }
 

@@ -69,6 +69,13 @@ pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
             return Exit::BadInput;
         }
     };
+    // A missing or malformed database url is bad input (exit 2, as in
+    // every command), found before anything starts.
+    for plan in &plans {
+        if let Err(e) = args.backend.options(plan.scenario.backend).check_input() {
+            return fail(&e, Exit::BadInput);
+        }
+    }
     let mut plans = plans;
     // Sorted by path so that every machine of a partitioned run agrees on
     // the indices, whatever order the paths were given in.
@@ -155,7 +162,18 @@ fn load_all(paths: &[PathBuf]) -> Result<Vec<Plan>, Vec<String>> {
                 .and_then(|scenario| {
                     Plan::prepare(scenario).map_err(|e| format!("{}: {e}", file.display()))
                 }) {
-                Ok(plan) => plans.push(plan),
+                Ok(plan) => {
+                    for skipped in
+                        crate::migrate::source::unmatched_files(&plan.scenario.migrations.dir)
+                    {
+                        eprintln!(
+                            "rehearse: warning: {}: the name fits no migration layout \
+                             (e.g. 0001_name.sql, V1__name.sql); it is not rehearsed",
+                            skipped.display()
+                        );
+                    }
+                    plans.push(plan);
+                }
                 Err(e) => errors.push(e),
             }
         }

@@ -125,7 +125,8 @@ pub(crate) fn print_table(
         return Ok(());
     };
     for s in &trace.statements {
-        let first_line = s.sql.lines().next().unwrap_or("").trim();
+        let first_line =
+            crate::report::redact::redact_sql(s.sql.lines().next().unwrap_or("").trim());
         writeln!(out, "{} line {}: {first_line}", s.version, s.line)?;
         match &s.outcome {
             TraceOutcome::Ran => {}

@@ -10,6 +10,10 @@ use std::time::Duration;
 use tokio_postgres::NoTls;
 
 use super::ProvisionError;
+use super::tls::{SslMode, TlsSettings, client_config};
+
+/// Postgres keeps the first 63 bytes of `application_name` (NAMEDATALEN - 1).
+const APPLICATION_NAME_MAX: usize = 63;
 
 /// Where a throwaway database can be reached.
 #[derive(Clone, PartialEq, Eq)]
@@ -23,6 +27,13 @@ pub struct ConnInfo {
     /// The unix socket directory of a cluster this process started (local
     /// backend); `None` for Docker and user-named servers.
     pub(crate) socket_dir: Option<PathBuf>,
+    /// `sslmode` / `sslrootcert` of a user-named server; `disable` for
+    /// servers this process started.
+    pub(crate) tls: TlsSettings,
+    /// Other libpq parameters of a user-named server (`options`,
+    /// `application_name`, `connect_timeout`, keepalives, ...), applied to
+    /// every connection and passed on in URLs.
+    pub(crate) params: Vec<(String, String)>,
 }
 
 impl ConnInfo {
@@ -35,7 +46,34 @@ impl ConnInfo {
             password: None,
             dbname: "postgres".into(),
             socket_dir: None,
+            tls: TlsSettings::default(),
+            params: Vec::new(),
         }
+    }
+
+    /// The TLS settings (`sslmode` and friends).
+    #[must_use]
+    pub fn tls(&self) -> &TlsSettings {
+        &self.tls
+    }
+
+    #[must_use]
+    pub(crate) fn with_tls(mut self, tls: TlsSettings) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    #[must_use]
+    pub(crate) fn with_params(mut self, params: Vec<(String, String)>) -> Self {
+        self.params = params;
+        self
+    }
+
+    fn param(&self, key: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     #[must_use]
@@ -86,6 +124,20 @@ impl ConnInfo {
             let _ = url.set_password(self.password.as_deref());
         }
         url.set_path(&self.dbname);
+        let mut query: Vec<(&str, String)> = self
+            .params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        if self.tls.explicit {
+            query.push(("sslmode", self.tls.mode.as_str().to_string()));
+        }
+        if let Some(root) = &self.tls.root_cert {
+            query.push(("sslrootcert", root.display().to_string()));
+        }
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
         url.to_string()
     }
 
@@ -93,9 +145,20 @@ impl ConnInfo {
     /// connection attempt can hang.
     #[must_use]
     pub fn pg_config(&self, application_name: &str) -> tokio_postgres::Config {
-        let mut config = tokio_postgres::Config::new();
+        let mut config = self.base_config();
         config.host(&self.host);
         self.configure(config, application_name)
+    }
+
+    /// The user's parameters (validated by the same parser in
+    /// `parse_url`), for ours to go on top.
+    fn base_config(&self) -> tokio_postgres::Config {
+        if self.params.is_empty() {
+            return tokio_postgres::Config::new();
+        }
+        keyword_string(&self.params)
+            .parse()
+            .unwrap_or_else(|_| tokio_postgres::Config::new())
     }
 
     fn configure(
@@ -103,16 +166,39 @@ impl ConnInfo {
         mut config: tokio_postgres::Config,
         application_name: &str,
     ) -> tokio_postgres::Config {
+        if self.param("connect_timeout").is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
         config
             .port(self.port)
             .user(&self.user)
             .dbname(&self.dbname)
-            .application_name(application_name)
-            .connect_timeout(Duration::from_secs(10));
+            .application_name(self.application_name(application_name))
+            .ssl_mode(match self.tls.mode {
+                SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+                SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+                SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                    tokio_postgres::config::SslMode::Require
+                }
+            });
         if let Some(password) = &self.password {
             config.password(password);
         }
         config
+    }
+
+    /// Our name for a session (the run's cleanup finds its sessions by its
+    /// start), followed by the user's `application_name` when the URL had
+    /// one, within Postgres's 63 bytes.
+    fn application_name(&self, ours: &str) -> String {
+        let Some(user) = self.param("application_name") else {
+            return ours.to_string();
+        };
+        let mut name = format!("{ours} {user}");
+        while name.len() > APPLICATION_NAME_MAX {
+            name.pop();
+        }
+        name
     }
 
     /// Opens a connection and drives it on a background task.
@@ -138,7 +224,7 @@ impl ConnInfo {
         let Some(dir) = &self.socket_dir else {
             return self.connect(application_name).await;
         };
-        let mut config = tokio_postgres::Config::new();
+        let mut config = self.base_config();
         config.host_path(dir);
         self.connect_with(self.configure(config, application_name))
             .await
@@ -148,20 +234,52 @@ impl ConnInfo {
         &self,
         config: tokio_postgres::Config,
     ) -> Result<tokio_postgres::Client, ProvisionError> {
-        let (client, connection) =
-            config
-                .connect(NoTls)
-                .await
-                .map_err(|source| ProvisionError::Connect {
-                    target: self.display_url(),
-                    message: crate::provision::describe_pg_error(&source),
-                })?;
-        tokio::spawn(async move {
-            // Errors surface on the client side; the task only drives I/O.
-            let _ = connection.await;
-        });
+        let error = |message: String| ProvisionError::Connect {
+            target: self.display_url(),
+            message,
+        };
+        let tls = client_config(&self.tls).map_err(error)?;
+        let client = match tls {
+            None => {
+                let (client, connection) = config
+                    .connect(NoTls)
+                    .await
+                    .map_err(|e| error(crate::provision::describe_pg_error(&e)))?;
+                tokio::spawn(async move {
+                    // Errors surface on the client side; the task only
+                    // drives I/O.
+                    let _ = connection.await;
+                });
+                client
+            }
+            Some(tls) => {
+                let (client, connection) = config
+                    .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+                    .await
+                    .map_err(|e| {
+                        error(format!(
+                            "{} (sslmode={})",
+                            crate::provision::describe_pg_error(&e),
+                            self.tls.mode.as_str()
+                        ))
+                    })?;
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                client
+            }
+        };
         Ok(client)
     }
+}
+
+/// `key='value' ...` as `tokio_postgres::Config` parses it.
+pub(crate) fn keyword_string(params: &[(String, String)]) -> String {
+    params
+        .iter()
+        .map(|(k, v)| format!("{k}='{}'", v.replace('\\', "\\\\").replace('\'', "\\'")))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl fmt::Debug for ConnInfo {
@@ -173,6 +291,8 @@ impl fmt::Debug for ConnInfo {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("dbname", &self.dbname)
             .field("socket_dir", &self.socket_dir)
+            .field("tls", &self.tls)
+            .field("params", &self.params)
             .finish()
     }
 }

@@ -43,6 +43,22 @@ const PGDATA: &str = "/var/lib/postgresql/rehearse-data";
 /// path knows whether a sweep is worth a daemon round trip.
 pub(crate) static WAS_USED: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
+/// Container starts in flight (see [`DockerInstance::start`]).
+pub(crate) static STARTING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Runs `f` when dropped.
+struct Guard<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for Guard<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
+}
+
+fn scopeguard<F: FnMut()>(f: F) -> Guard<F> {
+    Guard(f)
+}
+
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Official `postgres` tags pinned per major version, so a rehearsal runs
@@ -338,6 +354,13 @@ impl DockerInstance {
             // Readiness is our authenticated query below, not a log line.
             .with_ready_conditions(Vec::new())
             .with_startup_timeout(options.startup_timeout);
+        // Counted while the create request may be in flight: a signal
+        // then drops this future before the daemon answers, and the
+        // container appears only after the signal path's first sweep.
+        STARTING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _starting = scopeguard(|| {
+            STARTING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        });
         let container = tokio::time::timeout(options.startup_timeout, request.start())
             .await
             .map_err(|_| {

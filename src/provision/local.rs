@@ -13,6 +13,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -32,6 +34,44 @@ pub const LOCAL_TMPDIR_ENV: &str = "REHEARSE_TMPDIR";
 pub(crate) const INSTANCE_PREFIX: &str = "rehearse-";
 const CACHE_DIR: &str = "rehearse-cache";
 pub(crate) const OWNER_FILE: &str = "owner.json";
+/// Prefix of a cache build in progress: `.build-KEY-PID-TICKS-RANDOM`.
+pub(crate) const BUILD_PREFIX: &str = ".build-";
+
+/// initdb processes this process runs (process group id, build folder):
+/// the signal path kills them and removes their folders, since the
+/// blocking thread waiting on initdb cannot be cancelled.
+static BUILDS: std::sync::Mutex<Vec<(i32, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+
+/// Kills the cache builds of this process and removes their folders
+/// (after a signal).
+pub(crate) fn abandon_builds() {
+    let builds = std::mem::take(
+        &mut *BUILDS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    for (group, dir) in builds {
+        let _ = nix::sys::signal::killpg(Pid::from_raw(group), Signal::SIGKILL);
+        // initdb is our child: reap it, bounded, so nothing writes into
+        // the folder while it is removed.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while nix::sys::wait::waitpid(
+            Pid::from_raw(group),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        )
+        .is_ok_and(|status| status == nix::sys::wait::WaitStatus::StillAlive)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
+
+/// The cache folders under a temp root (for gc).
+pub(crate) fn cache_dir(root: &Path) -> PathBuf {
+    root.join(CACHE_DIR)
+}
 const SUPERUSER: &str = "postgres";
 /// Unix socket paths are limited to 107 bytes (sun_path); the socket file
 /// name `.s.PGSQL.NNNNN` needs 15 of them.
@@ -230,6 +270,24 @@ pub(crate) struct LocalCluster {
     bins: PgBinaries,
     conn: ConnInfo,
     version: ServerVersion,
+    /// The copy of the cached cluster while it runs: cleanup cancels it
+    /// and waits for it before removing the directory it writes into.
+    copying: Option<CopyTask>,
+}
+
+/// A copy running on the blocking pool.
+struct CopyTask {
+    cancel: Arc<AtomicBool>,
+    /// Disconnected when the copy's closure ends (done, failed or panicked).
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl CopyTask {
+    /// Cancels the copy and waits (bounded) until it stops writing.
+    fn cancel_and_wait(self) {
+        self.cancel.store(true, Ordering::SeqCst);
+        let _ = self.done.recv_timeout(Duration::from_secs(10));
+    }
 }
 
 impl LocalCluster {
@@ -253,16 +311,31 @@ impl LocalCluster {
             bins,
             conn: ConnInfo::new("127.0.0.1", 0, SUPERUSER),
             version: ServerVersion::default(),
+            copying: None,
         };
         let data = cluster.dir.join("data");
         {
             let (template, data) = (template.clone(), data.clone());
-            tokio::task::spawn_blocking(move || copy_tree(&template, &data, run_as))
-                .await
-                .map_err(|e| ProvisionError::Local(format!("copy task failed: {e}")))?
-                .map_err(|e| {
-                    ProvisionError::Local(format!("copying the cached cluster failed: {e}"))
-                })?;
+            let cancel = Arc::new(AtomicBool::new(false));
+            let (done_tx, done) = std::sync::mpsc::channel::<()>();
+            // If a signal drops this future mid-copy, the cluster's Drop
+            // cancels the copy and waits for it: removing the directory
+            // while the copy still writes into it failed ("Directory not
+            // empty") and left it behind.
+            cluster.copying = Some(CopyTask {
+                cancel: Arc::clone(&cancel),
+                done,
+            });
+            tokio::task::spawn_blocking(move || {
+                let _done = done_tx;
+                copy_tree(&template, &data, run_as, &cancel)
+            })
+            .await
+            .map_err(|e| ProvisionError::Local(format!("copy task failed: {e}")))?
+            .map_err(|e| {
+                ProvisionError::Local(format!("copying the cached cluster failed: {e}"))
+            })?;
+            cluster.copying = None;
         }
         let socket_dir = cluster.socket_dir()?;
         // A free port can be taken by someone else between our probe and the
@@ -418,7 +491,7 @@ impl LocalCluster {
 
     pub(crate) fn stop(mut self) -> Result<(), ProvisionError> {
         self.kill_server();
-        let result = fs::remove_dir_all(&self.dir)
+        let result = remove_instance_dir(&self.dir)
             .map_err(|e| ProvisionError::Local(format!("removing {}: {e}", self.dir.display())));
         // Already cleaned; keep Drop from trying again.
         self.dir = PathBuf::new();
@@ -428,12 +501,15 @@ impl LocalCluster {
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
+        if let Some(copy) = self.copying.take() {
+            copy.cancel_and_wait();
+        }
         self.kill_server();
         if !self.dir.as_os_str().is_empty()
-            && let Err(e) = fs::remove_dir_all(&self.dir)
+            && let Err(e) = remove_instance_dir(&self.dir)
             && e.kind() != std::io::ErrorKind::NotFound
         {
-            eprintln!("rehearse: could not remove {}: {e}", self.dir.display());
+            super::cleanup_failed(&format!("could not remove {}: {e}", self.dir.display()));
         }
     }
 }
@@ -573,7 +649,15 @@ fn cached_cluster(
     if ready.join("PG_VERSION").is_file() {
         return Ok(ready);
     }
-    let building = cache.join(format!(".build-{key}-{:08x}", rand::random::<u32>()));
+    // The owner in the name (the folder must stay empty for initdb), so
+    // `rehearse gc` can tell a build a killed run left behind.
+    let me = Owner::current(&super::RunId::new());
+    let building = cache.join(format!(
+        "{BUILD_PREFIX}{key}-{}-{}-{:08x}",
+        me.pid,
+        me.start_ticks,
+        rand::random::<u32>()
+    ));
     fs::create_dir(&building).map_err(|e| local("creating a build dir in", e))?;
     fs::set_permissions(&building, fs::Permissions::from_mode(0o700))
         .and_then(|()| run_as.chown(&building))
@@ -682,9 +766,22 @@ fn run_initdb(bins: &PgBinaries, dir: &Path, run_as: RunAs) -> Result<(), Provis
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     run_as.apply(&mut command);
-    let output = command
-        .output()
+    // A group of its own, so it and the postgres it starts can be killed
+    // together.
+    command.process_group(0);
+    let child = command
+        .spawn()
         .map_err(|e| ProvisionError::Local(format!("running initdb: {e}")))?;
+    let group = i32::try_from(child.id()).unwrap_or(i32::MAX);
+    let builds = || {
+        BUILDS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    builds().push((group, dir.to_path_buf()));
+    let output = child.wait_with_output();
+    builds().retain(|(g, _)| *g != group);
+    let output = output.map_err(|e| ProvisionError::Local(format!("running initdb: {e}")))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(ProvisionError::Local(format!(
@@ -696,15 +793,41 @@ fn run_initdb(bins: &PgBinaries, dir: &Path, run_as: RunAs) -> Result<(), Provis
     Ok(())
 }
 
+/// Removes an instance directory with its owner file LAST: a removal cut
+/// short (SIGKILL, an error) leaves a directory `rehearse gc` still
+/// recognises as ours.
+fn remove_instance_dir(dir: &Path) -> std::io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name() == OWNER_FILE {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            fs::remove_dir_all(entry.path())?;
+        } else {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    match fs::remove_file(dir.join(OWNER_FILE)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    fs::remove_dir(dir)
+}
+
 /// Copies a cluster directory, keeping modes and (as root) the owner. The
 /// ~1000 files are copied by two threads: the copy is most of a start.
-fn copy_tree(from: &Path, to: &Path, run_as: RunAs) -> std::io::Result<()> {
+/// Stops early (with an error) once `cancel` is set.
+fn copy_tree(from: &Path, to: &Path, run_as: RunAs, cancel: &AtomicBool) -> std::io::Result<()> {
     let mut files = Vec::new();
     create_dirs(from, to, run_as, &mut files)?;
     let half = files.len() / 2;
     let (first, second) = files.split_at(half);
     let copy = |pairs: &[(PathBuf, PathBuf)]| -> std::io::Result<()> {
         for (source, target) in pairs {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(std::io::Error::other("cancelled"));
+            }
             fs::copy(source, target)?;
             run_as.chown(target)?;
         }

@@ -14,6 +14,7 @@ mod local;
 mod owner;
 mod server;
 mod template;
+mod tls;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,6 +25,7 @@ pub use local::{LOCAL_BIN_ENV, LOCAL_TMPDIR_ENV, PgBinaries};
 pub use owner::RunId;
 pub use server::parse_url as parse_database_url;
 pub use template::Template;
+pub use tls::{SslMode, TlsSettings};
 
 use docker::DockerInstance;
 use local::LocalCluster;
@@ -226,6 +228,21 @@ impl Default for ProvisionOptions {
 }
 
 impl ProvisionOptions {
+    /// The checks of [`Postgres::start`] that need nothing but the options
+    /// (a missing or malformed database url), so a command can report bad
+    /// input (exit 2) before anything starts.
+    pub fn check_input(&self) -> Result<(), ProvisionError> {
+        let url = self
+            .database_url
+            .clone()
+            .or_else(|| std::env::var("DATABASE_URL").ok());
+        match (self.backend, url) {
+            (Backend::Url, None) => Err(ProvisionError::MissingUrl),
+            (Backend::Url | Backend::Auto, Some(url)) => server::parse_url(&url).map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+
     #[must_use]
     pub fn with_backend(mut self, backend: Backend) -> Self {
         self.backend = backend;
@@ -552,6 +569,23 @@ pub(crate) fn random_password() -> String {
         .collect()
 }
 
+/// How many cleanups failed in this process: the signal path says "cleaned
+/// up" only when none did.
+static CLEANUP_FAILURES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Reports a cleanup that failed (in a `Drop`, where it cannot be returned).
+pub(crate) fn cleanup_failed(error: &dyn std::fmt::Display) {
+    eprintln!("rehearse: cleanup: {error}");
+    CLEANUP_FAILURES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether any cleanup of this process failed so far (something may be
+/// left behind that `rehearse gc` removes).
+#[must_use]
+pub fn cleanup_incomplete() -> bool {
+    CLEANUP_FAILURES.load(std::sync::atomic::Ordering::SeqCst) > 0
+}
+
 /// Runs a cleanup future to completion from synchronous code (a `Drop`),
 /// whether or not a Tokio runtime is running on this thread: on a fresh
 /// thread with its own runtime, so it can neither deadlock a current-thread
@@ -566,7 +600,7 @@ where
             .build()
         {
             Ok(runtime) => runtime.block_on(future),
-            Err(e) => eprintln!("rehearse: cleanup could not start a runtime: {e}"),
+            Err(e) => cleanup_failed(&format!("could not start a runtime: {e}")),
         }
     });
     let _ = worker.join();

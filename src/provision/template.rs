@@ -32,6 +32,7 @@ static CLONE_COUNTER: AtomicU32 = AtomicU32::new(0);
 const SQL_TEMPLATE_LOCK: &str = "SELECT pg_advisory_lock(hashtext($1))";
 const SQL_TEMPLATE_UNLOCK: &str = "SELECT pg_advisory_unlock(hashtext($1))";
 const SQL_TEMPLATE_EXISTS: &str = "SELECT 1 FROM pg_database WHERE datname = $1 AND datistemplate";
+const SQL_ROLE_NAMES: &str = "SELECT rolname FROM pg_roles";
 const SQL_TERMINATE_USERS: &str = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
      WHERE datname = $1 AND pid <> pg_backend_pid()";
 
@@ -107,6 +108,7 @@ impl Postgres {
                 .await
                 .map_err(|e| self.sql_error(&format!("creating {building}"), &e))?;
         }
+        self.mark_database(admin, &building).await?;
         if let Err(source) = prepare(self.conn.clone().with_dbname(&building)).await {
             let _ = self.drop_database(&building).await;
             return Err(TemplateError::Prepare {
@@ -162,6 +164,7 @@ impl Postgres {
             quote_ident(&template.name)
         );
         self.retry_while_in_use(&admin, &sql).await?;
+        self.mark_database(&admin, &name).await?;
         Ok(self.conn.clone().with_dbname(name))
     }
 
@@ -174,6 +177,7 @@ impl Postgres {
             .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
             .await
             .map_err(|e| self.sql_error(&format!("creating database {name}"), &e))?;
+        self.mark_database(&admin, &name).await?;
         Ok(self.conn.clone().with_dbname(name))
     }
 
@@ -192,13 +196,91 @@ impl Postgres {
         Ok(())
     }
 
+    /// Names of every role on the server. Roles are server-wide: one a
+    /// migration creates in the race's database exists for the reference
+    /// run's database too.
+    pub async fn role_names(&self) -> Result<std::collections::BTreeSet<String>, ProvisionError> {
+        let admin = self.admin().await?;
+        let rows = admin
+            .query(SQL_ROLE_NAMES, &[])
+            .await
+            .map_err(|e| self.sql_error("listing roles", &e))?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    /// Renames the roles created since `before` (by the race's migrations)
+    /// to `NAME_race`, so the serial reference run can create them again
+    /// instead of failing with "role already exists" (42710) and reporting
+    /// false drift. A rename keeps every grant and ownership of the race's
+    /// database (they refer to the role's oid), and the race's schema was
+    /// recorded already.
+    ///
+    /// Only on servers this process started: on a user's server (url
+    /// backend) a role that appeared meanwhile may be someone else's, so
+    /// nothing is touched and the names are returned for a note.
+    pub async fn set_aside_new_roles(
+        &self,
+        before: &std::collections::BTreeSet<String>,
+    ) -> Result<Vec<String>, ProvisionError> {
+        let new: Vec<String> = self
+            .role_names()
+            .await?
+            .into_iter()
+            .filter(|name| !before.contains(name))
+            .collect();
+        if self.backend == Backend::Url || new.is_empty() {
+            return Ok(new);
+        }
+        let admin = self.admin().await?;
+        for name in &new {
+            // NAMEDATALEN - 1 bytes at most, cut on a character boundary.
+            let mut renamed = name.clone();
+            while renamed.len() > 63 - "_race".len() {
+                renamed.pop();
+            }
+            renamed.push_str("_race");
+            admin
+                .batch_execute(&format!(
+                    "ALTER ROLE {} RENAME TO {}",
+                    quote_ident(name),
+                    quote_ident(&renamed)
+                ))
+                .await
+                .map_err(|e| self.sql_error(&format!("setting role {name} aside"), &e))?;
+        }
+        Ok(Vec::new())
+    }
+
+    /// On a shared server (url backend), marks a database as this run's,
+    /// for `rehearse gc --database-url` after a SIGKILL. A rename keeps the
+    /// comment (it belongs to the database's oid).
+    async fn mark_database(
+        &self,
+        admin: &tokio_postgres::Client,
+        name: &str,
+    ) -> Result<(), ProvisionError> {
+        if self.backend != Backend::Url {
+            return Ok(());
+        }
+        admin
+            .batch_execute(&super::server::mark_sql(name, &self.run_id))
+            .await
+            .map_err(|e| self.sql_error(&format!("marking database {name}"), &e))
+    }
+
     fn generated_name(&self, kind: &str) -> String {
         let n = CLONE_COUNTER.fetch_add(1, Ordering::Relaxed);
         format!("rehearse_{}_{kind}{n}", self.run_id)
     }
 
     async fn admin(&self) -> Result<tokio_postgres::Client, ProvisionError> {
-        let client = self.conn.connect("rehearse-admin").await?;
+        // On a shared server the run's cleanup terminates sessions by this
+        // name before dropping, so a CREATE DATABASE cut short cannot
+        // commit after the drop.
+        let client = self
+            .conn
+            .connect(&super::server::admin_application_name(&self.run_id))
+            .await?;
         // CREATE DATABASE of a large template takes a while, but never
         // forever.
         client

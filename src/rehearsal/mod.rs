@@ -10,7 +10,7 @@
 pub mod races;
 pub mod rollout; // issue 5
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub use races::{
     FaultConfig, RaceConfig, RaceOutcome, RehearsalError, run_races, run_races_recorded,
@@ -375,14 +375,29 @@ async fn run_stages(
     let mut seeded_rows = None;
     let seeded = &mut seeded_rows;
     let seed_log = stages.progress.clone();
+    // The baseline gets the scenario's `[replicas] timeout_s` as a whole:
+    // a baseline migration that never ends must not hang the run. The
+    // template build drops the half-built database WITH (FORCE), which
+    // also ends the statement still running on the server.
+    let baseline_limit = Duration::from_secs(plan.scenario.replicas.timeout_s);
     let template = postgres
         .template(&plan.template_key(), |conn| async move {
-            match &tool {
-                // The user's tool must find the baseline already applied.
-                Some(tool) => apply_tool_baseline(&conn, tool, &baseline).await,
-                None => apply_serial(&conn, &runner, &baseline).await,
-            }
-            .map_err(|e| e.to_string())?;
+            let apply = async {
+                match &tool {
+                    // The user's tool must find the baseline already applied.
+                    Some(tool) => apply_tool_baseline(&conn, tool, &baseline).await,
+                    None => apply_serial(&conn, &runner, &baseline).await,
+                }
+            };
+            tokio::time::timeout(baseline_limit, apply)
+                .await
+                .map_err(|_| {
+                    format!(
+                        "baseline migrations did not finish within {} s (`[replicas] timeout_s`)",
+                        baseline_limit.as_secs()
+                    )
+                })?
+                .map_err(|e| e.to_string())?;
             if let Some((spec, options)) = seed {
                 let report = seed_database(&conn, spec.as_ref(), &options)
                     .await
@@ -521,13 +536,34 @@ async fn rehearse_clones(
         report.traffic = Some(outcome.traffic);
         report.executions = outcome.executions;
     } else {
-        let outcome = run_races_with_reference_recorded(
-            target,
-            reference,
-            &plan.pending,
-            &plan.scenario.replicas,
-            recorder,
-        )
+        // Roles are server-wide: those the race's migrations create must not
+        // make the reference run fail with "role already exists".
+        let mut shared_roles = String::new();
+        let roles_before = match reference {
+            Some(_) => Some(postgres.role_names().await.map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let outcome = async {
+            let mut outcome =
+                run_races_recorded(target, &plan.pending, &plan.scenario.replicas, recorder)
+                    .await?;
+            if let (Some(reference), Some(before)) = (reference, &roles_before) {
+                let left = postgres
+                    .set_aside_new_roles(before)
+                    .await
+                    .map_err(|e| RehearsalError::Inspect(e.to_string()))?;
+                if !left.is_empty() {
+                    shared_roles = format!(
+                        ", role(s) {} created by the race left in place on a server this run \
+                         does not own (the reference run shares them)",
+                        left.join(", ")
+                    );
+                }
+                outcome.reference =
+                    Some(run_reference(reference, &plan.pending, &plan.scenario.replicas).await?);
+            }
+            Ok::<_, RehearsalError>(outcome)
+        }
         .await;
         let samples = sampler.stop().await.map_err(|e| e.to_string())?;
         let outcome = outcome.map_err(|e| e.to_string())?;
@@ -535,14 +571,22 @@ async fn rehearse_clones(
             "replicas",
             started,
             format!(
-                "{} replica(s), runner {}, {} pending migration(s), {} events",
+                "{} replica(s), runner {}, {} pending migration(s), {} events{shared_roles}",
                 outcome.replicas,
                 outcome.runner,
                 plan.pending.len(),
                 outcome.timeline.events.len()
             ),
         );
-        findings = check_race(&outcome);
+        // Synchronous, and it grows with the statements: on the blocking
+        // pool, so a signal can drop this future while it runs.
+        let (outcome, race_findings) = tokio::task::spawn_blocking(move || {
+            let findings = check_race(&outcome);
+            (outcome, findings)
+        })
+        .await
+        .map_err(|e| format!("post-race checks: {e}"))?;
+        findings = race_findings;
         timeline = (outcome.timeline.clone(), samples);
         report.race = Some(outcome);
     }

@@ -220,6 +220,9 @@ pub struct SeedSpecRef {
 /// Oldest and newest major versions a scenario may ask for.
 const SUPPORTED_MAJORS: std::ops::RangeInclusive<u32> = 12..=18;
 
+/// Longest scenario `name` accepted, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+
 impl Scenario {
     /// Loads a scenario file, or the `scenario.toml` in a folder.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
@@ -250,6 +253,17 @@ impl Scenario {
         let name = raw.name.get_ref().trim().to_string();
         if name.is_empty() {
             return Err(error_at(raw.name.span(), "`name` must not be empty".into()));
+        }
+        // A name is a heading in every report; a huge one is a mistake (or
+        // hostile) and made the terminal renderer panic.
+        if name.chars().count() > MAX_NAME_CHARS {
+            return Err(error_at(
+                raw.name.span(),
+                format!(
+                    "`name` is {} characters long; at most {MAX_NAME_CHARS} are allowed",
+                    name.chars().count()
+                ),
+            ));
         }
         if let Some(version) = &raw.postgres
             && !SUPPORTED_MAJORS.contains(version.get_ref())
@@ -292,6 +306,12 @@ impl Scenario {
                         return Err(error_at(
                             scale.span(),
                             "`seed.scale` must be a positive number".into(),
+                        ));
+                    }
+                    Some(scale) if *scale.get_ref() > crate::seed::MAX_SCALE => {
+                        return Err(error_at(
+                            scale.span(),
+                            format!("`seed.scale` must be at most {}", crate::seed::MAX_SCALE),
                         ));
                     }
                     Some(scale) => *scale.get_ref(),
@@ -465,7 +485,28 @@ fn workloads_and_rollout(
                 ),
             ));
         }
-        workloads.push(crate::workload::Workload::load(version, &resolved)?);
+        // Errors inside the workload file name that file and line; say
+        // which scenario key brought it in, and where.
+        let workload =
+            crate::workload::Workload::load(version, &resolved).map_err(|e| match e {
+                ScenarioError::Io { path, message } => error_at(
+                    file.span(),
+                    format!("`workloads.{version}`: {}: {message}", path.display()),
+                ),
+                ScenarioError::At {
+                    path,
+                    line,
+                    column,
+                    message,
+                } => ScenarioError::At {
+                    path,
+                    line,
+                    column,
+                    message: format!("{message} (the workload of `workloads.{version}`)"),
+                },
+                other => other,
+            })?;
+        workloads.push(workload);
     }
     let Some(rollout) = rollout else {
         if let Some(file) = raw.values().next() {
@@ -626,6 +667,34 @@ mod tests {
             err.contains("s.toml:5:1:") && err.contains("unknown field `interval`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_absurd_seed_scale_is_refused_with_its_line() {
+        let err = parse("name = \"x\"\n[migrations]\ndir = \"src\"\n[seed]\nscale = 1e300\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":5:") && err.contains("at most 10000"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_over_long_name_is_refused_with_its_line() {
+        let long = "n".repeat(65_536);
+        let err = parse(&format!(
+            "\nname = \"{long}\"\n[migrations]\ndir = \"src\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(":2:"), "{}", &err[..err.len().min(200)]);
+        assert!(
+            err.contains("at most 200"),
+            "{}",
+            &err[..err.len().min(200)]
+        );
+        assert!(err.len() < 500, "the error must not echo the name");
     }
 
     #[test]

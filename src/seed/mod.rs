@@ -33,7 +33,7 @@ pub use error::SeedError;
 pub use schema::{
     Bounds, Column, ColumnType, ForeignKey, Literal, Ordering, Schema, Table, introspect,
 };
-pub use spec::SeedSpec;
+pub use spec::{MAX_ROWS, MAX_SCALE, SeedSpec};
 pub use value::Value;
 
 use crate::provision::ConnInfo;

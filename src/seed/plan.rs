@@ -431,6 +431,35 @@ fn plan_table(
             set.sort_unstable();
             set.dedup();
             combos.push(set);
+        } else if let Some(distinct) = key_domain(table, key)
+            && rows > distinct
+        {
+            // Would end in a unique violation (23505) mid-load, exit 3,
+            // naming neither the seeds file nor the line that asks for it.
+            let message = format!(
+                "{rows} rows cannot fit unique key ({}), which holds at most {distinct} \
+                 distinct values",
+                key.join(", ")
+            );
+            let asked = tspec
+                .and_then(|t| {
+                    t.rows
+                        .as_ref()
+                        .map(|r| (r.span(), format!("tables.{tname}.rows")))
+                })
+                .or_else(|| {
+                    spec.raw
+                        .default_rows
+                        .as_ref()
+                        .map(|r| (r.span(), "default_rows".to_string()))
+                });
+            return Err(match asked {
+                Some((span, field)) => spec.error_at(span, field, message),
+                None => SeedError::Schema {
+                    table: tname.to_string(),
+                    message: format!("{message}; set a lower `rows` for it in the seeds file"),
+                },
+            });
         }
     }
 
@@ -576,6 +605,16 @@ fn plan_table(
         sequences,
         had_rows,
         freeze: false,
+    })
+}
+
+/// How many distinct values a unique key can take, where that is small and
+/// known: keys made only of NOT NULL booleans (NULLs never collide in a
+/// unique index, so a nullable column makes it unbounded). `None` otherwise.
+fn key_domain(table: &Table, key: &[String]) -> Option<u64> {
+    key.iter().try_fold(1_u64, |product, name| {
+        let column = table.column(name)?;
+        (column.ty == ColumnType::Bool && column.not_null).then(|| product.saturating_mul(2))
     })
 }
 

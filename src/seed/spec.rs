@@ -49,6 +49,11 @@ use serde_spanned::Spanned;
 use super::SeedError;
 use super::error::location;
 
+/// Largest `scale` a seeds file may give.
+pub const MAX_SCALE: f64 = 10_000.0;
+/// Largest row count of one table a seeds file may ask for.
+pub const MAX_ROWS: u64 = 1_000_000_000;
+
 /// A parsed seeds file.
 #[derive(Debug, Clone)]
 pub struct SeedSpec {
@@ -271,7 +276,36 @@ impl SeedSpec {
         {
             return Err(self.error_at(scale.span(), "scale", "must be a finite number >= 0"));
         }
+        // Bounds that turn a typo (1e300, an extra zero run) into an error
+        // instead of zero rows (a scale past u64) or a run without end.
+        if let Some(scale) = &self.raw.scale
+            && *scale.get_ref() > MAX_SCALE
+        {
+            return Err(self.error_at(
+                scale.span(),
+                "scale",
+                format!("must be at most {MAX_SCALE}"),
+            ));
+        }
+        if let Some(rows) = &self.raw.default_rows
+            && *rows.get_ref() > MAX_ROWS
+        {
+            return Err(self.error_at(
+                rows.span(),
+                "default_rows",
+                format!("must be at most {MAX_ROWS}"),
+            ));
+        }
         for (table, t) in &self.raw.tables {
+            if let Some(rows) = &t.rows
+                && *rows.get_ref() > MAX_ROWS
+            {
+                return Err(self.error_at(
+                    rows.span(),
+                    format!("tables.{}.rows", table.get_ref()),
+                    format!("must be at most {MAX_ROWS}"),
+                ));
+            }
             if let Some(pp) = &t.per_parent {
                 self.check_distribution(
                     &pp.get_ref().distribution,
@@ -424,6 +458,16 @@ distribution = { kind = "uniform", min = 1, max = 5 }
 
     #[test]
     fn wrong_type_names_the_field() {
+        let e = err("scale = 1e300\n");
+        assert!(
+            e.starts_with("seeds/x.toml:1:9: scale: must be at most"),
+            "{e}"
+        );
+        let e = err("[tables.orders]\nrows = 99999999999999\n");
+        assert!(
+            e.starts_with("seeds/x.toml:2:8: tables.orders.rows: must be at most"),
+            "{e}"
+        );
         let e = err("[tables.orders]\nrows = \"many\"\n");
         assert!(
             e.starts_with("seeds/x.toml:2:8: tables.orders.rows: "),

@@ -193,6 +193,28 @@ fn fits(shape: &Shape, layout: Layout) -> bool {
     )
 }
 
+/// `.sql` files directly in `dir` whose names fit no layout: loading skips
+/// them, so callers warn (a misnamed migration silently not rehearsed is
+/// worse than a warning).
+pub(super) fn unmatched(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.is_file()
+                && path.extension().is_some_and(|e| e == "sql")
+                && path
+                    .file_name()
+                    .is_some_and(|name| classify(&name.to_string_lossy(), false).is_none())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// Detects the layout of `dir` from its entries.
 pub(super) fn detect(dir: &Path) -> Result<Layout, MigrateError> {
     let entries = entries(dir)?;

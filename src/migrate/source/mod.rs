@@ -56,6 +56,12 @@ pub enum MigrateError {
     Malformed { path: PathBuf, message: String },
     #[error("baseline version {version} is not a migration in this directory")]
     UnknownBaseline { version: String },
+    #[error("{path}:{line}: {message}")]
+    At {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
 }
 
 /// One SQL statement of a migration and the 1-based line it starts on.
@@ -120,6 +126,13 @@ impl Migration {
 pub struct MigrationSet {
     pub layout: Layout,
     pub migrations: Vec<Migration>,
+}
+
+/// `.sql` files in `dir` whose names fit no migration layout, which
+/// [`MigrationSet::load`] skips.
+#[must_use]
+pub fn unmatched_files(dir: &Path) -> Vec<PathBuf> {
+    layout::unmatched(dir)
 }
 
 impl MigrationSet {
@@ -229,10 +242,21 @@ fn split_file(path: &Path, text: &str, first_line: usize) -> Result<Vec<Statemen
 }
 
 fn read(path: &Path) -> Result<String, MigrateError> {
-    std::fs::read_to_string(path).map_err(|e| MigrateError::Unreadable {
+    let text = std::fs::read_to_string(path).map_err(|e| MigrateError::Unreadable {
         path: path.to_path_buf(),
         message: e.to_string(),
-    })
+    })?;
+    // Postgres cannot take a NUL byte in query text (the protocol's strings
+    // are NUL-terminated): refuse it here, with its line, rather than at
+    // run time without one.
+    if let Some(at) = text.find('\0') {
+        return Err(MigrateError::At {
+            path: path.to_path_buf(),
+            line: text[..at].matches('\n').count() + 1,
+            message: "a NUL byte, which PostgreSQL cannot take in a statement".into(),
+        });
+    }
+    Ok(text)
 }
 
 #[cfg(test)]

@@ -1,0 +1,195 @@
+//! The url backend under signals and SIGKILL: a throwaway database on a
+//! user's server never outlives the run, and `rehearse gc --database-url`
+//! drops what a killed run left, never anything else.
+//!
+//! The "user's server" is a local cluster this test starts.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use rehearse::provision::{Backend, Postgres, ProvisionOptions};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rehearse");
+
+async fn user_server() -> Option<Postgres> {
+    rehearse::testing::start_or_skip(&ProvisionOptions::default().with_backend(Backend::Local))
+        .await
+}
+
+/// `rehearse_*` databases on the server, with their template flags.
+async fn leftovers(server: &Postgres) -> Vec<(String, bool)> {
+    let client = server.conn().connect("test").await.unwrap();
+    client
+        .query(
+            "SELECT datname, datistemplate FROM pg_database \
+             WHERE datname LIKE 'rehearse%' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+fn spawn_provision(url: &str) -> Child {
+    Command::new(BIN)
+        .args(["provision", "--backend", "url", "--database-url", url])
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rehearse provision")
+}
+
+/// Waits for the child with a deadline (a hang fails the test); returns the
+/// exit code, or 128 + signal when a signal ended it.
+fn wait_exit(child: &mut Child, limit: Duration) -> i32 {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            use std::os::unix::process::ExitStatusExt;
+            return status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("rehearse did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn read_url_line(child: &mut Child) -> String {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default()
+}
+
+/// SIGINT and SIGTERM at four points of the first second (before, during
+/// and after the CREATE DATABASE): nothing is left on the server, and the
+/// closing line only says "cleaned up" when that is true.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_in_the_first_second_leave_no_database() {
+    let Some(server) = user_server().await else {
+        return;
+    };
+    let url = server.conn().url_with_password();
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        for delay_ms in [0_u64, 40, 120, 700] {
+            let mut child = spawn_provision(&url);
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+            let code = wait_exit(&mut child, Duration::from_secs(30));
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+            // 130/143 once the handler is installed; killed by the signal
+            // itself before that (nothing created yet).
+            let expected = 128 + signal as i32;
+            assert_eq!(code, expected, "{signal} at {delay_ms} ms: {stderr}");
+            let left = leftovers(&server).await;
+            assert_eq!(
+                left,
+                Vec::<(String, bool)>::new(),
+                "{signal} at {delay_ms} ms left databases; stderr: {stderr}"
+            );
+            assert!(!stderr.contains("cleanup incomplete"), "{stderr}");
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+    }
+    server.shutdown().await.unwrap();
+}
+
+/// After SIGKILL the database stays (nothing can run in a killed
+/// process); `gc --database-url` drops it, a template too, and leaves a
+/// user's `rehearse_*` database and a live run's database alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_drops_what_a_killed_run_left_and_nothing_else() {
+    let Some(server) = user_server().await else {
+        return;
+    };
+    let url = server.conn().url_with_password();
+    let admin = server.conn().connect("test").await.unwrap();
+    // A user's database that merely looks like ours, and one marked by a
+    // run that still lives (this test process).
+    let live_marker = serde_json::json!({
+        "rehearse": "throwaway database",
+        "pid": std::process::id(),
+        "start_ticks": 0,
+        "run_id": "0000000000aa",
+        "host": nix::unistd::gethostname().unwrap().into_string().unwrap(),
+    });
+    admin
+        .batch_execute("CREATE DATABASE rehearse_users_own")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("CREATE DATABASE rehearse_0000000000aa_live")
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!(
+            "COMMENT ON DATABASE rehearse_0000000000aa_live IS '{live_marker}'"
+        ))
+        .await
+        .unwrap();
+
+    let mut child = spawn_provision(&url);
+    let line = read_url_line(&mut child);
+    assert!(line.starts_with("postgres://"), "no url printed: {line:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed: Vec<String> = leftovers(&server)
+        .await
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|name| name != "rehearse_users_own" && name != "rehearse_0000000000aa_live")
+        .collect();
+    assert_eq!(killed.len(), 1, "the killed run's database: {killed:?}");
+    // Left as a template would be after a build (IS_TEMPLATE, no
+    // connections): gc must un-template it to drop it.
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{}\" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false",
+            killed[0]
+        ))
+        .await
+        .unwrap();
+
+    let output = Command::new(BIN)
+        .args(["gc", "--database-url", &url])
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("dropped database {}", killed[0])),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("left database rehearse_users_own alone"),
+        "{stdout}"
+    );
+    let password = server.conn().password().unwrap_or("no password");
+    assert!(!stdout.contains(password) && !stderr.contains(password));
+    assert_eq!(
+        leftovers(&server).await,
+        vec![
+            ("rehearse_0000000000aa_live".to_string(), false),
+            ("rehearse_users_own".to_string(), false),
+        ]
+    );
+    server.shutdown().await.unwrap();
+}
