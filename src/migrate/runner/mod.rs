@@ -494,8 +494,10 @@ async fn apply_recorded(
     if m.transactional {
         client.batch_execute("BEGIN").await.map_err(begin_err)?;
     }
+    let mut ran = false;
     let result = async {
         run_statements(client, ctx, m).await?;
+        ran = true;
         book.record(client, m, started, true)
             .await
             .map_err(|e| StepError {
@@ -508,6 +510,15 @@ async fn apply_recorded(
         Ok(())
     }
     .await;
+    // Outside a transaction the statements committed one by one: when only
+    // the record failed (another replica recorded the version first, 23505
+    // on the tool's primary key) the migration is applied all the same.
+    if result.is_err() && ran && !m.transactional {
+        ctx.emit(EventKind::Applied {
+            version: m.version.clone(),
+            duration_us: elapsed_us(started),
+        });
+    }
     match result {
         Ok(()) => {
             ctx.emit(EventKind::Applied {
