@@ -72,8 +72,10 @@ impl RunnerKind {
         }
     }
 
-    /// The bookkeeping the strategy keeps; `None` for `command`, whose
-    /// table belongs to the user's tool.
+    /// The strategy's own bookkeeping, kept when the layout is unresolved
+    /// (`auto`); with a layout the strategy keeps the layout's tool's table
+    /// instead ([`ReplicaCtx::book`]). `None` for `command` / `container`,
+    /// whose table belongs to the user's tool.
     pub(crate) fn bookkeeping(self) -> Option<Bookkeeping> {
         match self {
             RunnerKind::Naive => Some(Bookkeeping::Naive),
@@ -518,6 +520,11 @@ async fn apply_recorded(
             version: m.version.clone(),
             duration_us: elapsed_us(started),
         });
+    }
+    // A failed statement outside a transaction: what the layout's tool
+    // records then (Flyway a `success = false` row, the others nothing).
+    if result.is_err() && !ran && !m.transactional && matches!(book, Book::Tool(_)) {
+        let _ = book.record(client, m, started, false).await;
     }
     match result {
         Ok(()) => {
