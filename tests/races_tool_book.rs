@@ -241,3 +241,53 @@ async fn a_diesel_migration_reads_diesels_own_table() {
         ["20240101000000", "20240102000000"]
     );
 }
+
+#[tokio::test]
+async fn flyway_records_a_failed_row_only_outside_a_transaction_and_then_refuses() {
+    let layout = Layout::Flyway;
+    let rows =
+        "SELECT version || ' ' || success FROM flyway_schema_history ORDER BY installed_rank";
+    // (second file, rows after the failure): a transactional failure rolls
+    // back with its row; one outside a transaction leaves success = false.
+    // Flyway's per-script `<script>.conf` says `executeInTransaction=false`.
+    let cases = [(false, vec!["1 true"]), (true, vec!["1 true", "2 false"])];
+    for (outside, expected) in cases {
+        let Some(db) = rehearse::testing::fresh_database().await else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            &[
+                ("V1__a.sql", "CREATE TABLE a (id int);\n"),
+                ("V2__b.sql", BROKEN),
+            ],
+        );
+        if outside {
+            write(
+                dir.path(),
+                &[("V2__b.sql.conf", "executeInTransaction=false\n")],
+            );
+        }
+        let (base, pending) = split(dir.path(), layout, "1");
+        apply_serial_in(db.conn(), &RunnerKind::Naive, layout, &base)
+            .await
+            .unwrap();
+        let out = race(&db, RunnerKind::Naive, layout, &pending).await;
+        assert!(!applied(&out.timeline, "2"), "{out:#?}");
+        assert_eq!(strings(&db, rows).await, expected);
+
+        write(dir.path(), &[("V2__b.sql", "CREATE TABLE c (id int);\n")]);
+        let (_, pending) = split(dir.path(), layout, "1");
+        let out = race(&db, RunnerKind::Naive, layout, &pending).await;
+        if expected.len() == 1 {
+            assert!(applied(&out.timeline, "2"), "{out:#?}");
+        } else {
+            let failed = failures(&out.timeline);
+            assert!(
+                failed.len() == 1 && failed[0].contains("detected failed migration to version 2"),
+                "{failed:?}"
+            );
+        }
+    }
+}
