@@ -1,6 +1,9 @@
 //! `bookkeeping`: the runner's bookkeeping table is missing, marks a version
 //! dirty (golang-migrate `dirty`, Flyway `success = false`: later runs refuse
-//! to start until someone forces or repairs it), or lacks a pending version.
+//! to start until someone forces or repairs it), or lacks a pending version
+//! (sqlx, dbmate, diesel, refinery: nothing recorded for a failed
+//! migration, so the next run applies it again). The table is the layout's
+//! own tool's, for built-in runners too.
 
 use serde_json::json;
 
@@ -34,9 +37,7 @@ pub(super) fn check(record: &RaceRecord) -> Vec<Finding> {
     // user's tool run as the job keeps its own layout's table (dbmate's
     // `schema_migrations` has a row per version), so one row is the
     // golang-migrate shape only when there is at most one.
-    let single_row = book.applied.len() <= 1
-        && (matches!(record.runner.as_str(), "session-advisory-lock" | "job")
-            || table == "schema_migrations");
+    let single_row = book.applied.len() <= 1 && table == "schema_migrations";
     let missing: Vec<&String> = record
         .pending
         .iter()
@@ -60,17 +61,43 @@ pub(super) fn check(record: &RaceRecord) -> Vec<Finding> {
             CheckId::Bookkeeping,
             Severity::Warning,
             format!(
-                "{table} does not record {} as applied after the run",
+                "{table} does not record {} as applied after the run{}",
                 missing
                     .iter()
                     .map(|s| s.as_str())
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                retry(table, book.dirty.is_some(), book.applied.len()),
             ),
             json!({ "table": table, "missing": missing }),
         ));
     }
     out
+}
+
+/// What the tool owning `table` does on its next run with versions left
+/// unrecorded and none marked failed: it applies them again (sqlx, dbmate,
+/// diesel and refinery record a migration only once it succeeded; Flyway on
+/// PostgreSQL rolls a failed transactional migration back with its row).
+/// Empty when a version is marked: the dirty finding says why it refuses.
+fn retry(table: &str, dirty: bool, rows: usize) -> String {
+    if dirty {
+        return String::new();
+    }
+    let tool = match table {
+        "_sqlx_migrations" => "`sqlx migrate run`",
+        "__diesel_schema_migrations" => "`diesel migration run`",
+        "refinery_schema_history" => "refinery",
+        "flyway_schema_history" => "`flyway migrate`",
+        // golang-migrate keeps one row; dbmate one per version.
+        "schema_migrations" if rows > 1 => "`dbmate up`",
+        "schema_migrations" => "the tool (dbmate or golang-migrate)",
+        _ => "the next run",
+    };
+    if tool == "the next run" {
+        return "; nothing marks it failed, so the next run applies it again".into();
+    }
+    format!("; nothing marks it failed, so the next run of {tool} applies it again")
 }
 
 /// What the tool owning `table` does on its next run after a failure left
@@ -113,6 +140,51 @@ mod tests {
         assert_eq!(f.len(), 2, "{f:?}");
         assert!(f[0].message.contains("version 2 dirty"));
         assert!(f[1].message.contains("does not record 0002"));
+    }
+
+    fn book(table: &str, applied: &[&str], dirty: Option<&str>) -> BookkeepingState {
+        BookkeepingState {
+            table: Some(table.into()),
+            ..state(applied, dirty)
+        }
+    }
+
+    #[test]
+    fn each_tool_after_a_failed_migration_says_what_its_next_run_does() {
+        // The pending 0002 failed under the naive runner: what each layout's
+        // table holds then (a run per layout in tests/races_tool_book.rs).
+        let mut r = record(vec![]);
+        r.runner = "naive".into();
+        let cases = [
+            (
+                book("_sqlx_migrations", &["1"], None),
+                "next run of `sqlx migrate run` applies it again",
+            ),
+            (
+                book("schema_migrations", &["0001", "0003"], None),
+                "next run of `dbmate up` applies it again",
+            ),
+            (
+                book("__diesel_schema_migrations", &["0001"], None),
+                "next run of `diesel migration run` applies it again",
+            ),
+            (
+                book("schema_migrations", &["2"], Some("2")),
+                "golang-migrate refuses every later run (\"Dirty database version 2\")",
+            ),
+        ];
+        for (state, expected) in cases {
+            r.bookkeeping = state.clone();
+            let text: Vec<String> = check(&r).into_iter().map(|f| f.message).collect();
+            assert!(
+                text.iter().any(|m| m.contains(expected)),
+                "{state:?}: {text:?}"
+            );
+            assert!(
+                state.dirty.is_some() || !text.iter().any(|m| m.contains("dirty")),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

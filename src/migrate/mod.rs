@@ -7,7 +7,7 @@ pub mod source;
 
 pub use runner::{
     ContainerSpec, RunnerError, RunnerKind, ToolSetup, application_name, apply_serial,
-    apply_tool_baseline, bookkeeping_state, run_tool_once, serial_application_name,
-    tool_bookkeeping_state,
+    apply_serial_in, apply_tool_baseline, bookkeeping_state, run_tool_once,
+    serial_application_name, tool_bookkeeping_state,
 };
 pub use source::{Layout, MigrateError, Migration, MigrationKind, MigrationSet, Statement};

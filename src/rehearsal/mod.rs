@@ -20,7 +20,7 @@ pub use races::{
 use crate::findings::{check_locks, check_race, check_rollout, judge_with_locks};
 use crate::locks;
 use crate::migrate::{
-    MigrateError, Migration, MigrationSet, RunnerKind, apply_serial, apply_tool_baseline,
+    MigrateError, Migration, MigrationSet, RunnerKind, apply_serial_in, apply_tool_baseline,
 };
 use crate::progress::StageProgress;
 use crate::provision::{Postgres, ProvisionOptions};
@@ -78,6 +78,8 @@ impl Plan {
         use sha2::Digest;
         let mut hasher = sha2::Sha256::new();
         hasher.update(format!("{:?}\n", self.scenario.replicas.runner));
+        // Whose bookkeeping table the baseline is recorded in.
+        hasher.update(format!("{:?}\n", self.scenario.replicas.layout));
         // A user's tool's baseline: its own command, or the layout's table.
         if let Some(tool) = self.scenario.replicas.tool() {
             hasher.update(format!("{:?} {:?}\n", tool.layout, tool.baseline_command));
@@ -361,6 +363,7 @@ async fn run_stages(
     let started = Instant::now();
     let baseline = plan.baseline.clone();
     let runner = config.runner;
+    let layout = config.layout;
     let tool = config.tool();
     let seed = plan.scenario.seed.as_ref().map(|seed| {
         let options = SeedOptions {
@@ -386,7 +389,8 @@ async fn run_stages(
                 match &tool {
                     // The user's tool must find the baseline already applied.
                     Some(tool) => apply_tool_baseline(&conn, tool, &baseline).await,
-                    None => apply_serial(&conn, &runner, &baseline).await,
+                    // A built-in runner keeps the layout's tool's table too.
+                    None => apply_serial_in(&conn, &runner, layout, &baseline).await,
                 }
             };
             tokio::time::timeout(baseline_limit, apply)

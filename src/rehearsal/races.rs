@@ -290,6 +290,7 @@ fn base_ctx(actor: Actor, conn: &ConnInfo, recorder: &Recorder, config: &RaceCon
         command: config.command.clone(),
         workdir: config.workdir.clone(),
         container: config.container.clone(),
+        layout: config.layout,
     }
 }
 
@@ -590,9 +591,14 @@ async fn finish(
         pending: pending.iter().map(|m| m.version.clone()).collect(),
         leaked_locks,
         invalid_indexes: snapshot::invalid_indexes(admin).await.map_err(inspect)?,
-        bookkeeping: runner::tool_bookkeeping_state(admin, config.runner, tool.as_ref())
-            .await
-            .map_err(|e| RehearsalError::Inspect(e.to_string()))?,
+        bookkeeping: runner::tool_bookkeeping_state(
+            admin,
+            config.runner,
+            config.layout,
+            tool.as_ref(),
+        )
+        .await
+        .map_err(|e| RehearsalError::Inspect(e.to_string()))?,
         schema: snapshot::schema_snapshot(admin).await.map_err(inspect)?,
         data: snapshot::table_data(admin, &data_tables).await,
         data_tables,
@@ -627,9 +633,14 @@ async fn finish(
         Some(RerunRecord {
             error,
             schema: snapshot::schema_snapshot(admin).await.map_err(inspect)?,
-            bookkeeping: runner::tool_bookkeeping_state(admin, config.runner, tool.as_ref())
-                .await
-                .map_err(|e| RehearsalError::Inspect(e.to_string()))?,
+            bookkeeping: runner::tool_bookkeeping_state(
+                admin,
+                config.runner,
+                config.layout,
+                tool.as_ref(),
+            )
+            .await
+            .map_err(|e| RehearsalError::Inspect(e.to_string()))?,
             invalid_indexes: snapshot::invalid_indexes(admin).await.map_err(inspect)?,
         })
     } else {
@@ -678,9 +689,14 @@ pub async fn run_reference(
         error,
         schema: snapshot::schema_snapshot(&admin).await.map_err(inspect)?,
         data: snapshot::table_data(&admin, &snapshot::data_tables(pending)).await,
-        bookkeeping: runner::tool_bookkeeping_state(&admin, config.runner, config.tool().as_ref())
-            .await
-            .map_err(|e| RehearsalError::Inspect(e.to_string()))?,
+        bookkeeping: runner::tool_bookkeeping_state(
+            &admin,
+            config.runner,
+            config.layout,
+            config.tool().as_ref(),
+        )
+        .await
+        .map_err(|e| RehearsalError::Inspect(e.to_string()))?,
     })
 }
 

@@ -477,6 +477,7 @@ async fn migrate(
         command: Vec::new(),
         workdir: None,
         container: None,
+        layout: crate::migrate::Layout::Auto,
     };
     // The job runner waits for nothing here: the rollout itself is the gate.
     let kind = if runner == RunnerKind::Job {

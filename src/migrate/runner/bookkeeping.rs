@@ -6,6 +6,7 @@ use tokio_postgres::Client;
 
 use super::StepError;
 use super::sql;
+use super::tool_book::ToolBook;
 use crate::migrate::Migration;
 use crate::migrate::source::compare_versions;
 use crate::timeline::BookkeepingState;
@@ -23,6 +24,130 @@ pub(crate) enum Bookkeeping {
     /// Rails' `schema_migrations` (named `ar_schema_migrations` here so it
     /// cannot clash with golang-migrate's table of the same name).
     Rails,
+}
+
+/// The table a built-in strategy keeps: its layout's own tool's (the lock
+/// protocol stays the strategy's, the table and what a failure leaves in it
+/// become the tool's), or for an unresolved layout (`auto`: callers that
+/// know no layout, such as `rehearse provision`) the strategy's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Book {
+    Own(Bookkeeping),
+    Tool(ToolBook),
+}
+
+impl Book {
+    /// golang-migrate's protocol: a single `(version, dirty)` row, marked
+    /// dirty before a migration runs and clean after.
+    pub(crate) fn is_golang(self) -> bool {
+        matches!(
+            self,
+            Book::Own(Bookkeeping::GolangMigrate) | Book::Tool(ToolBook::GolangMigrate)
+        )
+    }
+
+    pub(crate) async fn ensure(self, client: &Client) -> Result<(), StepError> {
+        match self {
+            Book::Own(b) => b.ensure(client).await,
+            Book::Tool(t) => t.ensure(client).await,
+        }
+    }
+
+    pub(crate) async fn applied(self, client: &Client) -> Result<Applied, StepError> {
+        match self {
+            Book::Own(b) => b.applied(client).await,
+            Book::Tool(t) => {
+                let state = t.state(client).await?;
+                Ok(Applied {
+                    versions: state.applied,
+                    dirty: state.dirty,
+                })
+            }
+        }
+    }
+
+    pub(crate) fn contains(self, applied: &Applied, m: &Migration) -> bool {
+        let kind = if self.is_golang() {
+            Bookkeeping::GolangMigrate
+        } else {
+            Bookkeeping::Naive
+        };
+        applied.contains(kind, m)
+    }
+
+    /// The error the tool stops with when its table marks a failed
+    /// migration (each tool's message): golang-migrate's `dirty`, sqlx's
+    /// and Flyway's `success = false`. The strategies' own tables other
+    /// than golang-migrate's never refuse (as before).
+    pub(crate) fn refusal(self, applied: &Applied) -> Option<StepError> {
+        let v = applied.dirty.as_ref()?;
+        let message = match self {
+            Book::Own(Bookkeeping::GolangMigrate) | Book::Tool(ToolBook::GolangMigrate) => {
+                format!("dirty database version {v}: fix and force version")
+            }
+            Book::Tool(ToolBook::Sqlx) => format!(
+                "migration {v} is partially applied; fix and remove row from `_sqlx_migrations` table"
+            ),
+            Book::Tool(ToolBook::Flyway) => {
+                format!("validate failed: detected failed migration to version {v}")
+            }
+            _ => return None,
+        };
+        Some(StepError {
+            version: Some(v.clone()),
+            line: None,
+            sqlstate: None,
+            message,
+        })
+    }
+
+    /// Records `m` after its statements ran (inside its transaction when
+    /// it has one). A failure (`success = false`, only for a migration run
+    /// outside a transaction) leaves what the tool leaves: Flyway a failed
+    /// row, golang-migrate its dirty row, the others nothing.
+    pub(crate) async fn record(
+        self,
+        client: &Client,
+        m: &Migration,
+        started: std::time::Instant,
+        success: bool,
+    ) -> Result<(), StepError> {
+        let ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+        match self {
+            Book::Own(b) => b.record(client, m, ms, success).await,
+            // Inside the caller's transaction: no BEGIN of its own.
+            Book::Tool(ToolBook::GolangMigrate) => {
+                let version = golang_version(m)?;
+                let err = |e: tokio_postgres::Error| StepError::bookkeeping(&e);
+                client
+                    .batch_execute(sql::GOLANG_TRUNCATE)
+                    .await
+                    .map_err(err)?;
+                client
+                    .execute(sql::GOLANG_SET, &[&version, &!success])
+                    .await
+                    .map_err(err)?;
+                Ok(())
+            }
+            Book::Tool(ToolBook::Flyway) if !success => {
+                Bookkeeping::Flyway.record(client, m, ms, false).await
+            }
+            Book::Tool(_) if !success => Ok(()),
+            Book::Tool(t) => t.record(client, m, started).await,
+        }
+    }
+}
+
+fn golang_version(m: &Migration) -> Result<i64, StepError> {
+    m.numeric_version().ok_or_else(|| StepError {
+        version: Some(m.version.clone()),
+        line: None,
+        sqlstate: None,
+        message: format!(
+            "version {} is not an integer, as golang-migrate requires",
+            m.version
+        ),
+    })
 }
 
 /// What a runner reads before deciding what to apply.
@@ -122,15 +247,7 @@ impl Bookkeeping {
         m: &Migration,
         dirty: bool,
     ) -> Result<(), StepError> {
-        let version = m.numeric_version().ok_or_else(|| StepError {
-            version: Some(m.version.clone()),
-            line: None,
-            sqlstate: None,
-            message: format!(
-                "version {} is not an integer, as golang-migrate requires",
-                m.version
-            ),
-        })?;
+        let version = golang_version(m)?;
         let err = |e: tokio_postgres::Error| StepError::bookkeeping(&e);
         client.batch_execute("BEGIN").await.map_err(err)?;
         let result = async {

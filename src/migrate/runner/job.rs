@@ -50,10 +50,10 @@ async fn check_applied(
     client: &tokio_postgres::Client,
     migrations: &[Migration],
 ) -> Result<(), StepError> {
-    let book = Bookkeeping::GolangMigrate;
+    let book = ctx.book(Bookkeeping::GolangMigrate);
     let applied = book.applied(client).await?;
     for m in migrations {
-        if applied.contains(book, m) {
+        if book.contains(&applied, m) && applied.dirty.as_ref() != Some(&m.version) {
             ctx.emit(EventKind::Skipped {
                 version: m.version.clone(),
             });

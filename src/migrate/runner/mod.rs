@@ -29,7 +29,7 @@ use crate::migrate::{Layout, Migration};
 use crate::provision::ConnInfo;
 use crate::timeline::{Actor, BookkeepingState, EventKind, ExitStatus, Recorder, SqlState};
 
-pub(crate) use bookkeeping::Bookkeeping;
+pub(crate) use bookkeeping::{Book, Bookkeeping};
 pub use container::ContainerSpec;
 pub(crate) use fault::FaultHook;
 pub(crate) use job::app_after_tool;
@@ -72,8 +72,10 @@ impl RunnerKind {
         }
     }
 
-    /// The bookkeeping the strategy keeps; `None` for `command`, whose
-    /// table belongs to the user's tool.
+    /// The strategy's own bookkeeping, kept when the layout is unresolved
+    /// (`auto`); with a layout the strategy keeps the layout's tool's table
+    /// instead ([`ReplicaCtx::book`]). `None` for `command` / `container`,
+    /// whose table belongs to the user's tool.
     pub(crate) fn bookkeeping(self) -> Option<Bookkeeping> {
         match self {
             RunnerKind::Naive => Some(Bookkeeping::Naive),
@@ -152,11 +154,20 @@ pub(crate) struct ReplicaCtx {
     pub workdir: Option<PathBuf>,
     /// For `container`.
     pub container: Option<ContainerSpec>,
+    /// The migrations' layout: whose bookkeeping table a built-in strategy
+    /// keeps (`auto`: the strategy's own, see [`Book`]).
+    pub layout: Layout,
 }
 
 impl ReplicaCtx {
     pub(crate) fn app_name(&self) -> String {
         application_name(self.actor)
+    }
+
+    /// The table this replica's strategy keeps: the layout's tool's, or
+    /// `own` when the layout is unresolved.
+    pub(crate) fn book(&self, own: Bookkeeping) -> Book {
+        tool_book::ToolBook::for_layout(self.layout).map_or(Book::Own(own), Book::Tool)
     }
 
     pub(crate) fn emit(&self, kind: EventKind) {
@@ -261,6 +272,17 @@ pub async fn apply_serial(
     runner: &RunnerKind,
     migrations: &[Migration],
 ) -> Result<(), RunnerError> {
+    apply_serial_in(conn, runner, Layout::Auto, migrations).await
+}
+
+/// [`apply_serial`] keeping `layout`'s tool's bookkeeping (the table the
+/// race's replicas then read).
+pub async fn apply_serial_in(
+    conn: &ConnInfo,
+    runner: &RunnerKind,
+    layout: Layout,
+    migrations: &[Migration],
+) -> Result<(), RunnerError> {
     if matches!(runner, RunnerKind::Command | RunnerKind::Container) {
         return Err(RunnerError::Unsupported {
             runner: runner.name(),
@@ -276,6 +298,7 @@ pub async fn apply_serial(
         command: Vec::new(),
         workdir: None,
         container: None,
+        layout,
     };
     let end = run_replica(*runner, &ctx, migrations).await;
     if end.status == ExitStatus::Success {
@@ -366,6 +389,7 @@ pub async fn run_tool_once(
         command: command.to_vec(),
         workdir: tool.workdir.clone(),
         container: tool.container.clone(),
+        layout: tool.layout,
     };
     let end = run_replica(tool.kind, &ctx, migrations).await;
     if end.status == ExitStatus::Success {
@@ -380,12 +404,20 @@ pub async fn run_tool_once(
 }
 
 /// What the bookkeeping says after a run: the layout's tool's table for a
-/// user's tool, else the built-in runner's.
+/// user's tool and for a built-in runner with a resolved layout, else the
+/// built-in runner's own.
 pub async fn tool_bookkeeping_state(
     client: &Client,
     runner: RunnerKind,
+    layout: Layout,
     tool: Option<&ToolSetup>,
 ) -> Result<BookkeepingState, RunnerError> {
+    if tool.is_none()
+        && runner.bookkeeping().is_some()
+        && let Some(book) = tool_book::ToolBook::for_layout(layout)
+    {
+        return book.state(client).await.map_err(RunnerError::Step);
+    }
     match tool.and_then(|t| tool_book::ToolBook::for_layout(t.layout)) {
         Some(book) => {
             let state = book.state(client).await.map_err(RunnerError::Step)?;
@@ -442,10 +474,6 @@ async fn run_statements(client: &Client, ctx: &ReplicaCtx, m: &Migration) -> Res
     Ok(())
 }
 
-fn elapsed_ms(since: Instant) -> i32 {
-    i32::try_from(since.elapsed().as_millis()).unwrap_or(i32::MAX)
-}
-
 fn elapsed_us(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
@@ -457,17 +485,22 @@ fn elapsed_us(since: Instant) -> u64 {
 async fn apply_recorded(
     client: &Client,
     ctx: &ReplicaCtx,
-    book: Bookkeeping,
+    book: Book,
     m: &Migration,
 ) -> Result<(), StepError> {
+    if book.is_golang() {
+        return apply_dirty_marked(client, ctx, m).await;
+    }
     let started = Instant::now();
     let begin_err = |e: tokio_postgres::Error| StepError::from_pg(&e, Some(m), None);
     if m.transactional {
         client.batch_execute("BEGIN").await.map_err(begin_err)?;
     }
+    let mut ran = false;
     let result = async {
         run_statements(client, ctx, m).await?;
-        book.record(client, m, elapsed_ms(started), true)
+        ran = true;
+        book.record(client, m, started, true)
             .await
             .map_err(|e| StepError {
                 version: Some(m.version.clone()),
@@ -479,6 +512,20 @@ async fn apply_recorded(
         Ok(())
     }
     .await;
+    // Outside a transaction the statements committed one by one: when only
+    // the record failed (another replica recorded the version first, 23505
+    // on the tool's primary key) the migration is applied all the same.
+    if result.is_err() && ran && !m.transactional {
+        ctx.emit(EventKind::Applied {
+            version: m.version.clone(),
+            duration_us: elapsed_us(started),
+        });
+    }
+    // A failed statement outside a transaction: what the layout's tool
+    // records then (Flyway a `success = false` row, the others nothing).
+    if result.is_err() && !ran && !m.transactional && matches!(book, Book::Tool(_)) {
+        let _ = book.record(client, m, started, false).await;
+    }
     match result {
         Ok(()) => {
             ctx.emit(EventKind::Applied {
@@ -494,6 +541,36 @@ async fn apply_recorded(
             Err(e)
         }
     }
+}
+
+/// golang-migrate's `Up` step: mark the version dirty, run the migration
+/// (in its own transaction when it has one), mark it clean. A failure
+/// leaves the version dirty and every later run refuses
+/// (`migrate/migrate.go`, `runMigrations`).
+pub(super) async fn apply_dirty_marked(
+    client: &Client,
+    ctx: &ReplicaCtx,
+    m: &Migration,
+) -> Result<(), StepError> {
+    let started = Instant::now();
+    Bookkeeping::set_golang_version(client, m, true).await?;
+    let err = |e: tokio_postgres::Error| StepError::from_pg(&e, Some(m), None);
+    if m.transactional {
+        client.batch_execute("BEGIN").await.map_err(err)?;
+        if let Err(e) = run_statements(client, ctx, m).await {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e);
+        }
+        client.batch_execute("COMMIT").await.map_err(err)?;
+    } else {
+        run_statements(client, ctx, m).await?;
+    }
+    Bookkeeping::set_golang_version(client, m, false).await?;
+    ctx.emit(EventKind::Applied {
+        version: m.version.clone(),
+        duration_us: elapsed_us(started),
+    });
+    Ok(())
 }
 
 /// Ends a replica after a failure: emits it, and keeps the connection open

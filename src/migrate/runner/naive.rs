@@ -6,6 +6,9 @@
 //! pending list and all apply it. Expected under concurrency: 42P07 /
 //! 42701 on DDL, 23505 on `pg_type` from racing CREATE TABLE IF NOT EXISTS,
 //! and data migrations applied more than once.
+//!
+//! The table is the layout's own tool's (`tool_book.rs`), with what that
+//! tool leaves after a failure; with no layout, `rehearse_naive_migrations`.
 
 use super::{Bookkeeping, ReplicaCtx, ReplicaEnd, Strategy, apply_recorded, failed};
 use crate::migrate::Migration;
@@ -15,7 +18,7 @@ pub(super) struct Naive;
 
 impl Strategy for Naive {
     async fn run(&self, ctx: &ReplicaCtx, migrations: &[Migration]) -> ReplicaEnd {
-        let book = Bookkeeping::Naive;
+        let book = ctx.book(Bookkeeping::Naive);
         let client = match ctx.connect().await {
             Ok(c) => c,
             Err(e) => return failed(ctx, &e, None),
@@ -27,8 +30,11 @@ impl Strategy for Naive {
             Ok(a) => a,
             Err(e) => return failed(ctx, &e, Some(client)),
         };
+        if let Some(e) = book.refusal(&applied) {
+            return failed(ctx, &e, Some(client));
+        }
         for m in migrations {
-            if applied.contains(book, m) {
+            if book.contains(&applied, m) {
                 ctx.emit(EventKind::Skipped {
                     version: m.version.clone(),
                 });

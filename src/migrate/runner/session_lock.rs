@@ -5,9 +5,12 @@
 //!   (`sqlx-postgres/src/migrate.rs`, `generate_lock_id`), so every replica
 //!   of one database contends for the same lock and waits without limit
 //!   unless `lock_timeout` is set.
-//! - Bookkeeping is golang-migrate's `schema_migrations (version, dirty)`:
-//!   the version is marked dirty before a migration runs and clean after,
-//!   so a failure leaves it dirty and later runs refuse to start.
+//! - Bookkeeping is the layout's tool's (see `tool_book.rs`): for
+//!   golang-migrate `schema_migrations (version, dirty)`, marked dirty
+//!   before a migration runs and clean after, so a failure leaves it dirty
+//!   and later runs refuse; for sqlx or dbmate a row per success and
+//!   nothing for the failed one, so the next run retries. With no layout,
+//!   golang-migrate's.
 //! - On failure the lock is not released explicitly (sqlx returns the error
 //!   without unlocking): it goes away when the connection closes, which an
 //!   app that keeps running with its pool never does.
@@ -20,7 +23,7 @@ use std::time::Instant;
 use tokio_postgres::Client;
 
 use super::{
-    Bookkeeping, ReplicaCtx, ReplicaEnd, StepError, Strategy, failed, run_statements, sql,
+    Bookkeeping, ReplicaCtx, ReplicaEnd, StepError, Strategy, apply_recorded, failed, sql,
 };
 use crate::migrate::Migration;
 use crate::timeline::{EventKind, LockScope};
@@ -76,42 +79,20 @@ pub(super) async fn locked_run(
     ctx: &ReplicaCtx,
     migrations: &[Migration],
 ) -> Result<(), StepError> {
-    let book = Bookkeeping::GolangMigrate;
+    let book = ctx.book(Bookkeeping::GolangMigrate);
     book.ensure(client).await?;
     let applied = book.applied(client).await?;
-    if let Some(v) = applied.dirty {
-        return Err(StepError {
-            version: Some(v.clone()),
-            line: None,
-            sqlstate: None,
-            message: format!("dirty database version {v}: fix and force version"),
-        });
+    if let Some(e) = book.refusal(&applied) {
+        return Err(e);
     }
     for m in migrations {
-        if applied.contains(book, m) {
+        if book.contains(&applied, m) {
             ctx.emit(EventKind::Skipped {
                 version: m.version.clone(),
             });
             continue;
         }
-        let started = Instant::now();
-        Bookkeeping::set_golang_version(client, m, true).await?;
-        let err = |e: tokio_postgres::Error| StepError::from_pg(&e, Some(m), None);
-        if m.transactional {
-            client.batch_execute("BEGIN").await.map_err(err)?;
-            if let Err(e) = run_statements(client, ctx, m).await {
-                let _ = client.batch_execute("ROLLBACK").await;
-                return Err(e);
-            }
-            client.batch_execute("COMMIT").await.map_err(err)?;
-        } else {
-            run_statements(client, ctx, m).await?;
-        }
-        Bookkeeping::set_golang_version(client, m, false).await?;
-        ctx.emit(EventKind::Applied {
-            version: m.version.clone(),
-            duration_us: super::elapsed_us(started),
-        });
+        apply_recorded(client, ctx, book, m).await?;
     }
     Ok(())
 }

@@ -66,7 +66,7 @@ impl ToolBook {
         }
     }
 
-    async fn ensure(self, client: &Client) -> Result<(), StepError> {
+    pub(super) async fn ensure(self, client: &Client) -> Result<(), StepError> {
         let text = match self {
             ToolBook::Sqlx => sql::SQLX_ENSURE,
             ToolBook::GolangMigrate => sql::GOLANG_ENSURE,
@@ -83,7 +83,7 @@ impl ToolBook {
 
     /// Records `m` as applied by this tool (inside the migration's
     /// transaction when it has one).
-    async fn record(
+    pub(super) async fn record(
         self,
         client: &Client,
         m: &Migration,

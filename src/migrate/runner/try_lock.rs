@@ -47,12 +47,15 @@ impl Strategy for TryLock {
             scope: LockScope::Session,
             waited_us: 0,
         });
-        let book = Bookkeeping::Rails;
+        let book = ctx.book(Bookkeeping::Rails);
         let result = async {
             book.ensure(&client).await?;
             let applied = book.applied(&client).await?;
+            if let Some(e) = book.refusal(&applied) {
+                return Err(e);
+            }
             for m in migrations {
-                if applied.contains(book, m) {
+                if book.contains(&applied, m) {
                     ctx.emit(EventKind::Skipped {
                         version: m.version.clone(),
                     });

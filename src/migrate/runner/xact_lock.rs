@@ -9,6 +9,10 @@
 //! statements run on the first; a failure there is recorded with
 //! `success = false`, which Flyway refuses to go past until `repair`.
 //!
+//! The table is the layout's tool's (`tool_book.rs`) with what that tool
+//! leaves after a failure (Flyway's own table when the layout is Flyway or
+//! unresolved); the lock protocol stays Flyway's.
+//!
 //! Consequence, the CONCURRENTLY self-deadlock known from Flyway's default
 //! transactional lock mode (`postgresql.transactional.lock = false` avoids it):
 //! CREATE INDEX CONCURRENTLY waits for the snapshots of replicas queued on
@@ -21,8 +25,8 @@ use std::time::Instant;
 use tokio_postgres::Client;
 
 use super::{
-    Bookkeeping, ReplicaCtx, ReplicaEnd, StepError, Strategy, elapsed_ms, elapsed_us, failed,
-    run_statements, sql,
+    Bookkeeping, ReplicaCtx, ReplicaEnd, StepError, Strategy, elapsed_us, failed, run_statements,
+    sql,
 };
 use crate::migrate::Migration;
 use crate::timeline::{EventKind, LockScope};
@@ -84,7 +88,7 @@ async fn in_transaction(
     key: i64,
     m: &Migration,
 ) -> Result<(), StepError> {
-    let book = Bookkeeping::Flyway;
+    let book = ctx.book(Bookkeeping::Flyway);
     let err = |e: tokio_postgres::Error| StepError::from_pg(&e, Some(m), None);
     client.batch_execute("BEGIN").await.map_err(err)?;
     let started = Instant::now();
@@ -92,7 +96,10 @@ async fn in_transaction(
         xact_lock(client, ctx, key).await?;
         book.ensure(client).await?;
         let applied = book.applied(client).await?;
-        if applied.contains(book, m) {
+        if let Some(e) = book.refusal(&applied) {
+            return Err(e);
+        }
+        if book.contains(&applied, m) {
             client.batch_execute("COMMIT").await.map_err(err)?;
             ctx.emit(EventKind::Skipped {
                 version: m.version.clone(),
@@ -100,7 +107,7 @@ async fn in_transaction(
             return Ok(());
         }
         run_statements(client, ctx, m).await?;
-        book.record(client, m, elapsed_ms(started), true).await?;
+        book.record(client, m, started, true).await?;
         client.batch_execute("COMMIT").await.map_err(err)?;
         ctx.emit(EventKind::Applied {
             version: m.version.clone(),
@@ -121,7 +128,7 @@ async fn beside_transaction(
     key: i64,
     m: &Migration,
 ) -> Result<(), StepError> {
-    let book = Bookkeeping::Flyway;
+    let book = ctx.book(Bookkeeping::Flyway);
     let lock_conn = ctx.connect().await?;
     let err = |e: tokio_postgres::Error| StepError::from_pg(&e, Some(m), None);
     lock_conn.batch_execute("BEGIN").await.map_err(err)?;
@@ -129,17 +136,27 @@ async fn beside_transaction(
     let started = Instant::now();
     book.ensure(client).await?;
     let applied = book.applied(client).await?;
-    if applied.contains(book, m) {
+    if let Some(e) = book.refusal(&applied) {
+        let _ = lock_conn.batch_execute("COMMIT").await;
+        return Err(e);
+    }
+    if book.contains(&applied, m) {
         ctx.emit(EventKind::Skipped {
             version: m.version.clone(),
         });
         let _ = lock_conn.batch_execute("COMMIT").await;
         return Ok(());
     }
+    if book.is_golang() {
+        let result = super::apply_dirty_marked(client, ctx, m).await;
+        let _ = lock_conn.batch_execute("COMMIT").await;
+        return result;
+    }
     let result = run_statements(client, ctx, m).await;
     let success = result.is_ok();
-    // Flyway records failed non-transactional migrations too.
-    let recorded = book.record(client, m, elapsed_ms(started), success).await;
+    // Flyway records failed non-transactional migrations too; sqlx, dbmate,
+    // diesel and refinery record nothing for them.
+    let recorded = book.record(client, m, started, success).await;
     let _ = lock_conn.batch_execute("COMMIT").await;
     result?;
     recorded?;
