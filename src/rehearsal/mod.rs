@@ -17,7 +17,7 @@ pub use races::{
     run_races_with_reference, run_races_with_reference_recorded, run_reference,
 };
 
-use crate::findings::{check_locks, check_race, check_rollout, judge_with_locks};
+use crate::findings::{check_locks_within, check_race, check_rollout, judge_with_locks};
 use crate::locks;
 use crate::migrate::{MigrateError, Migration, MigrationSet, RunnerKind, apply_serial};
 use crate::progress::StageProgress;
@@ -571,7 +571,10 @@ async fn rehearse_clones(
 
     stages.begin("findings");
     let started = Instant::now();
-    findings.extend(check_locks(&lock_report));
+    findings.extend(check_locks_within(
+        &lock_report,
+        plan.scenario.expect.lock_budget(),
+    ));
     let judgement = judge_with_locks(&findings, Some(&lock_report), &plan.scenario.expect);
     stages.record(
         "findings",

@@ -104,6 +104,23 @@ pub struct Expectations {
     /// Fail when a statement takes a write-blocking lock with no lock_timeout.
     #[serde(default)]
     pub require_lock_timeout: bool,
+    /// The lock budget in milliseconds (`docs/verdicts.md`): a migration's
+    /// lock that blocks reads or writes on an existing table, or an
+    /// application's lock wait, lasting longer fails the scenario
+    /// (`lock-budget`). Unset: `rehearse run --lock-budget`, else 1000.
+    #[serde(default)]
+    pub lock_budget_ms: Option<u64>,
+}
+
+impl Expectations {
+    /// The lock budget this scenario is judged against.
+    #[must_use]
+    pub fn lock_budget(&self) -> crate::findings::LockBudget {
+        self.lock_budget_ms
+            .map_or_else(crate::findings::LockBudget::default, |ms| {
+                crate::findings::LockBudget::from_ms(ms)
+            })
+    }
 }
 
 /// A loaded, validated scenario with absolute paths.
