@@ -27,6 +27,17 @@ const READER: &str = "clients = 1\n\
 /// A scenario folder: the table, `pending` migrations (file name, SQL), the
 /// workloads, the rollout steps and the `[expect]` body.
 fn scenario(pending: &[(&str, &str)], steps: &str, expect: &str) -> tempfile::TempDir {
+    scenario_with(pending, steps, expect, "")
+}
+
+/// [`scenario`] with more sections (`[replicas]`) or `[rollout]` keys
+/// (`extra` goes right after the rollout's own keys).
+fn scenario_with(
+    pending: &[(&str, &str)],
+    steps: &str,
+    expect: &str,
+    extra: &str,
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     std::fs::create_dir_all(root.join("migrations")).unwrap();
@@ -48,7 +59,7 @@ fn scenario(pending: &[(&str, &str)], steps: &str, expect: &str) -> tempfile::Te
         format!(
             "name = \"budget\"\n[migrations]\ndir = \"migrations\"\nlayout = \"sqlx\"\nbaseline = \"0001\"\n\
              [workloads]\napp = \"app.toml\"\nreader = \"reader.toml\"\n\
-             [rollout]\nsteps = {steps}\nreplicas = 2\nphase_ms = 300\nstall_ms = 5000\n\
+             [rollout]\nsteps = {steps}\nreplicas = 2\nphase_ms = 300\nstall_ms = 5000\n{extra}\n\
              [expect]\n{expect}\n"
         ),
     )
@@ -217,4 +228,135 @@ async fn safe_migrations_pass_by_default_and_new_relations_are_not_reported() {
         );
         assert!(!h.relation.chars().all(|c| c.is_ascii_digit()), "{h:?}");
     }
+}
+
+/// The scenario's runner performs the rollout's `migrate` step: a job with
+/// `lock_timeout_ms = 500` queued behind a 2.5 s read gives up with 55P03
+/// after about half a second (not after the read), and the rollout halts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_with_a_lock_timeout_fails_fast_and_halts_the_rollout() {
+    let dir = scenario_with(
+        &[("0002_add.sql", "ALTER TABLE t ADD COLUMN c int;\n")],
+        "[\"serve app\", \"deploy reader 1\", \"migrate\", \"deploy app\"]",
+        "findings = [\"rollout-halt\"]\nallow = [\"replica-errors\", \"bookkeeping\"]",
+        "[replicas]\nrunner = \"job\"\nlock_timeout_ms = 500\n",
+    );
+    let Some(report) = rehearse(&dir).await else {
+        return;
+    };
+    assert_eq!(
+        report.verdict,
+        Verdict::Pass,
+        "{:?} {:#?}",
+        report.reasons,
+        report.findings
+    );
+    let race = report.race.as_ref().expect("the job's record");
+    assert_eq!(race.runner, "job");
+    let timeline = &race.timeline;
+    let begun = timeline
+        .events
+        .iter()
+        .find(|e| matches!(&e.kind, rehearse::timeline::EventKind::Phase { name, .. } if name.starts_with("migrate")))
+        .map(|e| e.at_us)
+        .unwrap();
+    let failed = timeline
+        .events
+        .iter()
+        .find_map(|e| match &e.kind {
+            rehearse::timeline::EventKind::Failed { sqlstate, .. } => {
+                Some((e.at_us, sqlstate.clone()))
+            }
+            _ => None,
+        })
+        .expect("the job did not fail");
+    assert_eq!(
+        failed.1.map(|s| s.code().to_string()).as_deref(),
+        Some("55P03")
+    );
+    // Gave up on its lock_timeout, well before the 2.5 s read ended.
+    let waited_ms = (failed.0 - begun) / 1_000;
+    assert!((450..2_000).contains(&waited_ms), "{waited_ms} ms");
+    // Halted: the deploy after the failed migration never ran.
+    let phases: Vec<&str> = report
+        .traffic
+        .as_ref()
+        .unwrap()
+        .phases
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert!(
+        !phases.iter().any(|p| p.starts_with("deploy app")),
+        "{phases:?}"
+    );
+}
+
+/// A startup-coupled runner in a rollout: three new replicas each migrate
+/// as they start, racing each other while the old version serves. One
+/// report carries the race (the column added twice) and what the traffic
+/// paid for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_startup_coupled_rollout_reports_the_race_and_the_traffic_together() {
+    let dir = scenario_with(
+        &[(
+            "0002_add.sql",
+            "ALTER TABLE t ADD COLUMN c int;\nSELECT pg_sleep(0.6);\n",
+        )],
+        "[\"serve app\", \"migrate\"]",
+        "findings = [\"replica-errors\", \"traffic-stall\"]\nallow = [\"rollout-halt\", \"bookkeeping\", \"blocked-backends\", \"lock-queue\"]",
+        "[replicas]\nrunner = \"naive\"\ncount = 3\n",
+    );
+    // A stall here is a query slower than 300 ms.
+    let text = std::fs::read_to_string(dir.path().join("scenario.toml"))
+        .unwrap()
+        .replace("stall_ms = 5000", "stall_ms = 300");
+    std::fs::write(dir.path().join("scenario.toml"), text).unwrap();
+    let Some(report) = rehearse(&dir).await else {
+        return;
+    };
+    assert_eq!(
+        report.verdict,
+        Verdict::Pass,
+        "{:?} {:#?}",
+        report.reasons,
+        report.findings
+    );
+    let race = report.race.as_ref().expect("the replicas' record");
+    assert_eq!((race.runner.as_str(), race.replicas), ("naive", 3));
+    let errors = report
+        .findings
+        .iter()
+        .find(|f| f.check == CheckId::ReplicaErrors)
+        .unwrap();
+    assert!(errors.message.contains("42701"), "{}", errors.message);
+    assert!(!report.traffic.as_ref().unwrap().stalls.is_empty());
+}
+
+/// `deadline_s` bounds the whole rollout: a migration that would run 20 s
+/// is stopped with its clients, and the rehearsal says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rollout_deadline_is_honoured() {
+    let dir = scenario_with(
+        &[("0002_slow.sql", "SELECT pg_sleep(20);\n")],
+        "[\"serve app\", \"migrate\"]",
+        "",
+        "deadline_s = 2",
+    );
+    let Some(server) = shared_server() else {
+        return;
+    };
+    let plan = Plan::prepare(Scenario::load(dir.path()).unwrap()).unwrap();
+    let started = std::time::Instant::now();
+    let report = rehearse_on(
+        &plan,
+        &server,
+        ScenarioReport::new(&plan.scenario.name, &plan.scenario.path),
+    )
+    .await;
+    let error = report.error.unwrap_or_default();
+    assert!(error.contains("deadline_s = 2"), "{error}");
+    // Seeding the template (when no other test built it) plus the 2 s,
+    // far below the 20 s sleep or the clients' 30 s statement timeout.
+    assert!(started.elapsed().as_secs() < 15, "{:?}", started.elapsed());
 }

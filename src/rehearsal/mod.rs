@@ -484,7 +484,7 @@ async fn rehearse_clones(
             &spec.steps,
             &plan.scenario.workloads,
             &plan.pending,
-            plan.scenario.replicas.runner,
+            spec.migrator.as_ref(),
             recorder,
         )
         .await;
@@ -501,6 +501,12 @@ async fn rehearse_clones(
             ),
         );
         findings = check_rollout(&outcome.compat, &outcome.traffic, &outcome.timeline);
+        // `[replicas]` set the migrators: their race checks, next to the
+        // traffic they caused.
+        if let Some(race) = outcome.race {
+            findings.extend(check_race(&race));
+            report.race = Some(race);
+        }
         timeline = (outcome.timeline, samples);
         report.compat = Some(outcome.compat);
         report.traffic = Some(outcome.traffic);

@@ -14,10 +14,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::compat::{CompatReport, Phase, Probe, build_compat, probe};
-use crate::migrate::runner::{ReplicaCtx, run_replica};
+use crate::migrate::runner::{FaultHook, ReplicaCtx, run_replica, sql};
 use crate::migrate::{Migration, RunnerKind};
 use crate::provision::ConnInfo;
-use crate::timeline::{Actor, EventKind, ExitStatus, Recorder, Timeline};
+use crate::rehearsal::RaceConfig;
+use crate::timeline::{Actor, EventKind, ExitStatus, RaceRecord, Recorder, Timeline};
 use crate::workload::{
     ClientPool, Execution, TrafficReport, Workload, WorkloadRun, traffic_report,
 };
@@ -92,6 +93,79 @@ fn default_deadline_s() -> u64 {
 pub struct RolloutSpec {
     pub config: RolloutConfig,
     pub steps: Vec<Step>,
+    /// The scenario's `[replicas]` section, when it has one: who performs
+    /// the `migrate` steps (see [`Migrator`]). `None`: one migration job
+    /// applying the migrations in order, with no lock and no settings.
+    #[serde(default)]
+    pub migrator: Option<RaceConfig>,
+}
+
+/// Who performs a rollout's `migrate` steps, from `[replicas] runner`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrator {
+    /// One gated job (`job`, `command`, `container`): the deploy waits for
+    /// it, and a failure halts the rollout.
+    Job,
+    /// `count` new replicas each migrate as they start (`naive`,
+    /// `session-advisory-lock`, `xact-advisory-lock`, `try-lock`), racing
+    /// each other while the old version serves.
+    StartupCoupled,
+}
+
+impl Migrator {
+    #[must_use]
+    pub fn of(runner: RunnerKind) -> Migrator {
+        match runner {
+            RunnerKind::Job | RunnerKind::Command | RunnerKind::Container => Migrator::Job,
+            _ => Migrator::StartupCoupled,
+        }
+    }
+
+    /// `[replicas]` keys that mean nothing for this migrator in a rollout:
+    /// accepting them would rehearse something other than what the file
+    /// says. Returns the key and why.
+    #[must_use]
+    pub fn unused_key(self, config: &RaceConfig, keys: &[String]) -> Option<(String, String)> {
+        let has = |k: &str| keys.iter().any(|key| key == k);
+        match self {
+            Migrator::Job => {
+                for key in ["count", "jitter_ms", "hold_failed_connection"] {
+                    if has(key) {
+                        return Some((
+                            key.to_string(),
+                            format!(
+                                "`replicas.{key}` does not apply in a rollout with runner `{}`: one \
+                                 job performs the `migrate` steps (a startup-coupled runner such as \
+                                 `naive` races `count` replicas instead)",
+                                config.runner.name()
+                            ),
+                        ));
+                    }
+                }
+                if config.fault.as_ref().is_some_and(|f| f.replica != 0) {
+                    return Some((
+                        "fault".into(),
+                        "`replicas.fault.replica` must be 0 in a rollout with one migration job"
+                            .into(),
+                    ));
+                }
+                None
+            }
+            Migrator::StartupCoupled => ["command", "workdir", "container"]
+                .into_iter()
+                .find(|k| has(k))
+                .map(|key| {
+                    (
+                        key.to_string(),
+                        format!(
+                            "`replicas.{key}` applies only to runner `command` or `container`, \
+                             not `{}`",
+                            config.runner.name()
+                        ),
+                    )
+                }),
+        }
+    }
 }
 
 /// One step of a plan.
@@ -216,6 +290,10 @@ pub struct RolloutOutcome {
     pub traffic: TrafficReport,
     pub timeline: Timeline,
     pub executions: Vec<Execution>,
+    /// The migrators' own record when `[replicas]` set them (replicas
+    /// racing at startup, or the job with its settings): what the race
+    /// checks read, next to the traffic they caused.
+    pub race: Option<RaceRecord>,
 }
 
 /// The fleet and the phases as the rollout moves through its steps.
@@ -236,7 +314,26 @@ impl Fleet {
         self.begin_phase(name, rollback, false);
     }
 
+    /// Begins the phase in which `slots` will run `version`, before their
+    /// new clients start: the new replica's first queries belong to it.
+    fn begin_replacing(&mut self, name: String, rollback: bool, slots: &[usize], version: &str) {
+        let mut fleet = self.versions();
+        for &slot in slots {
+            if slot < fleet.len() {
+                fleet[slot] = version.to_string();
+            } else {
+                fleet.push(version.to_string());
+            }
+        }
+        self.begin_with(name, rollback, false, fleet);
+    }
+
     fn begin_phase(&mut self, name: String, rollback: bool, migrating: bool) {
+        let fleet = self.versions();
+        self.begin_with(name, rollback, migrating, fleet);
+    }
+
+    fn begin_with(&mut self, name: String, rollback: bool, migrating: bool, fleet: Vec<String>) {
         let now = self.run.recorder.now_us();
         if let Some(last) = self.phases.last_mut() {
             last.end_us = now;
@@ -246,7 +343,7 @@ impl Fleet {
             index,
             name: name.clone(),
             state: self.state,
-            fleet: self.versions(),
+            fleet,
             rollback,
             migrating,
             start_us: now,
@@ -279,6 +376,14 @@ impl Fleet {
             pool.stop().await;
         }
     }
+
+    /// Ends every client now, without waiting for its query (a rollout
+    /// past its deadline).
+    fn abort_all(&mut self) {
+        for pool in std::mem::take(&mut self.slots) {
+            pool.abort();
+        }
+    }
 }
 
 /// Runs the rollout on `target` (a clone with the baseline applied), every
@@ -289,13 +394,21 @@ pub async fn run_rollout(
     steps: &[Step],
     workloads: &[Workload],
     pending: &[Migration],
-    runner: RunnerKind,
+    migrator: Option<&RaceConfig>,
     recorder: Recorder,
 ) -> Result<RolloutOutcome, String> {
-    if matches!(runner, RunnerKind::Command | RunnerKind::Container) {
+    let migrate_steps = steps
+        .iter()
+        .filter(|s| matches!(s, Step::Migrate(_)))
+        .count();
+    if let Some(c) = migrator
+        && matches!(c.runner, RunnerKind::Command | RunnerKind::Container)
+        && migrate_steps > 1
+    {
         return Err(format!(
-            "runner `{}` applies the whole directory at once: a rollout needs a built-in runner",
-            runner.name()
+            "runner `{}` applies the whole directory at once: a rollout with it can have one \
+             `migrate` step, not {migrate_steps}",
+            c.runner.name()
         ));
     }
     let run = WorkloadRun::new(target.clone(), recorder.clone());
@@ -339,10 +452,11 @@ pub async fn run_rollout(
         for step in steps {
             match step {
                 Step::Serve(v) => {
-                    for slot in 0..config.replicas as usize {
+                    let slots: Vec<usize> = (0..config.replicas as usize).collect();
+                    fleet.begin_replacing(format!("serve {v}"), false, &slots, v);
+                    for slot in slots {
                         fleet.replace(slot, v).await?;
                     }
-                    fleet.begin(format!("serve {v}"), false);
                     tokio::time::sleep(phase).await;
                 }
                 Step::Migrate(upto) => {
@@ -370,7 +484,8 @@ pub async fn run_rollout(
                         .collect::<Vec<_>>()
                         .join(", ");
                     fleet.begin_phase(format!("migrate {label}"), false, true);
-                    if let Err(reason) = migrate(target, &recorder, runner, batch).await {
+                    if let Err(reason) = migrate(target, &harness, &recorder, migrator, batch).await
+                    {
                         // A failed migration halts the rollout: no later step
                         // (deploy, contract) runs, as in production.
                         recorder.emit(Actor::Harness, EventKind::RolloutHalted { reason });
@@ -389,16 +504,22 @@ pub async fn run_rollout(
                         .collect();
                     let total = targets.len();
                     for (i, slot) in targets.into_iter().enumerate() {
+                        fleet.begin_replacing(
+                            format!("deploy {version} ({}/{total})", i + 1),
+                            false,
+                            &[slot],
+                            version,
+                        );
                         fleet.replace(slot, version).await?;
-                        fleet.begin(format!("deploy {version} ({}/{total})", i + 1), false);
                         tokio::time::sleep(phase).await;
                     }
                 }
                 Step::Rollback(v) => {
-                    for slot in 0..fleet.slots.len() {
+                    let slots: Vec<usize> = (0..fleet.slots.len()).collect();
+                    fleet.begin_replacing(format!("rollback to {v}"), true, &slots, v);
+                    for slot in slots {
                         fleet.replace(slot, v).await?;
                     }
-                    fleet.begin(format!("rollback to {v}"), true);
                     tokio::time::sleep(phase).await;
                 }
             }
@@ -409,11 +530,20 @@ pub async fn run_rollout(
     if let Some(last) = fleet.phases.last_mut() {
         last.end_us = recorder.now_us();
     }
-    fleet.stop_all().await;
+    if result.is_err() {
+        // Past the deadline: the migration's statements may still run (or
+        // wait) server-side, and clients wait behind them. End them all now
+        // rather than waiting out their statement timeouts.
+        fleet.abort_all();
+        terminate_rollout_backends(&harness).await;
+    } else {
+        fleet.stop_all().await;
+    }
     match result {
         Err(_) => {
             return Err(format!(
-                "rollout did not finish within {}s",
+                "rollout did not finish within deadline_s = {}: its migration and clients were \
+                 stopped",
                 config.deadline_s
             ));
         }
@@ -451,41 +581,184 @@ pub async fn run_rollout(
         &timeline,
         config.stall_ms.saturating_mul(1000),
     );
+    let race = match migrator {
+        Some(c) => Some(race_record(&harness, c, pending, timeline.clone()).await),
+        None => None,
+    };
     Ok(RolloutOutcome {
         compat,
         traffic,
         timeline,
         executions,
+        race,
     })
 }
 
-/// Applies `batch` as the migration job, its statements in the shared
-/// timeline (actor `job`, `application_name` `rehearse-job`).
+// Every backend of this rollout's database but the harness's own and the
+// lock sampler's: migrators and app clients.
+const TERMINATE_ROLLOUT: &str = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+    WHERE datname = current_database() AND pid <> pg_backend_pid() \
+      AND application_name LIKE 'rehearse-%' AND application_name <> 'rehearse-lock-sampler'";
+
+async fn terminate_rollout_backends(harness: &tokio_postgres::Client) {
+    let _ = harness.execute(TERMINATE_ROLLOUT, &[]).await;
+}
+
+/// What the migrators left, for the race checks: their timeline, the
+/// bookkeeping, advisory locks still held and invalid indexes.
+async fn race_record(
+    harness: &tokio_postgres::Client,
+    config: &RaceConfig,
+    pending: &[Migration],
+    timeline: Timeline,
+) -> RaceRecord {
+    use crate::migrate::snapshot;
+    let replicas = match Migrator::of(config.runner) {
+        Migrator::Job => 1,
+        Migrator::StartupCoupled => config.count,
+    };
+    RaceRecord {
+        runner: config.runner.name().to_string(),
+        replicas,
+        pending: pending.iter().map(|m| m.version.clone()).collect(),
+        timeline,
+        leaked_locks: snapshot::advisory_locks(harness)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|l| {
+                l.application_name
+                    .as_deref()
+                    .is_some_and(|a| a.starts_with("rehearse-replica-") || a == "rehearse-job")
+            })
+            .collect(),
+        invalid_indexes: snapshot::invalid_indexes(harness).await.unwrap_or_default(),
+        bookkeeping: crate::migrate::bookkeeping_state(harness, config.runner)
+            .await
+            .unwrap_or_default(),
+        ..RaceRecord::default()
+    }
+}
+
+/// Performs one `migrate` step with the scenario's migrator: one job, or
+/// `count` replicas migrating as they start (see [`Migrator`]). `Err`
+/// (the rollout halts) when the job failed, or when no replica succeeded.
 async fn migrate(
     target: &ConnInfo,
+    harness: &tokio_postgres::Client,
     recorder: &Recorder,
-    runner: RunnerKind,
+    migrator: Option<&RaceConfig>,
     batch: &[Migration],
 ) -> Result<(), String> {
-    let ctx = ReplicaCtx {
-        actor: Actor::Job,
+    let ctx = |actor: Actor, config: Option<&RaceConfig>| ReplicaCtx {
+        actor,
         conn: target.clone(),
         recorder: recorder.clone(),
-        lock_timeout: None,
-        hold_failed_connection: false,
+        lock_timeout: config
+            .and_then(|c| c.lock_timeout_ms)
+            .map(Duration::from_millis),
+        hold_failed_connection: config.is_some_and(|c| c.hold_failed_connection),
         fault: None,
-        command: Vec::new(),
-        workdir: None,
-        container: None,
+        command: config.map(|c| c.command.clone()).unwrap_or_default(),
+        workdir: config.and_then(|c| c.workdir.clone()),
+        container: config.and_then(|c| c.container.clone()),
     };
-    // The job runner waits for nothing here: the rollout itself is the gate.
-    let kind = if runner == RunnerKind::Job {
-        RunnerKind::Naive
-    } else {
-        runner
+    let Some(config) = migrator else {
+        // No `[replicas]`: one job applies the migrations in order.
+        let ctx = ctx(Actor::Job, None);
+        let end = run_replica(RunnerKind::Naive, &ctx, batch).await;
+        return job_result(recorder, end.status);
     };
-    let end = run_replica(kind, &ctx, batch).await;
-    if end.status == ExitStatus::Success {
+    let fault = |actor: Actor| {
+        config.fault.as_ref().map(|f| {
+            let process = matches!(config.runner, RunnerKind::Command | RunnerKind::Container);
+            let all: Vec<(String, usize)> = batch
+                .iter()
+                .flat_map(|m| (0..m.statements.len()).map(move |i| (m.version.clone(), i)))
+                .collect();
+            // The user's tool is killed once it is seen running a query.
+            let (version, index) = if process || all.is_empty() {
+                (String::new(), 0)
+            } else {
+                match f.statement {
+                    Some(i) => all[i.min(all.len() - 1)].clone(),
+                    None => all[rand::random_range(0..all.len())].clone(),
+                }
+            };
+            Arc::new(FaultHook::new(actor, version, index))
+        })
+    };
+    let timeout = Duration::from_secs(config.timeout_s);
+    match Migrator::of(config.runner) {
+        Migrator::Job => {
+            let mut ctx = ctx(Actor::Job, Some(config));
+            ctx.fault = fault(Actor::Job);
+            ctx.emit(EventKind::Started);
+            let status = bounded(harness, &ctx, config.runner, batch, timeout).await;
+            job_result(recorder, status)
+        }
+        Migrator::StartupCoupled => {
+            let hook = config
+                .fault
+                .as_ref()
+                .and_then(|f| fault(Actor::Replica(f.replica)));
+            let mut tasks = Vec::new();
+            for n in 0..config.count {
+                let mut ctx = ctx(Actor::Replica(n), Some(config));
+                ctx.fault = hook.clone();
+                let jitter = config.jitter_ms;
+                let kind = config.runner;
+                let batch = batch.to_vec();
+                tasks.push(async move {
+                    if jitter > 0 {
+                        // Start jitter is part of the scenario.
+                        tokio::time::sleep(Duration::from_millis(rand::random_range(0..=jitter)))
+                            .await;
+                    }
+                    ctx.emit(EventKind::Started);
+                    bounded(harness, &ctx, kind, &batch, timeout).await
+                });
+            }
+            let ends = futures_util::future::join_all(tasks).await;
+            if ends.contains(&ExitStatus::Success) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "none of the {} replicas migrating at startup succeeded",
+                    config.count
+                ))
+            }
+        }
+    }
+}
+
+/// Runs one migrator, bounded by `timeout` (its backends terminated when
+/// it runs over), and records how it exited.
+async fn bounded(
+    harness: &tokio_postgres::Client,
+    ctx: &ReplicaCtx,
+    kind: RunnerKind,
+    batch: &[Migration],
+    timeout: Duration,
+) -> ExitStatus {
+    let status = match tokio::time::timeout(timeout, run_replica(kind, ctx, batch)).await {
+        // A connection a failed replica keeps open is closed here: the
+        // rollout's later steps do not wait on it.
+        Ok(end) => end.status,
+        Err(_) => {
+            let _ = harness
+                .execute(sql::TERMINATE_BY_APP, &[&ctx.app_name()])
+                .await;
+            ExitStatus::TimedOut
+        }
+    };
+    ctx.emit(EventKind::Exited { status, code: None });
+    status
+}
+
+/// The job's outcome: `Err` with its failure, which halts the rollout.
+fn job_result(recorder: &Recorder, status: ExitStatus) -> Result<(), String> {
+    if status == ExitStatus::Success {
         return Ok(());
     }
     let timeline = recorder.timeline();
@@ -505,7 +778,7 @@ async fn migrate(
             _ => None,
         })
         .last();
-    Err(failure.unwrap_or_else(|| "migration failed during the rollout".into()))
+    Err(failure.unwrap_or_else(|| format!("the migration job ended {status:?} during the rollout")))
 }
 
 #[cfg(test)]

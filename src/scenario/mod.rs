@@ -50,6 +50,14 @@ struct RawScenario {
     locks: RawLocks,
 }
 
+/// The keys written in `[replicas]`, with where they are (a second read of
+/// the file; every other section is ignored here).
+#[derive(Debug, Deserialize)]
+struct ReplicaKeys {
+    #[serde(default)]
+    replicas: Option<std::collections::BTreeMap<String, Spanned<toml::Value>>>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLocks {
@@ -284,6 +292,7 @@ impl Scenario {
                 })
             }
         };
+        let replicas_given = raw.replicas.is_some();
         let replicas = match raw.replicas {
             None => RaceConfig::default(),
             Some(spanned) => {
@@ -297,8 +306,25 @@ impl Scenario {
                 config
             }
         };
-        let (workloads, rollout) =
+        let (workloads, mut rollout) =
             workloads_and_rollout(raw.workloads, raw.rollout, base, &error_at)?;
+        // In a rollout, `[replicas]` says who performs the `migrate` steps;
+        // a key that cannot take effect there is an error, not ignored.
+        if let Some(rollout) = &mut rollout
+            && replicas_given
+        {
+            let keys: ReplicaKeys = toml::from_str(text).map_err(|e| {
+                ScenarioError::at(path, text, 0, e.message().trim_end().to_string())
+            })?;
+            let keys = keys.replicas.unwrap_or_default();
+            let names: Vec<String> = keys.keys().cloned().collect();
+            let migrator = crate::rehearsal::rollout::Migrator::of(replicas.runner);
+            if let Some((key, message)) = migrator.unused_key(&replicas, &names) {
+                let span = keys.get(&key).map_or(0..0, Spanned::span);
+                return Err(error_at(span, message));
+            }
+            rollout.migrator = Some(replicas.clone());
+        }
         let mut locks = LocksSpec::default();
         if let Some(interval) = raw.locks.sample_interval_ms {
             if !LocksSpec::INTERVAL_MS.contains(interval.get_ref()) {
@@ -391,7 +417,11 @@ fn workloads_and_rollout(
     }
     Ok((
         workloads,
-        Some(crate::rehearsal::rollout::RolloutSpec { config, steps }),
+        Some(crate::rehearsal::rollout::RolloutSpec {
+            config,
+            steps,
+            migrator: None,
+        }),
     ))
 }
 
@@ -560,5 +590,47 @@ mod tests {
         let bad = text.replace("replicas = 2", "replica = 2");
         let e = Scenario::parse(&bad, &file).unwrap_err().to_string();
         assert!(e.contains("unknown field `replica`"), "{e}");
+    }
+
+    /// In a rollout, `[replicas]` says who migrates; a key that cannot take
+    /// effect there is an error at its line, not silently dropped.
+    #[test]
+    fn replicas_keys_that_do_not_apply_in_a_rollout_are_rejected() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/drop-column-old-reads");
+        let file = dir.join("scenario.toml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let with = |replicas: &str| format!("{text}\n[replicas]\n{replicas}");
+        let job_count = with("runner = \"job\"\ncount = 3\n");
+        let line = job_count[..job_count.find("count = 3").unwrap()]
+            .lines()
+            .count()
+            + 1;
+        let e = Scenario::parse(&job_count, &file).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("scenario.toml:{line}:9:")) && e.contains("`replicas.count`"),
+            "{e}"
+        );
+        let e = Scenario::parse(
+            &with("runner = \"job\"\nhold_failed_connection = true\n"),
+            &file,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`replicas.hold_failed_connection`"), "{e}");
+        let ok =
+            Scenario::parse(&with("runner = \"job\"\nlock_timeout_ms = 500\n"), &file).unwrap();
+        let migrator = ok.rollout.unwrap().migrator.unwrap();
+        assert_eq!(migrator.lock_timeout_ms, Some(500));
+        let ok = Scenario::parse(&with("runner = \"naive\"\ncount = 3\n"), &file).unwrap();
+        assert_eq!(ok.rollout.unwrap().migrator.unwrap().count, 3);
+        // Without `[replicas]`, one job migrates, as before.
+        assert!(
+            Scenario::load(&dir)
+                .unwrap()
+                .rollout
+                .unwrap()
+                .migrator
+                .is_none()
+        );
     }
 }

@@ -332,6 +332,17 @@ impl ClientPool {
     }
 }
 
+impl ClientPool {
+    /// Ends every client now, mid-query if need be (a rollout past its
+    /// deadline: the harness then terminates their backends).
+    pub fn abort(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in std::mem::take(&mut self.tasks) {
+            task.abort();
+        }
+    }
+}
+
 impl Drop for ClientPool {
     /// A pool dropped without [`ClientPool::stop`] (a rollout cut short by
     /// its deadline) still ends its clients after their current query.
