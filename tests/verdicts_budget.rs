@@ -360,3 +360,98 @@ async fn the_rollout_deadline_is_honoured() {
     // far below the 20 s sleep or the clients' 30 s statement timeout.
     assert!(started.elapsed().as_secs() < 15, "{:?}", started.elapsed());
 }
+
+/// The longest wait of an application query behind the migration job, and
+/// the backfill phase's name.
+fn app_wait_and_phase(report: &ScenarioReport) -> (u64, String) {
+    let sampled = report.locks.as_ref().unwrap().sampled.as_ref().unwrap();
+    let wait = sampled
+        .waits
+        .iter()
+        .filter(|w| !w.holder.is_migration())
+        .filter(|w| w.blocked_by.iter().any(|b| b.holder.is_migration()))
+        .map(|w| w.wait_us)
+        .max()
+        .unwrap_or(0);
+    let phase = report
+        .traffic
+        .as_ref()
+        .unwrap()
+        .phases
+        .iter()
+        .find(|p| p.name.starts_with("backfill") || p.name.starts_with("migrate"))
+        .map(|p| p.name.clone())
+        .unwrap_or_default();
+    (wait, phase)
+}
+
+/// A backfill of 100,000 rows in one UPDATE keeps every touched row locked
+/// until it commits: app updates of those rows wait for its whole run. The
+/// same backfill as a `backfill` step, 5,000 rows per transaction, holds
+/// each row for one batch: app updates wait about one batch at most.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batched_backfill_blocks_app_updates_for_about_one_batch() {
+    let single = scenario(
+        &[(
+            "0002_backfill.sql",
+            "UPDATE t SET note = 'done' WHERE id <= 100000;\n",
+        )],
+        "[\"serve app\", \"migrate\"]",
+        "allow = [\"lock-budget\", \"blocked-backends\"]",
+    );
+    let batched = scenario(
+        &[(
+            "0002_backfill.sql",
+            "UPDATE t SET note = 'done' WHERE id IN (SELECT id FROM t WHERE id <= 100000 \
+             AND note IS DISTINCT FROM 'done' ORDER BY id LIMIT {batch});\n",
+        )],
+        "[\"serve app\", \"backfill 0002 batch=5000 pause_ms=20\"]",
+        "allow = [\"lock-budget\", \"blocked-backends\"]",
+    );
+    let Some(single) = rehearse(&single).await else {
+        return;
+    };
+    let Some(batched) = rehearse(&batched).await else {
+        return;
+    };
+    let (single_wait, single_phase) = app_wait_and_phase(&single);
+    let (batched_wait, batched_phase) = app_wait_and_phase(&batched);
+    // 20 batches of 5,000 and the final one that changes nothing.
+    assert!(
+        batched_phase.starts_with("backfill 0002 (21 batches, 100000 rows"),
+        "{batched_phase}"
+    );
+    let longest_batch_ms: u64 = batched_phase
+        .split("longest batch ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    // The single UPDATE's run, from its statement span.
+    let run_us = single
+        .traffic
+        .as_ref()
+        .unwrap()
+        .statements
+        .iter()
+        .map(|s| s.end_us - s.start_us)
+        .max()
+        .unwrap();
+    eprintln!(
+        "single: {single_phase}, run {} ms, longest app wait {} ms; batched: {batched_phase}, longest app wait {} ms",
+        run_us / 1_000,
+        single_wait / 1_000,
+        batched_wait / 1_000
+    );
+    assert!(
+        single_wait * 2 > run_us,
+        "the single UPDATE blocked for its whole run"
+    );
+    // About one batch: the batch, plus one sampling interval either side.
+    assert!(
+        batched_wait / 1_000 <= longest_batch_ms + 30,
+        "{} ms vs a longest batch of {longest_batch_ms} ms",
+        batched_wait / 1_000
+    );
+    assert!(batched_wait < single_wait);
+}

@@ -182,6 +182,15 @@ pub enum Step {
     Deploy { version: String, count: Option<u32> },
     /// Every replica back to this version at once.
     Rollback(String),
+    /// The next pending migration, `version`, is a batched backfill: each
+    /// of its statements runs again and again, each run in its own
+    /// transaction, until it changes no row, `pause_ms` apart. `{batch}`
+    /// in a statement is replaced by `batch` (the rows per run).
+    Backfill {
+        version: String,
+        batch: Option<u64>,
+        pause_ms: u64,
+    },
 }
 
 impl RolloutConfig {
@@ -260,9 +269,35 @@ fn parse_step(text: &str) -> Result<Step, String> {
             )),
         },
         ["rollback", v] => Ok(Step::Rollback((*v).into())),
+        ["backfill", v, options @ ..] => {
+            let (mut batch, mut pause_ms) = (None, 0);
+            for option in options {
+                let value = |key: &str| {
+                    option
+                        .strip_prefix(key)
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .filter(|n| *n > 0 || key == "pause_ms=")
+                };
+                if let Some(n) = value("batch=") {
+                    batch = Some(n);
+                } else if let Some(n) = value("pause_ms=") {
+                    pause_ms = n;
+                } else {
+                    return Err(format!(
+                        "step `{text}`: `{option}` is not `batch=<rows>` or `pause_ms=<ms>`"
+                    ));
+                }
+            }
+            Ok(Step::Backfill {
+                version: (*v).into(),
+                batch,
+                pause_ms,
+            })
+        }
         _ => Err(format!(
             "step `{text}` is not one of `serve <version>`, `migrate [<version>]`, \
-             `deploy <version> [<replicas>]`, `rollback <version>`"
+             `deploy <version> [<replicas>]`, `rollback <version>`, \
+             `backfill <version> [batch=<rows>] [pause_ms=<ms>]`"
         )),
     }
 }
@@ -274,7 +309,7 @@ pub fn versions_of(steps: &[Step]) -> Vec<String> {
     for step in steps {
         let v = match step {
             Step::Serve(v) | Step::Rollback(v) | Step::Deploy { version: v, .. } => v,
-            Step::Migrate(_) => continue,
+            Step::Migrate(_) | Step::Backfill { .. } => continue,
         };
         if !versions.contains(v) {
             versions.push(v.clone());
@@ -399,7 +434,7 @@ pub async fn run_rollout(
 ) -> Result<RolloutOutcome, String> {
     let migrate_steps = steps
         .iter()
-        .filter(|s| matches!(s, Step::Migrate(_)))
+        .filter(|s| matches!(s, Step::Migrate(_) | Step::Backfill { .. }))
         .count();
     if let Some(c) = migrator
         && matches!(c.runner, RunnerKind::Command | RunnerKind::Container)
@@ -494,6 +529,41 @@ pub async fn run_rollout(
                     fleet.state += 1;
                     states.push(format!("after {label}"));
                     fleet.begin(format!("serve after {label}"), false);
+                    probes.extend(probe(&harness, fleet.state, &all).await);
+                    tokio::time::sleep(phase).await;
+                }
+                Step::Backfill {
+                    version,
+                    batch,
+                    pause_ms,
+                } => {
+                    let Some(m) = pending.get(next).filter(|m| m.version == *version) else {
+                        return Err(format!(
+                            "step `backfill {version}`: {version} is not the next pending migration"
+                        ));
+                    };
+                    next += 1;
+                    fleet.begin_phase(format!("backfill {version}"), false, true);
+                    let lock_timeout = migrator.and_then(|c| c.lock_timeout_ms);
+                    let run = Backfill {
+                        batch: *batch,
+                        pause: Duration::from_millis(*pause_ms),
+                        lock_timeout_ms: lock_timeout,
+                    };
+                    match run.run(target, &recorder, m).await {
+                        Ok(figures) => {
+                            if let Some(phase) = fleet.phases.last_mut() {
+                                phase.name = format!("backfill {version} ({figures})");
+                            }
+                        }
+                        Err(reason) => {
+                            recorder.emit(Actor::Harness, EventKind::RolloutHalted { reason });
+                            break;
+                        }
+                    }
+                    fleet.state += 1;
+                    states.push(format!("after {version}"));
+                    fleet.begin(format!("serve after {version}"), false);
                     probes.extend(probe(&harness, fleet.state, &all).await);
                     tokio::time::sleep(phase).await;
                 }
@@ -732,6 +802,136 @@ async fn migrate(
     }
 }
 
+/// A batched backfill as the migration job runs it: each statement again
+/// and again, each run its own transaction (autocommit), until it changes
+/// no row. Row locks last one batch, not the whole backfill (REFERENCE.md,
+/// "Large UPDATE backfills"). Every run is a statement in the timeline, so
+/// the traffic report and the lock sampler show per-batch figures.
+struct Backfill {
+    batch: Option<u64>,
+    pause: Duration,
+    lock_timeout_ms: Option<u64>,
+}
+
+/// A backfill that never reaches zero rows is stopped here.
+const MAX_BATCHES: u64 = 100_000;
+
+/// What a backfill did, for the phase's name.
+struct BackfillFigures {
+    batches: u64,
+    rows: u64,
+    longest_us: u64,
+}
+
+impl std::fmt::Display for BackfillFigures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} batches, {} rows, longest batch {} ms",
+            self.batches,
+            self.rows,
+            self.longest_us / 1_000
+        )
+    }
+}
+
+impl Backfill {
+    async fn run(
+        &self,
+        target: &ConnInfo,
+        recorder: &Recorder,
+        m: &Migration,
+    ) -> Result<BackfillFigures, String> {
+        let actor = Actor::Job;
+        let fail = |line: Option<usize>, e: &tokio_postgres::Error| {
+            let message = crate::provision::describe_pg_error(e);
+            recorder.emit(
+                actor,
+                EventKind::Failed {
+                    version: Some(m.version.clone()),
+                    line,
+                    sqlstate: e
+                        .code()
+                        .map(|c| crate::timeline::SqlState::from_code(c.code())),
+                    message: message.clone(),
+                },
+            );
+            format!(
+                "backfill {}{} failed during the rollout: {message}",
+                m.version,
+                line.map(|l| format!(" line {l}")).unwrap_or_default()
+            )
+        };
+        let client = target
+            .connect(&crate::migrate::application_name(actor))
+            .await
+            .map_err(|e| format!("backfill {}: connecting: {e}", m.version))?;
+        if let Some(ms) = self.lock_timeout_ms {
+            client
+                .batch_execute(&format!("SET lock_timeout = {ms}"))
+                .await
+                .map_err(|e| fail(None, &e))?;
+        }
+        recorder.emit(actor, EventKind::Started);
+        let started = recorder.now_us();
+        let mut figures = BackfillFigures {
+            batches: 0,
+            rows: 0,
+            longest_us: 0,
+        };
+        for (index, statement) in m.statements.iter().enumerate() {
+            let sql = match self.batch {
+                Some(n) => statement.sql.replace("{batch}", &n.to_string()),
+                None => statement.sql.clone(),
+            };
+            for _ in 0..MAX_BATCHES {
+                let (version, line) = (m.version.clone(), statement.line);
+                recorder.emit(
+                    actor,
+                    EventKind::StatementBegin {
+                        version: version.clone(),
+                        index,
+                        line,
+                    },
+                );
+                let at = recorder.now_us();
+                let result = client.execute(sql.as_str(), &[]).await;
+                recorder.emit(
+                    actor,
+                    EventKind::StatementEnd {
+                        version,
+                        index,
+                        line,
+                    },
+                );
+                let changed = result.map_err(|e| fail(Some(line), &e))?;
+                figures.batches += 1;
+                figures.longest_us = figures.longest_us.max(recorder.now_us() - at);
+                if changed == 0 {
+                    break;
+                }
+                figures.rows += changed;
+                tokio::time::sleep(self.pause).await;
+            }
+        }
+        recorder.emit(
+            actor,
+            EventKind::Applied {
+                version: m.version.clone(),
+                duration_us: recorder.now_us() - started,
+            },
+        );
+        recorder.emit(
+            actor,
+            EventKind::Exited {
+                status: ExitStatus::Success,
+                code: Some(0),
+            },
+        );
+        Ok(figures)
+    }
+}
+
 /// Runs one migrator, bounded by `timeout` (its backends terminated when
 /// it runs over), and records how it exited.
 async fn bounded(
@@ -822,6 +1022,22 @@ mod tests {
             .unwrap_err();
         assert_eq!(at, Some(1));
         assert!(e.contains("launch v2"), "{e}");
+        let steps = config("steps = [\"serve v1\", \"backfill 0003 batch=500 pause_ms=20\"]\n")
+            .steps()
+            .unwrap();
+        assert_eq!(
+            steps[1],
+            Step::Backfill {
+                version: "0003".into(),
+                batch: Some(500),
+                pause_ms: 20
+            }
+        );
+        let (at, e) = config("steps = [\"serve v1\", \"backfill 0003 size=5\"]\n")
+            .steps()
+            .unwrap_err();
+        assert_eq!(at, Some(1));
+        assert!(e.contains("`size=5`"), "{e}");
         let (at, _) = config("steps = [\"migrate\"]\n").steps().unwrap_err();
         assert_eq!(at, Some(0));
         assert!(
