@@ -455,3 +455,31 @@ async fn a_batched_backfill_blocks_app_updates_for_about_one_batch() {
     );
     assert!(batched_wait < single_wait);
 }
+
+/// `fault` on the rollout's job: the job is killed in the middle of CREATE
+/// INDEX CONCURRENTLY, the rollout halts, and the INVALID index it leaves
+/// is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_on_the_job_leaves_an_invalid_index_that_is_reported() {
+    let dir = scenario_with(
+        &[(
+            "0002_cic.sql",
+            "-- no-transaction\nCREATE INDEX CONCURRENTLY t_v_cic ON t (v);\n",
+        )],
+        "[\"serve app\", \"migrate\", \"deploy app\"]",
+        "findings = [\"invalid-index\", \"rollout-halt\"]\nallow = [\"replica-errors\", \"bookkeeping\"]",
+        "[replicas]\nrunner = \"job\"\n[replicas.fault]\nstatement = 0\nrerun = false\n",
+    );
+    let Some(report) = rehearse(&dir).await else {
+        return;
+    };
+    assert_eq!(
+        report.verdict,
+        Verdict::Pass,
+        "{:?} {:#?}",
+        report.reasons,
+        report.findings
+    );
+    let race = report.race.as_ref().unwrap();
+    assert_eq!(race.invalid_indexes, vec!["public.t_v_cic".to_string()]);
+}

@@ -127,6 +127,16 @@ impl Migrator {
     #[must_use]
     pub fn unused_key(self, config: &RaceConfig, keys: &[String]) -> Option<(String, String)> {
         let has = |k: &str| keys.iter().any(|key| key == k);
+        if config.fault.as_ref().is_some_and(|f| f.rerun) {
+            // A fault halts the rollout (the deploy does not go on past a
+            // failed migration); nothing re-runs it.
+            return Some((
+                "fault".into(),
+                "`replicas.fault.rerun` does not apply in a rollout: the fault halts it; \
+                 set `rerun = false`"
+                    .into(),
+            ));
+        }
         match self {
             Migrator::Job => {
                 for key in ["count", "jitter_ms", "hold_failed_connection"] {

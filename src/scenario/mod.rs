@@ -617,6 +617,10 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("`replicas.hold_failed_connection`"), "{e}");
+        let e = Scenario::parse(&with("runner = \"job\"\n[replicas.fault]\n"), &file)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`replicas.fault.rerun`"), "{e}");
         let ok =
             Scenario::parse(&with("runner = \"job\"\nlock_timeout_ms = 500\n"), &file).unwrap();
         let migrator = ok.rollout.unwrap().migrator.unwrap();
