@@ -212,6 +212,12 @@ const FIRST_NORMAL_OID: u32 = 16_384;
 /// still left out.
 fn place(row: &super::sampler::LockRow, samples: &Samples) -> Option<String> {
     let relation = row.relation.as_ref()?;
+    if samples.catalog
+        && (row.oid.is_some_and(|oid| oid < FIRST_NORMAL_OID)
+            || relation.starts_with("pg_catalog."))
+    {
+        return Some(relation.clone());
+    }
     match (&samples.existing, row.oid) {
         (Some(existing), Some(oid)) => existing.get(&oid).cloned(),
         (_, Some(oid)) if oid < FIRST_NORMAL_OID => None,
@@ -617,6 +623,7 @@ mod tests {
             missed: 0,
             duration_us: 50_000,
             existing: None,
+            catalog: false,
             samples: vec![
                 s(0, vec![row(1, "public.t", AccessShare, true, &[])]),
                 s(
@@ -802,6 +809,7 @@ mod tests {
             interval_us: 10_000,
             missed: 0,
             duration_us: 20_000,
+            catalog: false,
             existing: Some(
                 existing
                     .iter()

@@ -55,6 +55,9 @@ pub struct SamplerOptions {
     pub statement_timeout: Duration,
     /// The sampler stops by itself after this long.
     pub deadline: Duration,
+    /// Keep holds on system catalogs in the analysis (`[locks] catalog`);
+    /// left out by default: no application query waits on them.
+    pub catalog: bool,
 }
 
 impl Default for SamplerOptions {
@@ -63,6 +66,7 @@ impl Default for SamplerOptions {
             interval: Duration::from_millis(10),
             statement_timeout: Duration::from_secs(1),
             deadline: Duration::from_secs(30 * 60),
+            catalog: false,
         }
     }
 }
@@ -71,6 +75,12 @@ impl SamplerOptions {
     #[must_use]
     pub fn with_interval(mut self, interval: Duration) -> Self {
         self.interval = interval;
+        self
+    }
+
+    #[must_use]
+    pub fn with_catalog(mut self, catalog: bool) -> Self {
+        self.catalog = catalog;
         self
     }
 
@@ -134,6 +144,9 @@ pub struct Samples {
     /// made before this was read.
     #[serde(default)]
     pub existing: Option<std::collections::BTreeMap<u32, String>>,
+    /// Holds on system catalogs are kept (see [`SamplerOptions::catalog`]).
+    #[serde(default)]
+    pub catalog: bool,
 }
 
 impl Samples {
@@ -323,6 +336,7 @@ async fn sample_until_stopped(
     let mut out = Samples {
         interval_us,
         existing: existing_relations(client).await.ok(),
+        catalog: options.catalog,
         ..Samples::default()
     };
     let mut ticker = tokio::time::interval(options.interval);

@@ -465,7 +465,9 @@ async fn rehearse_clones(
     // Locks (issue 6): the sampler watches the target during the rehearsal.
     let sampler = locks::sampler::start(
         target,
-        locks::SamplerOptions::default().with_interval(plan.scenario.locks.sample_interval()),
+        locks::SamplerOptions::default()
+            .with_interval(plan.scenario.locks.sample_interval())
+            .with_catalog(plan.scenario.locks.catalog),
     )
     .await
     .map_err(|e| e.to_string())?;
