@@ -114,7 +114,8 @@ async fn a_queued_alter_makes_later_selects_wait_and_the_report_says_so() {
     let app = connect(db.conn(), "app-v1").await;
     let select = tokio::spawn(async move { app.query("SELECT v FROM t WHERE id = 1", &[]).await });
     wait_until("the SELECT waits", || is_waiting(&monitor, "app-v1")).await;
-    sampled(&sampler, 5).await;
+    // Long enough for `lock-queue`, which leaves out queues under 100 ms.
+    sampled(&sampler, 20).await;
 
     reader.batch_execute("COMMIT").await.unwrap();
     alter.await.unwrap().unwrap();

@@ -41,7 +41,9 @@ fn scenario(app_settings: &str, expect: &str) -> tempfile::TempDir {
         format!("name = \"stall\"\n[migrations]\ndir = \"migrations\"\nlayout = \"sqlx\"\nbaseline = \"0001\"\n\
          [workloads]\napp = \"app.toml\"\n\
          [rollout]\nsteps = [\"serve app\", \"migrate\"]\nreplicas = 1\nphase_ms = 300\nstall_ms = 400\n\
-         [expect]\n{expect}\n"),
+         [expect]\n{expect}\n\
+         # The one-second hold is this test's stall, not a budget question.\n\
+         lock_budget_ms = 5000\n"),
     )
     .unwrap();
     dir

@@ -30,6 +30,10 @@ pub(crate) struct RunArgs {
     /// index modulo N is K-1. Every scenario lands in exactly one shard.
     #[arg(long, value_name = "K/N", value_parser = Partition::parse)]
     partition: Option<Partition>,
+    /// Lock budget in milliseconds for scenarios that set no `[expect]
+    /// lock_budget_ms` (default 1000; docs/verdicts.md).
+    #[arg(long, value_name = "MS")]
+    lock_budget: Option<u64>,
 }
 
 /// `--partition K/N`: a deterministic share of the scenarios for one of N
@@ -77,6 +81,11 @@ pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
         }
     }
     let mut plans = plans;
+    if let Some(ms) = args.lock_budget {
+        for plan in &mut plans {
+            plan.scenario.expect.lock_budget_ms.get_or_insert(ms);
+        }
+    }
     // Sorted by path so that every machine of a partitioned run agrees on
     // the indices, whatever order the paths were given in.
     plans.sort_by(|a, b| a.scenario.path.cmp(&b.scenario.path));

@@ -28,17 +28,38 @@ pub(super) fn findings(
         .into_iter()
         .map(|((version, query), list)| {
             let first = list[0];
+            // A result shape that changed (int4 -> int8, a column added)
+            // while the query still prepared and no live execution failed
+            // is a change to look at, not a breakage: most drivers read an
+            // int8 into the same integer type.
+            let changed_only = list
+                .iter()
+                .all(|b| b.sqlstate.is_none() && b.failed_executions == 0);
             let code = first
                 .sqlstate
                 .as_ref()
                 .map_or("changed result shape".to_string(), |s| s.code().to_string());
+            let (severity, message) = if changed_only {
+                (
+                    Severity::Warning,
+                    format!(
+                        "changed: query `{query}` of version `{version}` returns a different result shape on schema {} ({}); it still runs and no live execution failed",
+                        first.state_label, first.message
+                    ),
+                )
+            } else {
+                (
+                    Severity::Error,
+                    format!(
+                        "{what}: query `{query}` of version `{version}` on schema {}: {code}: {}",
+                        first.state_label, first.message
+                    ),
+                )
+            };
             Finding::new(
                 check,
-                Severity::Error,
-                format!(
-                    "{what}: query `{query}` of version `{version}` on schema {}: {code}: {}",
-                    first.state_label, first.message
-                ),
+                severity,
+                message,
                 json!({
                     "version": version,
                     "query": query,

@@ -8,13 +8,18 @@ use serde_json::json;
 use super::{CheckId, Finding, Severity};
 use crate::locks::LockReport;
 
+/// Queues shorter than this are not reported: a few sampling intervals of
+/// queueing is what any ALTER costs on a busy table, and no user notices
+/// it (the same floor as `blocked-backends`).
+pub(crate) const QUEUE_MIN_MS: u64 = 100;
+
 pub(super) fn check(report: &LockReport) -> Vec<Finding> {
     let Some(sampled) = &report.sampled else {
         return Vec::new();
     };
     let queued: Vec<_> = sampled
         .queued_waits()
-        .filter(|w| !w.holder.is_migration())
+        .filter(|w| !w.holder.is_migration() && w.wait_us / 1_000 >= QUEUE_MIN_MS)
         .collect();
     let Some(worst) = queued.iter().max_by_key(|w| w.wait_us) else {
         return Vec::new();
@@ -49,4 +54,46 @@ pub(super) fn check(report: &LockReport) -> Vec<Finding> {
             "statement": worst.lock_taken_by.as_ref().or(worst.statement.as_ref()),
         }),
     )]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::locks::analysis::{Blocker, Wait};
+    use crate::locks::{Holder, LockAnalysis, LockMode, LockType};
+
+    fn queued(ms: u64) -> LockReport {
+        LockReport {
+            sampled: Some(LockAnalysis {
+                waits: vec![Wait {
+                    pid: 3,
+                    holder: Holder::App("app".into()),
+                    locktype: LockType::Relation,
+                    mode: LockMode::AccessShare,
+                    relation: Some("public.t".into()),
+                    from_us: 0,
+                    to_us: ms * 1_000,
+                    wait_us: ms * 1_000,
+                    blocked_by: vec![Blocker {
+                        pid: 2,
+                        holder: Holder::Job,
+                        queued: true,
+                    }],
+                    statement: None,
+                    lock_taken_by: None,
+                    query: "SELECT 1".into(),
+                }],
+                ..LockAnalysis::default()
+            }),
+            ..LockReport::default()
+        }
+    }
+
+    #[test]
+    fn a_40_ms_queue_is_noise_and_a_300_ms_queue_is_reported() {
+        assert!(check(&queued(40)).is_empty());
+        let f = check(&queued(300));
+        assert_eq!(f.len(), 1);
+        assert!(f[0].message.contains("waited 300 ms"), "{}", f[0].message);
+    }
 }

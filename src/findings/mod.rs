@@ -11,6 +11,7 @@ mod duplicate_data;
 mod fault_recovery;
 mod invalid_index;
 mod leaked_lock;
+mod lock_budget;
 mod lock_lint;
 mod lock_queue;
 mod long_access_exclusive;
@@ -39,6 +40,7 @@ use crate::locks::LockReport;
 use crate::timeline::{Actor, EventKind, ExitStatus, RaceRecord, SqlState, Timeline};
 
 pub use fault_recovery::{FaultClass, classify as classify_fault};
+pub use lock_budget::{BudgetFigure, DEFAULT_LOCK_BUDGET_MS, LockBudget};
 pub use schema_drift::diff_schema;
 pub use verdict::{Judgement, judge, judge_with_locks};
 
@@ -72,11 +74,12 @@ pub enum CheckId {
     TableRewrite,
     MissingLockTimeout,
     LockLint,
+    LockBudget,
 }
 
 impl CheckId {
     /// The registry, in report order.
-    pub const ALL: [CheckId; 24] = [
+    pub const ALL: [CheckId; 25] = [
         CheckId::DoubleApplication,
         CheckId::DuplicateData,
         CheckId::ReplicaErrors,
@@ -101,6 +104,7 @@ impl CheckId {
         CheckId::TableRewrite,
         CheckId::MissingLockTimeout,
         CheckId::LockLint,
+        CheckId::LockBudget,
     ];
 
     /// The kebab-case id used in scenario files and reports.
@@ -131,6 +135,7 @@ impl CheckId {
             CheckId::TableRewrite => "table-rewrite",
             CheckId::MissingLockTimeout => "missing-lock-timeout",
             CheckId::LockLint => "lock-lint",
+            CheckId::LockBudget => "lock-budget",
         }
     }
 
@@ -194,6 +199,9 @@ impl CheckId {
             CheckId::TableRewrite => "a statement rewrote a whole table",
             CheckId::MissingLockTimeout => "a strong lock was taken with no lock_timeout",
             CheckId::LockLint => "dangerous statements, confirmed or not by execution",
+            CheckId::LockBudget => {
+                "a blocking lock on an existing table, or an app lock wait, lasted past the lock budget"
+            }
         }
     }
 
@@ -224,7 +232,8 @@ impl CheckId {
             | CheckId::BlockedBackends
             | CheckId::TableRewrite
             | CheckId::MissingLockTimeout
-            | CheckId::LockLint => Vec::new(),
+            | CheckId::LockLint
+            | CheckId::LockBudget => Vec::new(),
         }
     }
 
@@ -234,8 +243,9 @@ impl CheckId {
         LOCK_CHECKS.contains(&self)
     }
 
-    fn run_locks(self, report: &LockReport) -> Vec<Finding> {
+    fn run_locks(self, report: &LockReport, budget: LockBudget) -> Vec<Finding> {
         match self {
+            CheckId::LockBudget => lock_budget::check(report, budget),
             CheckId::LongAccessExclusive => long_access_exclusive::check(report),
             CheckId::LockQueue => lock_queue::check(report),
             CheckId::BlockedBackends => blocked_backends::check(report),
@@ -316,22 +326,29 @@ pub fn check_rollout(
 }
 
 /// The checks that run on a lock report.
-const LOCK_CHECKS: [CheckId; 6] = [
+const LOCK_CHECKS: [CheckId; 7] = [
     CheckId::LongAccessExclusive,
     CheckId::LockQueue,
     CheckId::BlockedBackends,
     CheckId::TableRewrite,
     CheckId::MissingLockTimeout,
     CheckId::LockLint,
+    CheckId::LockBudget,
 ];
 
 /// Runs every lock check on a lock report (pure data: trace, lint and
-/// sampler analysis).
+/// sampler analysis), against the default lock budget.
 #[must_use]
 pub fn check_locks(report: &LockReport) -> Vec<Finding> {
+    check_locks_within(report, LockBudget::default())
+}
+
+/// Runs every lock check on a lock report, `lock-budget` against `budget`.
+#[must_use]
+pub fn check_locks_within(report: &LockReport, budget: LockBudget) -> Vec<Finding> {
     LOCK_CHECKS
         .into_iter()
-        .flat_map(|c| c.run_locks(report))
+        .flat_map(|c| c.run_locks(report, budget))
         .collect()
 }
 
@@ -550,7 +567,8 @@ mod tests {
             | CheckId::BlockedBackends
             | CheckId::TableRewrite
             | CheckId::MissingLockTimeout
-            | CheckId::LockLint => {}
+            | CheckId::LockLint
+            | CheckId::LockBudget => {}
             CheckId::FaultRecovery => {
                 r.fault = Some(FaultState {
                     fault: FaultRecord {
@@ -659,7 +677,7 @@ mod tests {
         };
         let mut r = LockReport::default();
         match check {
-            CheckId::LongAccessExclusive => {
+            CheckId::LongAccessExclusive | CheckId::LockBudget => {
                 r.sampled = Some(LockAnalysis {
                     holds: vec![Hold {
                         relation: "public.t".into(),
@@ -704,7 +722,7 @@ mod tests {
     #[test]
     fn every_lock_check_flags_its_bad_example_and_an_empty_report_is_clean() {
         for check in CheckId::ALL.into_iter().filter(|c| c.is_lock_check()) {
-            let found = check.run_locks(&lock_bad_example(check));
+            let found = check.run_locks(&lock_bad_example(check), LockBudget::default());
             assert!(!found.is_empty(), "{check} does not flag its bad example");
             assert!(found.iter().all(|f| f.check == check), "{check}: {found:?}");
             assert!(found.iter().all(|f| !f.message.is_empty()));

@@ -56,6 +56,7 @@ pub(crate) fn bad(check: CheckId) -> CompatReport {
         | CheckId::TableRewrite
         | CheckId::MissingLockTimeout
         | CheckId::LockLint
+        | CheckId::LockBudget
         | CheckId::DoubleApplication
         | CheckId::DuplicateData
         | CheckId::ReplicaErrors

@@ -166,6 +166,64 @@ pub struct LockAnalysis {
     /// without a timeline (and in reports written before it was recorded).
     #[serde(default)]
     pub timeline_offset_us: Option<i64>,
+    /// Holds on the migration tools' own bookkeeping tables (and their
+    /// sequences and indexes), kept apart from [`LockAnalysis::relations`]:
+    /// no application query touches them, so they are never the worst lock.
+    #[serde(default)]
+    pub bookkeeping: Vec<RelationLocks>,
+    /// Granted locks left out of `holds`: on relations the rehearsal itself
+    /// created (nobody else can see them until commit, REFERENCE.md,
+    /// "Observing locks") or on system catalogs.
+    #[serde(default)]
+    pub hidden_holds: usize,
+}
+
+/// The bookkeeping tables of the runners and tools the harness knows
+/// (REFERENCE.md, "How real migration tools behave"), unqualified.
+pub const BOOKKEEPING_TABLES: [&str; 11] = [
+    "rehearse_naive_migrations",
+    "schema_migrations",
+    "flyway_schema_history",
+    "ar_schema_migrations",
+    "_sqlx_migrations",
+    "__diesel_schema_migrations",
+    "refinery_schema_history",
+    "alembic_version",
+    "_yoyo_migration",
+    "databasechangelog",
+    "databasechangeloglock",
+];
+
+/// Whether `relation` (`schema.table`) is a migration tool's bookkeeping.
+#[must_use]
+pub fn is_bookkeeping(relation: &str) -> bool {
+    let table = relation.rsplit('.').next().unwrap_or(relation);
+    BOOKKEEPING_TABLES.contains(&table)
+}
+
+/// Oids below this are the system's own (`FirstNormalObjectId`).
+const FIRST_NORMAL_OID: u32 = 16_384;
+
+/// Where a sampled lock row's relation belongs: `Some(table)` for a relation
+/// that existed when sampling began, folded into its table (an index,
+/// toast table or owned sequence into the table it belongs to); `None`
+/// for one the rehearsal created or a system catalog. Without a record of
+/// the existing relations (older recordings), the row's own name, catalogs
+/// still left out.
+fn place(row: &super::sampler::LockRow, samples: &Samples) -> Option<String> {
+    let relation = row.relation.as_ref()?;
+    if samples.catalog
+        && (row.oid.is_some_and(|oid| oid < FIRST_NORMAL_OID)
+            || relation.starts_with("pg_catalog."))
+    {
+        return Some(relation.clone());
+    }
+    match (&samples.existing, row.oid) {
+        (Some(existing), Some(oid)) => existing.get(&oid).cloned(),
+        (_, Some(oid)) if oid < FIRST_NORMAL_OID => None,
+        _ if relation.starts_with("pg_catalog.") => None,
+        _ => Some(relation.clone()),
+    }
 }
 
 impl LockAnalysis {
@@ -273,16 +331,27 @@ pub fn analyse(
     let mut closed: Vec<(EpisodeKey, Episode)> = Vec::new();
     let mut queue: Vec<QueuePoint> = Vec::new();
     let mut blocked_us: f64 = 0.0;
+    let mut hidden = std::collections::BTreeSet::new();
     for (i, sample) in list.iter().enumerate() {
         let mut present = std::collections::BTreeSet::new();
         for row in &sample.locks {
             if app_name(sample, row.pid) == Some(SAMPLER_APPLICATION_NAME) {
                 continue;
             }
+            let relation = match place(row, samples) {
+                Some(table) => Some(table),
+                // A wait is kept whatever it waits on; a hold on a relation
+                // nobody else can see (or a catalog) blocks no application.
+                None if row.relation.is_some() && row.granted => {
+                    hidden.insert((row.pid, row.relation.clone(), row.mode));
+                    continue;
+                }
+                None => row.relation.clone(),
+            };
             let key = (
                 row.pid,
                 row.locktype,
-                row.relation.clone(),
+                relation,
                 row.object.clone(),
                 row.mode,
                 row.granted,
@@ -354,10 +423,12 @@ pub fn analyse(
             }
             continue;
         }
-        let row = sample
-            .locks
-            .iter()
-            .find(|l| l.pid == pid && !l.granted && l.mode == mode && l.relation == relation);
+        let row = sample.locks.iter().find(|l| {
+            l.pid == pid
+                && !l.granted
+                && l.mode == mode
+                && (l.relation == relation || place(l, samples) == relation)
+        });
         let blocked_by: Vec<Blocker> = row
             .map(|r| r.blocked_by.clone())
             .unwrap_or_default()
@@ -390,8 +461,30 @@ pub fn analyse(
     holds.sort_by_key(|h| (h.from_us, h.pid));
     waits.sort_by_key(|w| (w.from_us, w.pid));
 
+    let (kept, tools): (Vec<Hold>, Vec<Hold>) = holds
+        .into_iter()
+        .partition(|h| !is_bookkeeping(&h.relation));
+    let holds = kept;
+    LockAnalysis {
+        samples: list.len(),
+        missed_samples: samples.missed,
+        interval_us: samples.interval_us,
+        sample_rate_per_second: samples.rate_per_second(),
+        relations: per_relation(&holds),
+        bookkeeping: per_relation(&tools),
+        holds,
+        waits,
+        queue,
+        blocked_backend_seconds: blocked_us / 1e6,
+        timeline_offset_us: timeline.map(|t| t.offset_us),
+        hidden_holds: hidden.len(),
+    }
+}
+
+/// Per relation and mode: holders, longest and total hold.
+fn per_relation(holds: &[Hold]) -> Vec<RelationLocks> {
     let mut relations: BTreeMap<(String, LockMode), RelationLocks> = BTreeMap::new();
-    for h in &holds {
+    for h in holds {
         let r = relations
             .entry((h.relation.clone(), h.mode))
             .or_insert_with(|| RelationLocks {
@@ -407,19 +500,7 @@ pub fn analyse(
         r.max_hold_us = r.max_hold_us.max(h.hold_us);
         r.total_hold_us += h.hold_us;
     }
-
-    LockAnalysis {
-        samples: list.len(),
-        missed_samples: samples.missed,
-        interval_us: samples.interval_us,
-        sample_rate_per_second: samples.rate_per_second(),
-        holds,
-        relations: relations.into_values().collect(),
-        waits,
-        queue,
-        blocked_backend_seconds: blocked_us / 1e6,
-        timeline_offset_us: timeline.map(|t| t.offset_us),
-    }
+    relations.into_values().collect()
 }
 
 fn backend(sample: &Sample, pid: i32) -> Option<&Backend> {
@@ -509,6 +590,7 @@ mod tests {
             mode,
             granted,
             relation: Some(rel.into()),
+            oid: None,
             object: None,
             blocked_by: blocked_by.to_vec(),
         }
@@ -540,6 +622,8 @@ mod tests {
             interval_us: 10_000,
             missed: 0,
             duration_us: 50_000,
+            existing: None,
+            catalog: false,
             samples: vec![
                 s(0, vec![row(1, "public.t", AccessShare, true, &[])]),
                 s(
@@ -687,6 +771,79 @@ mod tests {
         old.as_object_mut().unwrap().remove("timeline_offset_us");
         let back: LockAnalysis = serde_json::from_value(old).unwrap();
         assert_eq!(back, unknown);
+    }
+
+    /// Only relations that existed when sampling began can block: an index
+    /// and a toast table fold into their table, a relation the migration
+    /// created (named, or by bare oid after a rollback) and a catalog are
+    /// left out, and the bookkeeping table is kept apart.
+    #[test]
+    fn holds_fold_into_existing_tables_and_new_relations_are_left_out() {
+        use LockMode::*;
+        let with_oid = |oid: u32, rel: &str, mode| LockRow {
+            oid: Some(oid),
+            ..row(2, rel, mode, true, &[])
+        };
+        let locks = vec![
+            with_oid(20_000, "public.t", Share),
+            with_oid(20_001, "public.t_pkey", Share),
+            with_oid(20_002, "pg_toast.pg_toast_20000", Share),
+            with_oid(30_000, "public.t_new_idx", AccessExclusive),
+            with_oid(30_001, "30001", AccessExclusive),
+            with_oid(1_259, "pg_catalog.pg_class", RowExclusive),
+            with_oid(20_010, "public.rehearse_naive_migrations", AccessExclusive),
+            with_oid(
+                20_011,
+                "public.rehearse_naive_migrations_id_seq",
+                AccessExclusive,
+            ),
+        ];
+        let existing = [
+            (20_000, "public.t"),
+            (20_001, "public.t"),
+            (20_002, "public.t"),
+            (20_010, "public.rehearse_naive_migrations"),
+            (20_011, "public.rehearse_naive_migrations"),
+        ];
+        let samples = Samples {
+            interval_us: 10_000,
+            missed: 0,
+            duration_us: 20_000,
+            catalog: false,
+            existing: Some(
+                existing
+                    .iter()
+                    .map(|(o, n)| (*o, (*n).to_string()))
+                    .collect(),
+            ),
+            samples: (0..2)
+                .map(|i| Sample {
+                    at_us: i * 10_000,
+                    locks: locks.clone(),
+                    backends: backends(),
+                })
+                .collect(),
+        };
+        let a = analyse(&samples, &[], None);
+        let holds: Vec<(&str, LockMode)> = a
+            .holds
+            .iter()
+            .map(|h| (h.relation.as_str(), h.mode))
+            .collect();
+        assert_eq!(holds, [("public.t", Share)], "{a:#?}");
+        assert_eq!(a.holds[0].hold_us, 20_000);
+        assert_eq!(a.relations.len(), 1);
+        assert_eq!(a.bookkeeping.len(), 1);
+        assert_eq!(
+            a.bookkeeping[0].relation,
+            "public.rehearse_naive_migrations"
+        );
+        assert_eq!(a.hidden_holds, 3);
+        let json = serde_json::to_string(&a).unwrap();
+        assert!(
+            !json.contains("30001") && !json.contains("pg_class"),
+            "{json}"
+        );
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub struct SamplerOptions {
     pub statement_timeout: Duration,
     /// The sampler stops by itself after this long.
     pub deadline: Duration,
+    /// Keep holds on system catalogs in the analysis (`[locks] catalog`);
+    /// left out by default: no application query waits on them.
+    pub catalog: bool,
 }
 
 impl Default for SamplerOptions {
@@ -63,6 +66,7 @@ impl Default for SamplerOptions {
             interval: Duration::from_millis(10),
             statement_timeout: Duration::from_secs(1),
             deadline: Duration::from_secs(30 * 60),
+            catalog: false,
         }
     }
 }
@@ -71,6 +75,12 @@ impl SamplerOptions {
     #[must_use]
     pub fn with_interval(mut self, interval: Duration) -> Self {
         self.interval = interval;
+        self
+    }
+
+    #[must_use]
+    pub fn with_catalog(mut self, catalog: bool) -> Self {
+        self.catalog = catalog;
         self
     }
 
@@ -90,6 +100,11 @@ pub struct LockRow {
     pub granted: bool,
     /// `schema.table` (or the oid when the name is not visible yet).
     pub relation: Option<String>,
+    /// The relation's oid: how the analysis tells relations that existed
+    /// before the rehearsal from those it created, and folds an index,
+    /// toast table or owned sequence into its table.
+    #[serde(default)]
+    pub oid: Option<u32>,
     /// Advisory key or object ids; for `transactionid` rows, the xid.
     pub object: Option<String>,
     /// `pg_blocking_pids` of an ungranted row; empty for granted rows.
@@ -122,6 +137,16 @@ pub struct Samples {
     /// Ticks without a sample: the query failed, timed out or overran.
     pub missed: u64,
     pub duration_us: u64,
+    /// The database's own relations when sampling began, by oid, each
+    /// mapped to the table it belongs to (an index, toast table, toast
+    /// index or owned sequence to its table; a table to itself). A relation
+    /// not in here was created during the rehearsal. `None` in recordings
+    /// made before this was read.
+    #[serde(default)]
+    pub existing: Option<std::collections::BTreeMap<u32, String>>,
+    /// Holds on system catalogs are kept (see [`SamplerOptions::catalog`]).
+    #[serde(default)]
+    pub catalog: bool,
 }
 
 impl Samples {
@@ -171,6 +196,21 @@ const BLOCKERS: &str = "SELECT p, pg_blocking_pids(p) FROM unnest($1::int4[]) AS
 const NAMES: &str = "SELECT c.oid, n.nspname || '.' || c.relname \
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
  WHERE c.oid = ANY($1::oid[])";
+
+// The relations that exist before the rehearsal, each with the relation it
+// belongs to: an index's table (pg_index.indrelid), a toast table's table
+// (pg_class.reltoastrelid), an owned sequence's table (pg_depend 'a' for
+// serial, 'i' for identity; 1259 is pg_class's fixed oid). Catalog reads by
+// oid only: no lock on any user relation. Oids below 16384
+// (FirstNormalObjectId) are the system's own and are left out.
+const EXISTING: &str = "SELECT c.oid, n.nspname || '.' || c.relname, \
+       coalesce(i.indrelid, t.oid, d.refobjid) \
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+  LEFT JOIN pg_index i ON i.indexrelid = c.oid \
+  LEFT JOIN pg_class t ON t.reltoastrelid = c.oid \
+  LEFT JOIN pg_depend d ON c.relkind = 'S' AND d.classid = 1259 AND d.objid = c.oid \
+        AND d.refclassid = 1259 AND d.deptype IN ('a', 'i') \
+ WHERE c.oid >= 16384";
 
 /// Ticks between two reads of `pg_stat_activity` when nothing changed.
 const ACTIVITY_EVERY: u64 = 10;
@@ -295,6 +335,8 @@ async fn sample_until_stopped(
     let interval_us = u64::try_from(options.interval.as_micros()).unwrap_or(u64::MAX);
     let mut out = Samples {
         interval_us,
+        existing: existing_relations(client).await.ok(),
+        catalog: options.catalog,
         ..Samples::default()
     };
     let mut ticker = tokio::time::interval(options.interval);
@@ -324,6 +366,40 @@ async fn sample_until_stopped(
     out.duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     known.name_late(client, statements, &mut out).await;
     out
+}
+
+/// Reads [`EXISTING`] and resolves each relation to its table (a toast
+/// index goes through its toast table).
+async fn existing_relations(
+    client: &tokio_postgres::Client,
+) -> Result<std::collections::BTreeMap<u32, String>, tokio_postgres::Error> {
+    let rows = client.query(EXISTING, &[]).await?;
+    let mut names: HashMap<u32, String> = HashMap::new();
+    let mut owners: HashMap<u32, u32> = HashMap::new();
+    for r in &rows {
+        let oid: u32 = r.get(0);
+        names.insert(oid, r.get(1));
+        if let Some(owner) = r.get::<_, Option<u32>>(2) {
+            owners.insert(oid, owner);
+        }
+    }
+    Ok(names
+        .iter()
+        .map(|(oid, name)| {
+            let mut at = *oid;
+            // Index of a toast table of a table: at most three steps.
+            for _ in 0..3 {
+                match owners.get(&at) {
+                    Some(owner) if names.contains_key(owner) => at = *owner,
+                    _ => break,
+                }
+            }
+            (
+                *oid,
+                names.get(&at).cloned().unwrap_or_else(|| name.clone()),
+            )
+        })
+        .collect())
 }
 
 impl SamplerHandle {
@@ -503,6 +579,7 @@ impl Known {
                             oid.to_string()
                         })
                     }),
+                    oid: l.relation.filter(|_| named),
                     object: l.object,
                     blocked_by: if l.granted {
                         Vec::new()

@@ -17,7 +17,7 @@ pub use races::{
     run_races_with_reference, run_races_with_reference_recorded, run_reference,
 };
 
-use crate::findings::{check_locks, check_race, check_rollout, judge_with_locks};
+use crate::findings::{check_locks_within, check_race, check_rollout, judge_with_locks};
 use crate::locks;
 use crate::migrate::{
     MigrateError, Migration, MigrationSet, RunnerKind, apply_serial_in, apply_tool_baseline,
@@ -499,7 +499,9 @@ async fn rehearse_clones(
     // Locks (issue 6): the sampler watches the target during the rehearsal.
     let sampler = locks::sampler::start(
         target,
-        locks::SamplerOptions::default().with_interval(plan.scenario.locks.sample_interval()),
+        locks::SamplerOptions::default()
+            .with_interval(plan.scenario.locks.sample_interval())
+            .with_catalog(plan.scenario.locks.catalog),
     )
     .await
     .map_err(|e| e.to_string())?;
@@ -518,7 +520,7 @@ async fn rehearse_clones(
             &spec.steps,
             &plan.scenario.workloads,
             &plan.pending,
-            plan.scenario.replicas.runner,
+            spec.migrator.as_ref(),
             recorder,
         )
         .await;
@@ -535,6 +537,12 @@ async fn rehearse_clones(
             ),
         );
         findings = check_rollout(&outcome.compat, &outcome.traffic, &outcome.timeline);
+        // `[replicas]` set the migrators: their race checks, next to the
+        // traffic they caused.
+        if let Some(race) = outcome.race {
+            findings.extend(check_race(&race));
+            report.race = Some(race);
+        }
         timeline = (outcome.timeline, samples);
         report.compat = Some(outcome.compat);
         report.traffic = Some(outcome.traffic);
@@ -634,7 +642,10 @@ async fn rehearse_clones(
 
     stages.begin("findings");
     let started = Instant::now();
-    findings.extend(check_locks(&lock_report));
+    findings.extend(check_locks_within(
+        &lock_report,
+        plan.scenario.expect.lock_budget(),
+    ));
     let judgement = judge_with_locks(&findings, Some(&lock_report), &plan.scenario.expect);
     stages.record(
         "findings",

@@ -14,10 +14,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::compat::{CompatReport, Phase, Probe, build_compat, probe};
-use crate::migrate::runner::{ReplicaCtx, run_replica};
+use crate::migrate::runner::{FaultHook, ReplicaCtx, run_replica, sql};
 use crate::migrate::{Migration, RunnerKind};
 use crate::provision::ConnInfo;
-use crate::timeline::{Actor, EventKind, ExitStatus, Recorder, Timeline};
+use crate::rehearsal::RaceConfig;
+use crate::timeline::{Actor, EventKind, ExitStatus, RaceRecord, Recorder, Timeline};
 use crate::workload::{
     ClientPool, Execution, TrafficReport, Workload, WorkloadRun, traffic_report,
 };
@@ -92,6 +93,89 @@ fn default_deadline_s() -> u64 {
 pub struct RolloutSpec {
     pub config: RolloutConfig,
     pub steps: Vec<Step>,
+    /// The scenario's `[replicas]` section, when it has one: who performs
+    /// the `migrate` steps (see [`Migrator`]). `None`: one migration job
+    /// applying the migrations in order, with no lock and no settings.
+    #[serde(default)]
+    pub migrator: Option<RaceConfig>,
+}
+
+/// Who performs a rollout's `migrate` steps, from `[replicas] runner`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrator {
+    /// One gated job (`job`, `command`, `container`): the deploy waits for
+    /// it, and a failure halts the rollout.
+    Job,
+    /// `count` new replicas each migrate as they start (`naive`,
+    /// `session-advisory-lock`, `xact-advisory-lock`, `try-lock`), racing
+    /// each other while the old version serves.
+    StartupCoupled,
+}
+
+impl Migrator {
+    #[must_use]
+    pub fn of(runner: RunnerKind) -> Migrator {
+        match runner {
+            RunnerKind::Job | RunnerKind::Command | RunnerKind::Container => Migrator::Job,
+            _ => Migrator::StartupCoupled,
+        }
+    }
+
+    /// `[replicas]` keys that mean nothing for this migrator in a rollout:
+    /// accepting them would rehearse something other than what the file
+    /// says. Returns the key and why.
+    #[must_use]
+    pub fn unused_key(self, config: &RaceConfig, keys: &[String]) -> Option<(String, String)> {
+        let has = |k: &str| keys.iter().any(|key| key == k);
+        if config.fault.as_ref().is_some_and(|f| f.rerun) {
+            // A fault halts the rollout (the deploy does not go on past a
+            // failed migration); nothing re-runs it.
+            return Some((
+                "fault".into(),
+                "`replicas.fault.rerun` does not apply in a rollout: the fault halts it; \
+                 set `rerun = false`"
+                    .into(),
+            ));
+        }
+        match self {
+            Migrator::Job => {
+                for key in ["count", "jitter_ms", "hold_failed_connection"] {
+                    if has(key) {
+                        return Some((
+                            key.to_string(),
+                            format!(
+                                "`replicas.{key}` does not apply in a rollout with runner `{}`: one \
+                                 job performs the `migrate` steps (a startup-coupled runner such as \
+                                 `naive` races `count` replicas instead)",
+                                config.runner.name()
+                            ),
+                        ));
+                    }
+                }
+                if config.fault.as_ref().is_some_and(|f| f.replica != 0) {
+                    return Some((
+                        "fault".into(),
+                        "`replicas.fault.replica` must be 0 in a rollout with one migration job"
+                            .into(),
+                    ));
+                }
+                None
+            }
+            Migrator::StartupCoupled => ["command", "workdir", "container"]
+                .into_iter()
+                .find(|k| has(k))
+                .map(|key| {
+                    (
+                        key.to_string(),
+                        format!(
+                            "`replicas.{key}` applies only to runner `command` or `container`, \
+                             not `{}`",
+                            config.runner.name()
+                        ),
+                    )
+                }),
+        }
+    }
 }
 
 /// One step of a plan.
@@ -108,6 +192,15 @@ pub enum Step {
     Deploy { version: String, count: Option<u32> },
     /// Every replica back to this version at once.
     Rollback(String),
+    /// The next pending migration, `version`, is a batched backfill: each
+    /// of its statements runs again and again, each run in its own
+    /// transaction, until it changes no row, `pause_ms` apart. `{batch}`
+    /// in a statement is replaced by `batch` (the rows per run).
+    Backfill {
+        version: String,
+        batch: Option<u64>,
+        pause_ms: u64,
+    },
 }
 
 impl RolloutConfig {
@@ -186,9 +279,35 @@ fn parse_step(text: &str) -> Result<Step, String> {
             )),
         },
         ["rollback", v] => Ok(Step::Rollback((*v).into())),
+        ["backfill", v, options @ ..] => {
+            let (mut batch, mut pause_ms) = (None, 0);
+            for option in options {
+                let value = |key: &str| {
+                    option
+                        .strip_prefix(key)
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .filter(|n| *n > 0 || key == "pause_ms=")
+                };
+                if let Some(n) = value("batch=") {
+                    batch = Some(n);
+                } else if let Some(n) = value("pause_ms=") {
+                    pause_ms = n;
+                } else {
+                    return Err(format!(
+                        "step `{text}`: `{option}` is not `batch=<rows>` or `pause_ms=<ms>`"
+                    ));
+                }
+            }
+            Ok(Step::Backfill {
+                version: (*v).into(),
+                batch,
+                pause_ms,
+            })
+        }
         _ => Err(format!(
             "step `{text}` is not one of `serve <version>`, `migrate [<version>]`, \
-             `deploy <version> [<replicas>]`, `rollback <version>`"
+             `deploy <version> [<replicas>]`, `rollback <version>`, \
+             `backfill <version> [batch=<rows>] [pause_ms=<ms>]`"
         )),
     }
 }
@@ -200,7 +319,7 @@ pub fn versions_of(steps: &[Step]) -> Vec<String> {
     for step in steps {
         let v = match step {
             Step::Serve(v) | Step::Rollback(v) | Step::Deploy { version: v, .. } => v,
-            Step::Migrate(_) => continue,
+            Step::Migrate(_) | Step::Backfill { .. } => continue,
         };
         if !versions.contains(v) {
             versions.push(v.clone());
@@ -216,6 +335,10 @@ pub struct RolloutOutcome {
     pub traffic: TrafficReport,
     pub timeline: Timeline,
     pub executions: Vec<Execution>,
+    /// The migrators' own record when `[replicas]` set them (replicas
+    /// racing at startup, or the job with its settings): what the race
+    /// checks read, next to the traffic they caused.
+    pub race: Option<RaceRecord>,
 }
 
 /// The fleet and the phases as the rollout moves through its steps.
@@ -236,7 +359,26 @@ impl Fleet {
         self.begin_phase(name, rollback, false);
     }
 
+    /// Begins the phase in which `slots` will run `version`, before their
+    /// new clients start: the new replica's first queries belong to it.
+    fn begin_replacing(&mut self, name: String, rollback: bool, slots: &[usize], version: &str) {
+        let mut fleet = self.versions();
+        for &slot in slots {
+            if slot < fleet.len() {
+                fleet[slot] = version.to_string();
+            } else {
+                fleet.push(version.to_string());
+            }
+        }
+        self.begin_with(name, rollback, false, fleet);
+    }
+
     fn begin_phase(&mut self, name: String, rollback: bool, migrating: bool) {
+        let fleet = self.versions();
+        self.begin_with(name, rollback, migrating, fleet);
+    }
+
+    fn begin_with(&mut self, name: String, rollback: bool, migrating: bool, fleet: Vec<String>) {
         let now = self.run.recorder.now_us();
         if let Some(last) = self.phases.last_mut() {
             last.end_us = now;
@@ -246,7 +388,7 @@ impl Fleet {
             index,
             name: name.clone(),
             state: self.state,
-            fleet: self.versions(),
+            fleet,
             rollback,
             migrating,
             start_us: now,
@@ -279,6 +421,14 @@ impl Fleet {
             pool.stop().await;
         }
     }
+
+    /// Ends every client now, without waiting for its query (a rollout
+    /// past its deadline).
+    fn abort_all(&mut self) {
+        for pool in std::mem::take(&mut self.slots) {
+            pool.abort();
+        }
+    }
 }
 
 /// Runs the rollout on `target` (a clone with the baseline applied), every
@@ -289,13 +439,21 @@ pub async fn run_rollout(
     steps: &[Step],
     workloads: &[Workload],
     pending: &[Migration],
-    runner: RunnerKind,
+    migrator: Option<&RaceConfig>,
     recorder: Recorder,
 ) -> Result<RolloutOutcome, String> {
-    if matches!(runner, RunnerKind::Command | RunnerKind::Container) {
+    let migrate_steps = steps
+        .iter()
+        .filter(|s| matches!(s, Step::Migrate(_) | Step::Backfill { .. }))
+        .count();
+    if let Some(c) = migrator
+        && matches!(c.runner, RunnerKind::Command | RunnerKind::Container)
+        && migrate_steps > 1
+    {
         return Err(format!(
-            "runner `{}` applies the whole directory at once: a rollout needs a built-in runner",
-            runner.name()
+            "runner `{}` applies the whole directory at once: a rollout with it can have one \
+             `migrate` step, not {migrate_steps}",
+            c.runner.name()
         ));
     }
     let run = WorkloadRun::new(target.clone(), recorder.clone());
@@ -339,10 +497,11 @@ pub async fn run_rollout(
         for step in steps {
             match step {
                 Step::Serve(v) => {
-                    for slot in 0..config.replicas as usize {
+                    let slots: Vec<usize> = (0..config.replicas as usize).collect();
+                    fleet.begin_replacing(format!("serve {v}"), false, &slots, v);
+                    for slot in slots {
                         fleet.replace(slot, v).await?;
                     }
-                    fleet.begin(format!("serve {v}"), false);
                     tokio::time::sleep(phase).await;
                 }
                 Step::Migrate(upto) => {
@@ -370,7 +529,8 @@ pub async fn run_rollout(
                         .collect::<Vec<_>>()
                         .join(", ");
                     fleet.begin_phase(format!("migrate {label}"), false, true);
-                    if let Err(reason) = migrate(target, &recorder, runner, batch).await {
+                    if let Err(reason) = migrate(target, &harness, &recorder, migrator, batch).await
+                    {
                         // A failed migration halts the rollout: no later step
                         // (deploy, contract) runs, as in production.
                         recorder.emit(Actor::Harness, EventKind::RolloutHalted { reason });
@@ -382,6 +542,41 @@ pub async fn run_rollout(
                     probes.extend(probe(&harness, fleet.state, &all).await);
                     tokio::time::sleep(phase).await;
                 }
+                Step::Backfill {
+                    version,
+                    batch,
+                    pause_ms,
+                } => {
+                    let Some(m) = pending.get(next).filter(|m| m.version == *version) else {
+                        return Err(format!(
+                            "step `backfill {version}`: {version} is not the next pending migration"
+                        ));
+                    };
+                    next += 1;
+                    fleet.begin_phase(format!("backfill {version}"), false, true);
+                    let lock_timeout = migrator.and_then(|c| c.lock_timeout_ms);
+                    let run = Backfill {
+                        batch: *batch,
+                        pause: Duration::from_millis(*pause_ms),
+                        lock_timeout_ms: lock_timeout,
+                    };
+                    match run.run(target, &recorder, m).await {
+                        Ok(figures) => {
+                            if let Some(phase) = fleet.phases.last_mut() {
+                                phase.name = format!("backfill {version} ({figures})");
+                            }
+                        }
+                        Err(reason) => {
+                            recorder.emit(Actor::Harness, EventKind::RolloutHalted { reason });
+                            break;
+                        }
+                    }
+                    fleet.state += 1;
+                    states.push(format!("after {version}"));
+                    fleet.begin(format!("serve after {version}"), false);
+                    probes.extend(probe(&harness, fleet.state, &all).await);
+                    tokio::time::sleep(phase).await;
+                }
                 Step::Deploy { version, count } => {
                     let targets: Vec<usize> = (0..fleet.slots.len())
                         .filter(|&i| fleet.slots[i].version != *version)
@@ -389,16 +584,22 @@ pub async fn run_rollout(
                         .collect();
                     let total = targets.len();
                     for (i, slot) in targets.into_iter().enumerate() {
+                        fleet.begin_replacing(
+                            format!("deploy {version} ({}/{total})", i + 1),
+                            false,
+                            &[slot],
+                            version,
+                        );
                         fleet.replace(slot, version).await?;
-                        fleet.begin(format!("deploy {version} ({}/{total})", i + 1), false);
                         tokio::time::sleep(phase).await;
                     }
                 }
                 Step::Rollback(v) => {
-                    for slot in 0..fleet.slots.len() {
+                    let slots: Vec<usize> = (0..fleet.slots.len()).collect();
+                    fleet.begin_replacing(format!("rollback to {v}"), true, &slots, v);
+                    for slot in slots {
                         fleet.replace(slot, v).await?;
                     }
-                    fleet.begin(format!("rollback to {v}"), true);
                     tokio::time::sleep(phase).await;
                 }
             }
@@ -409,11 +610,20 @@ pub async fn run_rollout(
     if let Some(last) = fleet.phases.last_mut() {
         last.end_us = recorder.now_us();
     }
-    fleet.stop_all().await;
+    if result.is_err() {
+        // Past the deadline: the migration's statements may still run (or
+        // wait) server-side, and clients wait behind them. End them all now
+        // rather than waiting out their statement timeouts.
+        fleet.abort_all();
+        terminate_rollout_backends(&harness).await;
+    } else {
+        fleet.stop_all().await;
+    }
     match result {
         Err(_) => {
             return Err(format!(
-                "rollout did not finish within {}s",
+                "rollout did not finish within deadline_s = {}: its migration and clients were \
+                 stopped",
                 config.deadline_s
             ));
         }
@@ -451,42 +661,315 @@ pub async fn run_rollout(
         &timeline,
         config.stall_ms.saturating_mul(1000),
     );
+    let race = match migrator {
+        Some(c) => Some(race_record(&harness, c, pending, timeline.clone()).await),
+        None => None,
+    };
     Ok(RolloutOutcome {
         compat,
         traffic,
         timeline,
         executions,
+        race,
     })
 }
 
-/// Applies `batch` as the migration job, its statements in the shared
-/// timeline (actor `job`, `application_name` `rehearse-job`).
+// Every backend of this rollout's database but the harness's own and the
+// lock sampler's: migrators and app clients.
+const TERMINATE_ROLLOUT: &str = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+    WHERE datname = current_database() AND pid <> pg_backend_pid() \
+      AND application_name LIKE 'rehearse-%' AND application_name <> 'rehearse-lock-sampler'";
+
+async fn terminate_rollout_backends(harness: &tokio_postgres::Client) {
+    let _ = harness.execute(TERMINATE_ROLLOUT, &[]).await;
+}
+
+/// What the migrators left, for the race checks: their timeline, the
+/// bookkeeping, advisory locks still held and invalid indexes.
+async fn race_record(
+    harness: &tokio_postgres::Client,
+    config: &RaceConfig,
+    pending: &[Migration],
+    timeline: Timeline,
+) -> RaceRecord {
+    use crate::migrate::snapshot;
+    let replicas = match Migrator::of(config.runner) {
+        Migrator::Job => 1,
+        Migrator::StartupCoupled => config.count,
+    };
+    RaceRecord {
+        runner: config.runner.name().to_string(),
+        replicas,
+        pending: pending.iter().map(|m| m.version.clone()).collect(),
+        timeline,
+        leaked_locks: snapshot::advisory_locks(harness)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|l| {
+                l.application_name
+                    .as_deref()
+                    .is_some_and(|a| a.starts_with("rehearse-replica-") || a == "rehearse-job")
+            })
+            .collect(),
+        invalid_indexes: snapshot::invalid_indexes(harness).await.unwrap_or_default(),
+        bookkeeping: crate::migrate::bookkeeping_state(harness, config.runner)
+            .await
+            .unwrap_or_default(),
+        ..RaceRecord::default()
+    }
+}
+
+/// Performs one `migrate` step with the scenario's migrator: one job, or
+/// `count` replicas migrating as they start (see [`Migrator`]). `Err`
+/// (the rollout halts) when the job failed, or when no replica succeeded.
 async fn migrate(
     target: &ConnInfo,
+    harness: &tokio_postgres::Client,
     recorder: &Recorder,
-    runner: RunnerKind,
+    migrator: Option<&RaceConfig>,
     batch: &[Migration],
 ) -> Result<(), String> {
-    let ctx = ReplicaCtx {
-        actor: Actor::Job,
+    let ctx = |actor: Actor, config: Option<&RaceConfig>| ReplicaCtx {
+        actor,
         conn: target.clone(),
         recorder: recorder.clone(),
-        lock_timeout: None,
-        hold_failed_connection: false,
+        lock_timeout: config
+            .and_then(|c| c.lock_timeout_ms)
+            .map(Duration::from_millis),
+        hold_failed_connection: config.is_some_and(|c| c.hold_failed_connection),
         fault: None,
-        command: Vec::new(),
-        workdir: None,
-        container: None,
+        command: config.map(|c| c.command.clone()).unwrap_or_default(),
+        workdir: config.and_then(|c| c.workdir.clone()),
+        container: config.and_then(|c| c.container.clone()),
         layout: crate::migrate::Layout::Auto,
     };
-    // The job runner waits for nothing here: the rollout itself is the gate.
-    let kind = if runner == RunnerKind::Job {
-        RunnerKind::Naive
-    } else {
-        runner
+    let Some(config) = migrator else {
+        // No `[replicas]`: one job applies the migrations in order.
+        let ctx = ctx(Actor::Job, None);
+        let end = run_replica(RunnerKind::Naive, &ctx, batch).await;
+        return job_result(recorder, end.status);
     };
-    let end = run_replica(kind, &ctx, batch).await;
-    if end.status == ExitStatus::Success {
+    let fault = |actor: Actor| {
+        config.fault.as_ref().map(|f| {
+            let process = matches!(config.runner, RunnerKind::Command | RunnerKind::Container);
+            let all: Vec<(String, usize)> = batch
+                .iter()
+                .flat_map(|m| (0..m.statements.len()).map(move |i| (m.version.clone(), i)))
+                .collect();
+            // The user's tool is killed once it is seen running a query.
+            let (version, index) = if process || all.is_empty() {
+                (String::new(), 0)
+            } else {
+                match f.statement {
+                    Some(i) => all[i.min(all.len() - 1)].clone(),
+                    None => all[rand::random_range(0..all.len())].clone(),
+                }
+            };
+            Arc::new(FaultHook::new(actor, version, index))
+        })
+    };
+    let timeout = Duration::from_secs(config.timeout_s);
+    match Migrator::of(config.runner) {
+        Migrator::Job => {
+            let mut ctx = ctx(Actor::Job, Some(config));
+            ctx.fault = fault(Actor::Job);
+            ctx.emit(EventKind::Started);
+            let status = bounded(harness, &ctx, config.runner, batch, timeout).await;
+            job_result(recorder, status)
+        }
+        Migrator::StartupCoupled => {
+            let hook = config
+                .fault
+                .as_ref()
+                .and_then(|f| fault(Actor::Replica(f.replica)));
+            let mut tasks = Vec::new();
+            for n in 0..config.count {
+                let mut ctx = ctx(Actor::Replica(n), Some(config));
+                ctx.fault = hook.clone();
+                let jitter = config.jitter_ms;
+                let kind = config.runner;
+                let batch = batch.to_vec();
+                tasks.push(async move {
+                    if jitter > 0 {
+                        // Start jitter is part of the scenario.
+                        tokio::time::sleep(Duration::from_millis(rand::random_range(0..=jitter)))
+                            .await;
+                    }
+                    ctx.emit(EventKind::Started);
+                    bounded(harness, &ctx, kind, &batch, timeout).await
+                });
+            }
+            let ends = futures_util::future::join_all(tasks).await;
+            if ends.contains(&ExitStatus::Success) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "none of the {} replicas migrating at startup succeeded",
+                    config.count
+                ))
+            }
+        }
+    }
+}
+
+/// A batched backfill as the migration job runs it: each statement again
+/// and again, each run its own transaction (autocommit), until it changes
+/// no row. Row locks last one batch, not the whole backfill (REFERENCE.md,
+/// "Large UPDATE backfills"). Every run is a statement in the timeline, so
+/// the traffic report and the lock sampler show per-batch figures.
+struct Backfill {
+    batch: Option<u64>,
+    pause: Duration,
+    lock_timeout_ms: Option<u64>,
+}
+
+/// A backfill that never reaches zero rows is stopped here.
+const MAX_BATCHES: u64 = 100_000;
+
+/// What a backfill did, for the phase's name.
+struct BackfillFigures {
+    batches: u64,
+    rows: u64,
+    longest_us: u64,
+}
+
+impl std::fmt::Display for BackfillFigures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} batches, {} rows, longest batch {} ms",
+            self.batches,
+            self.rows,
+            self.longest_us / 1_000
+        )
+    }
+}
+
+impl Backfill {
+    async fn run(
+        &self,
+        target: &ConnInfo,
+        recorder: &Recorder,
+        m: &Migration,
+    ) -> Result<BackfillFigures, String> {
+        let actor = Actor::Job;
+        let fail = |line: Option<usize>, e: &tokio_postgres::Error| {
+            let message = crate::provision::describe_pg_error(e);
+            recorder.emit(
+                actor,
+                EventKind::Failed {
+                    version: Some(m.version.clone()),
+                    line,
+                    sqlstate: e
+                        .code()
+                        .map(|c| crate::timeline::SqlState::from_code(c.code())),
+                    message: message.clone(),
+                },
+            );
+            format!(
+                "backfill {}{} failed during the rollout: {message}",
+                m.version,
+                line.map(|l| format!(" line {l}")).unwrap_or_default()
+            )
+        };
+        let client = target
+            .connect(&crate::migrate::application_name(actor))
+            .await
+            .map_err(|e| format!("backfill {}: connecting: {e}", m.version))?;
+        if let Some(ms) = self.lock_timeout_ms {
+            client
+                .batch_execute(&format!("SET lock_timeout = {ms}"))
+                .await
+                .map_err(|e| fail(None, &e))?;
+        }
+        recorder.emit(actor, EventKind::Started);
+        let started = recorder.now_us();
+        let mut figures = BackfillFigures {
+            batches: 0,
+            rows: 0,
+            longest_us: 0,
+        };
+        for (index, statement) in m.statements.iter().enumerate() {
+            let sql = match self.batch {
+                Some(n) => statement.sql.replace("{batch}", &n.to_string()),
+                None => statement.sql.clone(),
+            };
+            for _ in 0..MAX_BATCHES {
+                let (version, line) = (m.version.clone(), statement.line);
+                recorder.emit(
+                    actor,
+                    EventKind::StatementBegin {
+                        version: version.clone(),
+                        index,
+                        line,
+                    },
+                );
+                let at = recorder.now_us();
+                let result = client.execute(sql.as_str(), &[]).await;
+                recorder.emit(
+                    actor,
+                    EventKind::StatementEnd {
+                        version,
+                        index,
+                        line,
+                    },
+                );
+                let changed = result.map_err(|e| fail(Some(line), &e))?;
+                figures.batches += 1;
+                figures.longest_us = figures.longest_us.max(recorder.now_us() - at);
+                if changed == 0 {
+                    break;
+                }
+                figures.rows += changed;
+                tokio::time::sleep(self.pause).await;
+            }
+        }
+        recorder.emit(
+            actor,
+            EventKind::Applied {
+                version: m.version.clone(),
+                duration_us: recorder.now_us() - started,
+            },
+        );
+        recorder.emit(
+            actor,
+            EventKind::Exited {
+                status: ExitStatus::Success,
+                code: Some(0),
+            },
+        );
+        Ok(figures)
+    }
+}
+
+/// Runs one migrator, bounded by `timeout` (its backends terminated when
+/// it runs over), and records how it exited.
+async fn bounded(
+    harness: &tokio_postgres::Client,
+    ctx: &ReplicaCtx,
+    kind: RunnerKind,
+    batch: &[Migration],
+    timeout: Duration,
+) -> ExitStatus {
+    let status = match tokio::time::timeout(timeout, run_replica(kind, ctx, batch)).await {
+        // A connection a failed replica keeps open is closed here: the
+        // rollout's later steps do not wait on it.
+        Ok(end) => end.status,
+        Err(_) => {
+            let _ = harness
+                .execute(sql::TERMINATE_BY_APP, &[&ctx.app_name()])
+                .await;
+            ExitStatus::TimedOut
+        }
+    };
+    ctx.emit(EventKind::Exited { status, code: None });
+    status
+}
+
+/// The job's outcome: `Err` with its failure, which halts the rollout.
+fn job_result(recorder: &Recorder, status: ExitStatus) -> Result<(), String> {
+    if status == ExitStatus::Success {
         return Ok(());
     }
     let timeline = recorder.timeline();
@@ -506,7 +989,7 @@ async fn migrate(
             _ => None,
         })
         .last();
-    Err(failure.unwrap_or_else(|| "migration failed during the rollout".into()))
+    Err(failure.unwrap_or_else(|| format!("the migration job ended {status:?} during the rollout")))
 }
 
 #[cfg(test)]
@@ -550,6 +1033,22 @@ mod tests {
             .unwrap_err();
         assert_eq!(at, Some(1));
         assert!(e.contains("launch v2"), "{e}");
+        let steps = config("steps = [\"serve v1\", \"backfill 0003 batch=500 pause_ms=20\"]\n")
+            .steps()
+            .unwrap();
+        assert_eq!(
+            steps[1],
+            Step::Backfill {
+                version: "0003".into(),
+                batch: Some(500),
+                pause_ms: 20
+            }
+        );
+        let (at, e) = config("steps = [\"serve v1\", \"backfill 0003 size=5\"]\n")
+            .steps()
+            .unwrap_err();
+        assert_eq!(at, Some(1));
+        assert!(e.contains("`size=5`"), "{e}");
         let (at, _) = config("steps = [\"migrate\"]\n").steps().unwrap_err();
         assert_eq!(at, Some(0));
         assert!(

@@ -218,6 +218,20 @@ impl ScenarioSummary {
             warnings: count(Severity::Warning),
             duration_ms: report.stages.iter().map(|s| s.duration_ms).sum(),
         };
+        // A rollout's migration waits on table locks, not on a migration
+        // lock: its longest wait as the sampler saw it.
+        summary.longest_lock_wait_us = report
+            .locks
+            .as_ref()
+            .and_then(|l| l.sampled.as_ref())
+            .filter(|_| report.race.is_none())
+            .and_then(|s| {
+                s.waits
+                    .iter()
+                    .filter(|w| w.holder.is_migration())
+                    .map(|w| w.wait_us)
+                    .max()
+            });
         let Some(race) = &report.race else {
             return summary;
         };

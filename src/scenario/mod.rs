@@ -80,11 +80,21 @@ pub struct ForecastSpec {
     pub max_rows: Option<u64>,
 }
 
+/// The keys written in `[replicas]`, with where they are (a second read of
+/// the file; every other section is ignored here).
+#[derive(Debug, Deserialize)]
+struct ReplicaKeys {
+    #[serde(default)]
+    replicas: Option<std::collections::BTreeMap<String, Spanned<toml::Value>>>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLocks {
     #[serde(default)]
     sample_interval_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    catalog: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +147,23 @@ pub struct Expectations {
     /// Fail when a statement takes a write-blocking lock with no lock_timeout.
     #[serde(default)]
     pub require_lock_timeout: bool,
+    /// The lock budget in milliseconds (`docs/verdicts.md`): a migration's
+    /// lock that blocks reads or writes on an existing table, or an
+    /// application's lock wait, lasting longer fails the scenario
+    /// (`lock-budget`). Unset: `rehearse run --lock-budget`, else 1000.
+    #[serde(default)]
+    pub lock_budget_ms: Option<u64>,
+}
+
+impl Expectations {
+    /// The lock budget this scenario is judged against.
+    #[must_use]
+    pub fn lock_budget(&self) -> crate::findings::LockBudget {
+        self.lock_budget_ms
+            .map_or_else(crate::findings::LockBudget::default, |ms| {
+                crate::findings::LockBudget::from_ms(ms)
+            })
+    }
 }
 
 /// A loaded, validated scenario with absolute paths.
@@ -173,6 +200,9 @@ pub struct LocksSpec {
     /// shorter interval takes more CPU from the rehearsed workload (about
     /// 1.6 % of a 2-core machine at 10 ms; README, "Lock sampler").
     pub sample_interval_ms: u64,
+    /// Keep holds on system catalogs (`pg_catalog.*`) in the lock report;
+    /// left out by default (docs/verdicts.md).
+    pub catalog: bool,
 }
 
 impl LocksSpec {
@@ -191,6 +221,7 @@ impl Default for LocksSpec {
     fn default() -> Self {
         LocksSpec {
             sample_interval_ms: Self::DEFAULT_INTERVAL_MS,
+            catalog: false,
         }
     }
 }
@@ -336,6 +367,7 @@ impl Scenario {
                 })
             }
         };
+        let replicas_given = raw.replicas.is_some();
         let replicas = match raw.replicas {
             None => RaceConfig::default(),
             Some(spanned) => {
@@ -357,9 +389,29 @@ impl Scenario {
                 config
             }
         };
-        let (workloads, rollout) =
+        let (workloads, mut rollout) =
             workloads_and_rollout(raw.workloads, raw.rollout, base, &error_at)?;
-        let mut locks = LocksSpec::default();
+        // In a rollout, `[replicas]` says who performs the `migrate` steps;
+        // a key that cannot take effect there is an error, not ignored.
+        if let Some(rollout) = &mut rollout
+            && replicas_given
+        {
+            let keys: ReplicaKeys = toml::from_str(text).map_err(|e| {
+                ScenarioError::at(path, text, 0, e.message().trim_end().to_string())
+            })?;
+            let keys = keys.replicas.unwrap_or_default();
+            let names: Vec<String> = keys.keys().cloned().collect();
+            let migrator = crate::rehearsal::rollout::Migrator::of(replicas.runner);
+            if let Some((key, message)) = migrator.unused_key(&replicas, &names) {
+                let span = keys.get(&key).map_or(0..0, Spanned::span);
+                return Err(error_at(span, message));
+            }
+            rollout.migrator = Some(replicas.clone());
+        }
+        let mut locks = LocksSpec {
+            catalog: raw.locks.catalog,
+            ..LocksSpec::default()
+        };
         if let Some(interval) = raw.locks.sample_interval_ms {
             if !LocksSpec::INTERVAL_MS.contains(interval.get_ref()) {
                 return Err(error_at(
@@ -533,7 +585,11 @@ fn workloads_and_rollout(
     }
     Ok((
         workloads,
-        Some(crate::rehearsal::rollout::RolloutSpec { config, steps }),
+        Some(crate::rehearsal::rollout::RolloutSpec {
+            config,
+            steps,
+            migrator: None,
+        }),
     ))
 }
 
@@ -652,6 +708,10 @@ mod tests {
             s.locks.sample_interval(),
             std::time::Duration::from_millis(50)
         );
+        assert!(!s.locks.catalog);
+        let s =
+            parse("name = \"x\"\n[migrations]\ndir = \"src\"\n[locks]\ncatalog = true\n").unwrap();
+        assert!(s.locks.catalog);
         let err =
             parse("name = \"x\"\n[migrations]\ndir = \"src\"\n[locks]\nsample_interval_ms = 0\n")
                 .unwrap_err()
@@ -744,5 +804,51 @@ mod tests {
         let bad = text.replace("replicas = 2", "replica = 2");
         let e = Scenario::parse(&bad, &file).unwrap_err().to_string();
         assert!(e.contains("unknown field `replica`"), "{e}");
+    }
+
+    /// In a rollout, `[replicas]` says who migrates; a key that cannot take
+    /// effect there is an error at its line, not silently dropped.
+    #[test]
+    fn replicas_keys_that_do_not_apply_in_a_rollout_are_rejected() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/drop-column-old-reads");
+        let file = dir.join("scenario.toml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let with = |replicas: &str| format!("{text}\n[replicas]\n{replicas}");
+        let job_count = with("runner = \"job\"\ncount = 3\n");
+        let line = job_count[..job_count.find("count = 3").unwrap()]
+            .lines()
+            .count()
+            + 1;
+        let e = Scenario::parse(&job_count, &file).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("scenario.toml:{line}:9:")) && e.contains("`replicas.count`"),
+            "{e}"
+        );
+        let e = Scenario::parse(
+            &with("runner = \"job\"\nhold_failed_connection = true\n"),
+            &file,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`replicas.hold_failed_connection`"), "{e}");
+        let e = Scenario::parse(&with("runner = \"job\"\n[replicas.fault]\n"), &file)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`replicas.fault.rerun`"), "{e}");
+        let ok =
+            Scenario::parse(&with("runner = \"job\"\nlock_timeout_ms = 500\n"), &file).unwrap();
+        let migrator = ok.rollout.unwrap().migrator.unwrap();
+        assert_eq!(migrator.lock_timeout_ms, Some(500));
+        let ok = Scenario::parse(&with("runner = \"naive\"\ncount = 3\n"), &file).unwrap();
+        assert_eq!(ok.rollout.unwrap().migrator.unwrap().count, 3);
+        // Without `[replicas]`, one job migrates, as before.
+        assert!(
+            Scenario::load(&dir)
+                .unwrap()
+                .rollout
+                .unwrap()
+                .migrator
+                .is_none()
+        );
     }
 }

@@ -209,6 +209,8 @@ pub(crate) fn build(
         tables: Vec::new(),
         deferred: Vec::new(),
     };
+    // Per planned table: its bare name and the columns the spec sets.
+    let mut named: Vec<(String, BTreeSet<String>)> = Vec::new();
     for table in order {
         let listed = spec_table(spec, table);
         let tspec = listed.map(|(_, t)| t);
@@ -236,8 +238,86 @@ pub(crate) fn build(
             had_rows,
             &mut plan.deferred,
         )?);
+        let set = tspec
+            .map(|t| t.columns.keys().map(|k| k.get_ref().clone()).collect())
+            .unwrap_or_default();
+        named.push((table.name.clone(), set));
+    }
+    let warnings = reference_like_columns(&mut plan, &named);
+    if !warnings.is_empty() {
+        crate::progress::bars().suspend(|| {
+            for w in &warnings {
+                eprintln!("rehearse: seed: {w}");
+            }
+        });
     }
     Ok(plan)
+}
+
+/// Integer columns named like a reference (`customer_id`) without a
+/// declared foreign key: a later `ADD FOREIGN KEY` fails on the seeded
+/// data unless their values are keys of the table they name. When a seeded
+/// table matches by name (`customers`, `customer`, `categories` for
+/// `category_id`) and gets generated sequential keys, the column draws from
+/// that key range; otherwise a warning names the column. Columns the seeds
+/// file sets are left alone.
+fn reference_like_columns(plan: &mut Plan, named: &[(String, BTreeSet<String>)]) -> Vec<String> {
+    // Each table's generated key range, by bare name.
+    let keys: HashMap<String, (i64, i64)> = plan
+        .tables
+        .iter()
+        .zip(named)
+        .filter_map(|(t, (name, _))| {
+            let RowCount::Fixed(rows) = t.rows else {
+                return None;
+            };
+            let start = t.columns.iter().find_map(|c| match c.generator {
+                Gen::Sequence { start, .. } if c.unique => Some(start),
+                _ => None,
+            })?;
+            let rows = i64::try_from(rows).ok().filter(|r| *r > 0)?;
+            Some((name.to_lowercase(), (start, start + rows - 1)))
+        })
+        .collect();
+    let mut warnings = Vec::new();
+    for (t, (table, set)) in plan.tables.iter_mut().zip(named) {
+        for c in &mut t.columns {
+            let lower = c.name.to_lowercase();
+            let Some(stem) = lower.strip_suffix("_id").filter(|s| !s.is_empty()) else {
+                continue;
+            };
+            if set.contains(&c.name) || c.unique {
+                continue;
+            }
+            let Gen::Int {
+                lo, hi, sampler, ..
+            } = &mut c.generator
+            else {
+                continue;
+            };
+            let mut candidates = vec![stem.to_string(), format!("{stem}s"), format!("{stem}es")];
+            if let Some(y) = stem.strip_suffix('y') {
+                candidates.push(format!("{y}ies"));
+            }
+            match candidates.iter().find_map(|n| keys.get(n)) {
+                Some(&(first, last)) => {
+                    *lo = first;
+                    *hi = last;
+                    #[expect(clippy::cast_precision_loss, reason = "key ranges as sampler bounds")]
+                    if let Ok(uniform) = NumSampler::new(None, first as f64, last as f64) {
+                        *sampler = uniform;
+                    }
+                }
+                None => warnings.push(format!(
+                    "{table}.{} looks like a reference but has no foreign key and no seeded \
+                     table named {stem} or {stem}s: its values ({lo}-{hi}) will not match any \
+                     key; declare the foreign key or set min/max in the seeds file",
+                    c.name
+                )),
+            }
+        }
+    }
+    warnings
 }
 
 fn fk_nullable(table: &Table, columns: &[String]) -> bool {
@@ -1218,4 +1298,50 @@ fn literal_value(ty: &ColumnType, text: &str) -> Option<Value> {
         ColumnType::Json | ColumnType::Jsonb => Value::Json(text.to_owned()),
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod reference_tests {
+    /// `orders.customer_id` has no foreign key, yet a later `ADD FOREIGN
+    /// KEY` must hold on the seeded data: its values are keys of
+    /// `customers`. `orders.widget_id` names no table: left as it was.
+    #[tokio::test]
+    async fn reference_like_columns_draw_from_the_named_tables_keys() {
+        let Some(db) = crate::testing::fresh_database().await else {
+            return;
+        };
+        let client = db.connect().await;
+        client
+            .batch_execute(
+                "CREATE TABLE customers (id serial PRIMARY KEY, name text); \
+                 CREATE TABLE categories (id bigserial PRIMARY KEY, name text); \
+                 CREATE TABLE orders (id serial PRIMARY KEY, customer_id int NOT NULL, \
+                                      category_id bigint, widget_id int);",
+            )
+            .await
+            .unwrap();
+        let options = crate::seed::SeedOptions {
+            progress: false,
+            ..crate::seed::SeedOptions::default()
+        };
+        crate::seed::seed_database(db.conn(), None, &options)
+            .await
+            .unwrap();
+        client
+            .batch_execute(
+                "ALTER TABLE orders ADD FOREIGN KEY (customer_id) REFERENCES customers; \
+                 ALTER TABLE orders ADD FOREIGN KEY (category_id) REFERENCES categories;",
+            )
+            .await
+            .expect("seeded references hold");
+        let outside: i64 = client
+            .query_one(
+                "SELECT count(*) FROM orders WHERE widget_id > (SELECT max(id) FROM customers)",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(outside > 0, "widget_id kept its generic range");
+    }
 }

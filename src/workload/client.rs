@@ -19,6 +19,9 @@ use crate::timeline::{Recorder, SqlState};
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many rows a `from = "table.column"` parameter samples.
 const SAMPLE_ROWS: i64 = 1000;
+// The planner's row estimate of a table (pg_class.reltuples; -1 before the
+// first ANALYZE): a catalog read, no lock on the table.
+const SAMPLE_ESTIMATE: &str = "SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)";
 /// Beyond this many executions, only failures and every 10th success are
 /// kept (counts stay exact in the traffic report's inputs for short runs).
 const KEEP_ALL: usize = 200_000;
@@ -108,18 +111,44 @@ impl WorkloadRun {
         let parts: Vec<&str> = column.split('.').collect();
         let (table, col) = parts.split_at(parts.len() - 1);
         let table: Vec<String> = table.iter().map(|p| quote_ident(p)).collect();
-        let sql = format!(
-            "SELECT {}::text FROM {} WHERE {} IS NOT NULL LIMIT {SAMPLE_ROWS}",
-            quote_ident(col[0]),
-            table.join("."),
-            quote_ident(col[0])
-        );
-        let rows = client.query(&sql, &[]).await.map_err(|e| {
+        let (table, col) = (table.join("."), quote_ident(col[0]));
+        let describe = |e: tokio_postgres::Error| {
             format!(
                 "`from = \"{column}\"`: {}",
                 crate::provision::describe_pg_error(&e)
             )
-        })?;
+        };
+        // Uniform over the whole table, not the first rows on disk: whether
+        // live traffic meets the rows a migration locks must not depend on
+        // physical order. A large table is sampled with BERNOULLI (every
+        // page read, each row kept with the same probability; manual,
+        // "SELECT", TABLESAMPLE), about twice the rows needed, then
+        // shuffled; a small one, or one whose row estimate is missing or
+        // stale, is shuffled whole.
+        let estimate: f64 = client
+            .query_one(SAMPLE_ESTIMATE, &[&table])
+            .await
+            .map_err(describe)?
+            .get::<_, Option<f32>>(0)
+            .map_or(-1.0, f64::from);
+        #[expect(clippy::cast_precision_loss, reason = "a sampling percentage")]
+        let wanted = SAMPLE_ROWS as f64;
+        let mut rows = Vec::new();
+        if estimate > wanted * 10.0 {
+            let percent = (wanted * 2.0 * 100.0 / estimate).clamp(0.0001, 100.0);
+            let sql = format!(
+                "SELECT {col}::text FROM {table} TABLESAMPLE BERNOULLI ({percent}) \
+                 WHERE {col} IS NOT NULL ORDER BY random() LIMIT {SAMPLE_ROWS}"
+            );
+            rows = client.query(&sql, &[]).await.map_err(describe)?;
+        }
+        if rows.len() < usize::try_from(SAMPLE_ROWS / 10).unwrap_or(100) {
+            let sql = format!(
+                "SELECT {col}::text FROM {table} WHERE {col} IS NOT NULL \
+                 ORDER BY random() LIMIT {SAMPLE_ROWS}"
+            );
+            rows = client.query(&sql, &[]).await.map_err(describe)?;
+        }
         let values: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
         if values.is_empty() {
             return Err(format!(
@@ -332,6 +361,17 @@ impl ClientPool {
     }
 }
 
+impl ClientPool {
+    /// Ends every client now, mid-query if need be (a rollout past its
+    /// deadline: the harness then terminates their backends).
+    pub fn abort(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in std::mem::take(&mut self.tasks) {
+            task.abort();
+        }
+    }
+}
+
 impl Drop for ClientPool {
     /// A pool dropped without [`ClientPool::stop`] (a rollout cut short by
     /// its deadline) still ends its clients after their current query.
@@ -486,6 +526,40 @@ async fn execute(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `from` draws from the whole table, not its first pages: on 50,000
+    /// rows in key order, the sample reaches both ends (the first 1,000 on
+    /// disk would all be at most 1,000), and a small table is drawn whole.
+    #[tokio::test]
+    async fn from_samples_across_the_whole_table() {
+        let Some(db) = crate::testing::fresh_database().await else {
+            return;
+        };
+        let client = db.connect().await;
+        client
+            .batch_execute(
+                "CREATE TABLE big (id int PRIMARY KEY); \
+                 INSERT INTO big SELECT generate_series(1, 50000); ANALYZE big; \
+                 CREATE TABLE small (id int); INSERT INTO small SELECT generate_series(1, 300);",
+            )
+            .await
+            .unwrap();
+        let run = WorkloadRun::new(db.conn().clone(), Recorder::new());
+        let values: Vec<i64> = run
+            .sample(&client, "big.id")
+            .await
+            .unwrap()
+            .iter()
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert!(values.len() > 500, "{}", values.len());
+        let above = values.iter().filter(|v| **v > 25_000).count();
+        // Half of a uniform sample lies in the upper half: far from 0.
+        assert!(above * 4 > values.len(), "{above} of {}", values.len());
+        assert!(values.iter().any(|v| *v > 45_000) && values.iter().any(|v| *v < 5_000));
+        let small = run.sample(&client, "small.id").await.unwrap();
+        assert_eq!(small.len(), 300);
+    }
 
     #[test]
     fn generated_text_fits_the_column_and_arrays_quote_their_element() {
