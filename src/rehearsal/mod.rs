@@ -56,6 +56,9 @@ impl Plan {
         let set = MigrationSet::load(&scenario.migrations.dir, scenario.migrations.layout)?;
         // A user's tool keeps the bookkeeping of the layout detected here.
         scenario.replicas.layout = set.layout;
+        if let Some(migrator) = scenario.rollout.as_mut().and_then(|r| r.migrator.as_mut()) {
+            migrator.layout = set.layout;
+        }
         let (baseline, pending) = set.split_at(scenario.migrations.baseline.as_deref())?;
         let seed_spec = match scenario.seed.as_ref().and_then(|seed| seed.spec.as_ref()) {
             Some(path) => Some(SeedSpec::load(path)?),

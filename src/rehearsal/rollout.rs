@@ -713,9 +713,14 @@ async fn race_record(
             })
             .collect(),
         invalid_indexes: snapshot::invalid_indexes(harness).await.unwrap_or_default(),
-        bookkeeping: crate::migrate::bookkeeping_state(harness, config.runner)
-            .await
-            .unwrap_or_default(),
+        bookkeeping: crate::migrate::tool_bookkeeping_state(
+            harness,
+            config.runner,
+            config.layout,
+            config.tool().as_ref(),
+        )
+        .await
+        .unwrap_or_default(),
         ..RaceRecord::default()
     }
 }
@@ -742,7 +747,7 @@ async fn migrate(
         command: config.map(|c| c.command.clone()).unwrap_or_default(),
         workdir: config.and_then(|c| c.workdir.clone()),
         container: config.and_then(|c| c.container.clone()),
-        layout: crate::migrate::Layout::Auto,
+        layout: config.map_or(crate::migrate::Layout::Auto, |c| c.layout),
     };
     let Some(config) = migrator else {
         // No `[replicas]`: one job applies the migrations in order.
