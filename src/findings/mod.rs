@@ -630,10 +630,10 @@ mod tests {
                 relkind: Some("r".into()),
                 object: None,
             }],
-            held: vec![],
             rewritten: vec!["public.t".into()],
             lock_timeout: "0".into(),
             outcome: TraceOutcome::Ran,
+            ..TracedStatement::default()
         };
         let wait = Wait {
             pid: 3,
@@ -683,6 +683,7 @@ mod tests {
             CheckId::TableRewrite | CheckId::MissingLockTimeout => {
                 r.trace = Some(Trace {
                     statements: vec![traced],
+                    ..Trace::default()
                 });
             }
             CheckId::LockLint => {

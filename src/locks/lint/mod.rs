@@ -23,7 +23,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::mode::LockMode;
-use super::trace::{Trace, TraceOutcome, TracedStatement};
+use super::trace::{TraceOutcome, TracedStatement};
 use crate::migrate::Migration;
 
 /// Every lint rule, by its kebab-case id.
@@ -233,14 +233,15 @@ pub fn lint(migrations: &[Migration]) -> Vec<LintFinding> {
     found
 }
 
-/// Marks each finding by what the trace saw for its statement.
-pub fn confirm(findings: &mut [LintFinding], trace: &Trace) {
+/// Marks each finding by what the trace saw for its statement (looked up
+/// by version and index: linear in findings plus statements).
+pub fn confirm(findings: &mut [LintFinding], statements: &[TracedStatement]) {
+    let by_statement: std::collections::HashMap<(&str, usize), &TracedStatement> = statements
+        .iter()
+        .map(|s| ((s.version.as_str(), s.index), s))
+        .collect();
     for f in findings {
-        let traced = trace
-            .statements
-            .iter()
-            .find(|s| s.version == f.version && s.index == f.index);
-        f.confirmation = match traced {
+        f.confirmation = match by_statement.get(&(f.version.as_str(), f.index)) {
             Some(s) => judge_one(f.rule.rule().expected, s),
             None => Confirmation::NotConfirmed,
         };
@@ -385,10 +386,10 @@ mod tests {
             sql: String::new(),
             duration_us: 10,
             acquired,
-            held: Vec::new(),
             rewritten: rewritten.iter().map(|s| (*s).to_string()).collect(),
             lock_timeout: "0".into(),
             outcome: TraceOutcome::Ran,
+            ..TracedStatement::default()
         }
     }
 
