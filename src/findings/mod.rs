@@ -347,9 +347,17 @@ pub(crate) struct Failure<'a> {
 /// Failures of actors that were not killed by fault injection (a killed
 /// replica's error is the fault, not a finding of its own).
 pub(crate) fn failures(t: &Timeline) -> Vec<Failure<'_>> {
+    // Killed actors, found in one pass: asking `exit_of` per event scanned
+    // the whole timeline for each one (quadratic in events).
+    let mut first_exit = std::collections::BTreeMap::new();
+    for e in &t.events {
+        if let EventKind::Exited { status, .. } = e.kind {
+            first_exit.entry(e.actor).or_insert(status);
+        }
+    }
     t.events
         .iter()
-        .filter(|e| t.exit_of(e.actor) != Some(ExitStatus::Killed))
+        .filter(|e| first_exit.get(&e.actor) != Some(&ExitStatus::Killed))
         .filter_map(|e| match &e.kind {
             EventKind::Failed {
                 version,
