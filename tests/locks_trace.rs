@@ -511,3 +511,57 @@ async fn lint_findings_are_confirmed_or_contradicted_by_the_trace() {
         report.trace
     );
 }
+
+/// A real history: crates.io's 285 diesel migrations (vendored with their
+/// license, see tests/fixtures/crates-io/SOURCE.md) trace with no failure
+/// (the project applies them all in order), each migration locking afresh,
+/// CONCURRENTLY builds seen, and a report linear in statements.
+#[tokio::test]
+async fn the_crates_io_history_traces_cleanly() {
+    let Some(db) = rehearse::testing::fresh_database().await else {
+        return;
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/crates-io/migrations");
+    let set =
+        rehearse::migrate::MigrationSet::load(&dir, rehearse::migrate::Layout::Diesel).unwrap();
+    assert_eq!(set.migrations.len(), 285);
+    let trace = trace_database(db.conn(), &set.migrations, &TraceOptions::default())
+        .await
+        .unwrap();
+    let failed: Vec<_> = trace.statements.iter().filter(|s| s.failed()).collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    assert!(!trace.timed_out);
+    let concurrent: Vec<_> = trace
+        .statements
+        .iter()
+        .filter(|s| s.sql.to_lowercase().contains("index concurrently"))
+        .collect();
+    assert!(concurrent.len() >= 5);
+    for s in &concurrent {
+        assert!(!s.in_transaction);
+        assert_eq!(
+            s.strongest_table_lock().map(|(_, m)| m),
+            Some(LockMode::ShareUpdateExclusive),
+            "{s:#?}"
+        );
+    }
+    // Tables altered again by a later migration are locked again there.
+    let alters = trace
+        .statements
+        .iter()
+        .filter(|s| s.sql.trim_start().to_uppercase().starts_with("ALTER TABLE"))
+        .filter(|s| s.strongest_table_lock().is_none())
+        .count();
+    assert_eq!(
+        alters, 0,
+        "every ALTER TABLE of an existing table shows its lock"
+    );
+    let json = serde_json::to_vec(&trace).unwrap();
+    assert!(
+        json.len() < 2_000 * trace.statements.len(),
+        "{} bytes for {} statements",
+        json.len(),
+        trace.statements.len()
+    );
+}

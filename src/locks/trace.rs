@@ -87,6 +87,10 @@ pub struct TracedStatement {
     /// before this statement.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub already_held: Vec<String>,
+    /// Relations of `acquired` whose lock comes from the statement's form:
+    /// it ran outside a transaction too fast for the watcher to see it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inferred: Vec<String>,
     /// Relations this statement created: nobody else sees them until
     /// commit, so their locks block nobody.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -250,6 +254,9 @@ struct Relation {
 #[derive(Debug, Default)]
 struct Catalog {
     relations: HashMap<i64, Relation>,
+    /// Their names: a "new" relation with an old name is a rebuild (ALTER
+    /// COLUMN TYPE recreates the table's indexes under new OIDs).
+    names: HashSet<String>,
 }
 
 fn relation_of(row: &tokio_postgres::Row) -> (i64, Relation) {
@@ -273,9 +280,9 @@ impl Catalog {
             .query(RELATIONS, &[])
             .await
             .map_err(LockError::query)?;
-        Ok(Catalog {
-            relations: rows.iter().map(relation_of).collect(),
-        })
+        let relations: HashMap<i64, Relation> = rows.iter().map(relation_of).collect();
+        let names = relations.values().map(|r| r.name.clone()).collect();
+        Ok(Catalog { relations, names })
     }
 
     /// The table a relation folds into (itself unless an index or toast).
@@ -650,10 +657,12 @@ impl Tracer<'_> {
                 .map_err(LockError::query)?;
             for (oid, r) in rows.iter().map(relation_of) {
                 created.insert(oid);
-                if !r.toast && !traced.created.contains(&r.name) {
+                if !r.toast && !self.catalog.names.contains(&r.name) {
                     traced.created.push(r.name);
                 }
             }
+            traced.created.sort();
+            traced.created.dedup();
         }
         let was_held: HashSet<i64> = held
             .iter()
@@ -784,6 +793,20 @@ impl Tracer<'_> {
                 }),
             }
         }
+        // Too fast for the watcher (a CONCURRENTLY build on a small table
+        // takes a millisecond): what the statement's form requires.
+        if required.is_empty()
+            && let Some((name, mode)) = required_lock(&lint::classify(sql))
+            && let Some(oid) = self
+                .catalog
+                .resolve(&name, self.catalog.relations.keys().copied())
+        {
+            let table = self.catalog.table_of(oid);
+            required.insert(table, mode);
+            traced
+                .inferred
+                .push(self.catalog.relations[&table].name.clone());
+        }
         let tables: Vec<i64> = required.keys().copied().collect();
         let nodes = self
             .client
@@ -900,10 +923,38 @@ pub fn required_lock(c: &Classified) -> Option<(Vec<String>, LockMode)> {
         let (name, end) = name_at(t, at)?;
         return Some((name, alter_table_mode(&t[end..])));
     }
+    let concurrently = c.has("CONCURRENTLY");
+    if c.starts_with(&["DROP", "INDEX"]) {
+        // The index's table: SHARE UPDATE EXCLUSIVE when concurrent, else
+        // ACCESS EXCLUSIVE (manual, DROP INDEX).
+        let at = skip(t, 2, &[&["CONCURRENTLY"], &["IF", "EXISTS"]]);
+        let mode = if concurrently {
+            LockMode::ShareUpdateExclusive
+        } else {
+            LockMode::AccessExclusive
+        };
+        return Some((name_at(t, at)?.0, mode));
+    }
+    if c.starts_with(&["REINDEX"]) {
+        // REINDEX [ ( options ) ] { INDEX | TABLE } [ CONCURRENTLY ] name:
+        // SHARE on the table, SHARE UPDATE EXCLUSIVE when concurrent.
+        let kind = t.iter().position(|w| w == "INDEX" || w == "TABLE")?;
+        let at = skip(t, kind + 1, &[&["CONCURRENTLY"]]);
+        let mode = if concurrently {
+            LockMode::ShareUpdateExclusive
+        } else {
+            LockMode::Share
+        };
+        return Some((name_at(t, at)?.0, mode));
+    }
     if c.starts_with(&["CREATE"]) {
         let on = t.iter().position(|w| w == "ON")?;
         let mode = if t.iter().take(on).any(|w| w == "INDEX") {
-            LockMode::Share
+            if concurrently {
+                LockMode::ShareUpdateExclusive
+            } else {
+                LockMode::Share
+            }
         } else if t.iter().take(on).any(|w| w == "TRIGGER") {
             LockMode::ShareRowExclusive
         } else {
@@ -1090,6 +1141,18 @@ mod tests {
         assert_eq!(
             req("update t set a = 1"),
             Some((name(&["t"]), LockMode::RowExclusive))
+        );
+        assert_eq!(
+            req("CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON s.t (a)"),
+            Some((name(&["s", "t"]), LockMode::ShareUpdateExclusive))
+        );
+        assert_eq!(
+            req("DROP INDEX CONCURRENTLY IF EXISTS i"),
+            Some((name(&["i"]), LockMode::ShareUpdateExclusive))
+        );
+        assert_eq!(
+            req("REINDEX (VERBOSE) INDEX CONCURRENTLY i"),
+            Some((name(&["i"]), LockMode::ShareUpdateExclusive))
         );
         assert_eq!(req("SELECT 1"), None);
     }
