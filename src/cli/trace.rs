@@ -285,12 +285,16 @@ fn statement_facts(s: &TracedStatement) -> String {
     facts.join(" | ")
 }
 
-fn confirmation(f: &LintFinding) -> &'static str {
+fn confirmation(f: &LintFinding) -> String {
+    if let Some(reason) = &f.suppressed {
+        return format!("suppressed: {reason}");
+    }
     match f.confirmation {
         Confirmation::Confirmed => "confirmed by the trace",
         Confirmation::NotConfirmed => "not confirmed",
         Confirmation::Contradicted => "contradicted by the trace",
     }
+    .to_string()
 }
 
 /// One migration, as text: a header, then one line per statement.

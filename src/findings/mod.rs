@@ -703,6 +703,7 @@ mod tests {
                     message: "blocks writes".into(),
                     fix: "CONCURRENTLY".into(),
                     confirmation: Confirmation::Confirmed,
+                    suppressed: None,
                 }];
             }
             other => panic!("{other} is not a lock check"),

@@ -9,12 +9,19 @@
 //! REFERENCE.md ("Operations that hurt") are.
 
 mod add_column_rewrite;
+mod add_not_null_without_default;
 mod add_unique_constraint;
 mod alter_column_type;
 mod create_index;
+mod drop_index_not_concurrently;
 mod drop_or_rename;
+mod identifier_too_long;
+mod json_column;
 mod missing_lock_timeout;
+mod missing_statement_timeout;
+mod reindex_not_concurrently;
 mod set_not_null;
+mod statement_after_access_exclusive;
 mod unbatched_backfill;
 mod validated_constraint;
 
@@ -39,6 +46,13 @@ pub enum RuleId {
     UnbatchedBackfill,
     DropOrRename,
     MissingLockTimeout,
+    DropIndexNotConcurrently,
+    ReindexNotConcurrently,
+    AddNotNullWithoutDefault,
+    JsonColumn,
+    IdentifierTooLong,
+    StatementAfterAccessExclusive,
+    MissingStatementTimeout,
 }
 
 /// What executing the statement should show if the rule is right.
@@ -52,6 +66,9 @@ pub enum Expected {
     LockWithoutTimeout,
     /// Holding its locks for a noticeable time on the seeded volume.
     Slow,
+    /// A fact of the text itself: execution neither proves nor disproves
+    /// it; confirmed when the statement ran as written.
+    Static,
 }
 
 /// A lint rule: metadata as data (the eugene `hint_data` habit).
@@ -68,7 +85,7 @@ pub struct Rule {
 }
 
 /// The registry, in report order.
-pub const RULES: [&Rule; 9] = [
+pub const RULES: [&Rule; 16] = [
     &create_index::RULE,
     &validated_constraint::RULE,
     &add_column_rewrite::RULE,
@@ -78,6 +95,13 @@ pub const RULES: [&Rule; 9] = [
     &unbatched_backfill::RULE,
     &drop_or_rename::RULE,
     &missing_lock_timeout::RULE,
+    &drop_index_not_concurrently::RULE,
+    &reindex_not_concurrently::RULE,
+    &add_not_null_without_default::RULE,
+    &json_column::RULE,
+    &identifier_too_long::RULE,
+    &statement_after_access_exclusive::RULE,
+    &missing_statement_timeout::RULE,
 ];
 
 impl RuleId {
@@ -94,6 +118,13 @@ impl RuleId {
             RuleId::UnbatchedBackfill => "unbatched-backfill",
             RuleId::DropOrRename => "drop-or-rename",
             RuleId::MissingLockTimeout => "missing-lock-timeout",
+            RuleId::DropIndexNotConcurrently => "drop-index-not-concurrently",
+            RuleId::ReindexNotConcurrently => "reindex-not-concurrently",
+            RuleId::AddNotNullWithoutDefault => "add-not-null-without-default",
+            RuleId::JsonColumn => "json-column",
+            RuleId::IdentifierTooLong => "identifier-too-long",
+            RuleId::StatementAfterAccessExclusive => "statement-after-access-exclusive",
+            RuleId::MissingStatementTimeout => "missing-statement-timeout",
         }
     }
 
@@ -115,6 +146,11 @@ impl std::fmt::Display for RuleId {
 pub struct Context {
     /// An earlier statement of the migration set `lock_timeout`.
     pub lock_timeout_set: bool,
+    /// An earlier statement of the migration set `statement_timeout`.
+    pub statement_timeout_set: bool,
+    /// A table an earlier statement of this transaction locked ACCESS
+    /// EXCLUSIVE (by its form), still held until commit.
+    pub access_exclusive: Option<String>,
 }
 
 /// A statement read by the tokenizer.
@@ -202,6 +238,10 @@ pub struct LintFinding {
     pub message: String,
     pub fix: String,
     pub confirmation: Confirmation,
+    /// Why it was suppressed (`-- rehearse:ignore <rule-id> <reason>`);
+    /// a suppressed finding is still reported, as suppressed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<String>,
 }
 
 /// Lints every statement of `migrations`; findings start `NotConfirmed`.
@@ -212,8 +252,13 @@ pub fn lint(migrations: &[Migration]) -> Vec<LintFinding> {
         let mut context = Context::default();
         for (index, statement) in migration.statements.iter().enumerate() {
             let classified = classify(&statement.sql);
+            let ignored = ignores(&statement.sql);
             for rule in RULES {
                 if let Some(message) = (rule.check)(&classified, &context) {
+                    let suppressed = ignored
+                        .iter()
+                        .find(|(id, _)| *id == rule.id.id())
+                        .map(|(_, reason)| reason.clone());
                     found.push(LintFinding {
                         rule: rule.id,
                         version: migration.version.clone(),
@@ -222,15 +267,43 @@ pub fn lint(migrations: &[Migration]) -> Vec<LintFinding> {
                         message,
                         fix: rule.fix.to_string(),
                         confirmation: Confirmation::NotConfirmed,
+                        suppressed,
                     });
                 }
             }
-            if classified.has_seq(&["LOCK_TIMEOUT"]) && classified.has("SET") {
+            if classified.has("LOCK_TIMEOUT") && classified.has("SET") {
                 context.lock_timeout_set = true;
+            }
+            if classified.has("STATEMENT_TIMEOUT") && classified.has("SET") {
+                context.statement_timeout_set = true;
+            }
+            // Held until commit: only a transaction keeps it.
+            if migration.transactional
+                && context.access_exclusive.is_none()
+                && let Some((name, mode)) = super::trace::required_lock(&classified)
+                && mode == LockMode::AccessExclusive
+                && !classified.starts_with(&["DROP"])
+            {
+                context.access_exclusive = Some(name.join("."));
             }
         }
     }
     found
+}
+
+/// `-- rehearse:ignore <rule-id> <reason>` comments in a statement's text:
+/// (rule id, reason). A reason is required; without one the comment is
+/// not a suppression (and the finding stays).
+fn ignores(sql: &str) -> Vec<(String, String)> {
+    sql.lines()
+        .filter_map(|line| {
+            let comment = line.split_once("--")?.1.trim();
+            let rest = comment.strip_prefix("rehearse:ignore")?.trim();
+            let (id, reason) = rest.split_once(char::is_whitespace)?;
+            let reason = reason.trim();
+            (!reason.is_empty()).then(|| (id.to_string(), reason.to_string()))
+        })
+        .collect()
 }
 
 /// Marks each finding by what the trace saw for its statement (looked up
@@ -272,6 +345,7 @@ fn judge_one(expected: Expected, s: &TracedStatement) -> Confirmation {
             Some((_, m)) => yes(m.blocks_writes() && is_zero(&s.lock_timeout)),
             None => Confirmation::Contradicted,
         },
+        Expected::Static => Confirmation::Confirmed,
         Expected::Slow => {
             if s.duration_us >= SLOW_US {
                 Confirmation::Confirmed
@@ -293,7 +367,12 @@ mod tests {
 
     #[test]
     fn every_rule_has_fixtures_flags_bad_and_passes_good() {
-        let context = Context::default();
+        // An earlier statement of the transaction took ACCESS EXCLUSIVE
+        // (what statement-after-access-exclusive looks at).
+        let context = Context {
+            access_exclusive: Some("orders".into()),
+            ..Context::default()
+        };
         for rule in RULES {
             assert!(
                 !rule.bad.trim().is_empty(),
@@ -376,6 +455,77 @@ mod tests {
         let with = migration(&["SET lock_timeout = '2s'", "ALTER TABLE t DROP COLUMN c"]);
         assert!(!ids(&with).contains(&RuleId::MissingLockTimeout));
         assert!(ids(&with).contains(&RuleId::DropOrRename));
+    }
+
+    fn ids_of(sqls: &[&str]) -> Vec<(RuleId, usize, Option<String>)> {
+        lint(&[crate::locks::adhoc_migration("1", sqls)])
+            .into_iter()
+            .map(|f| (f.rule, f.index, f.suppressed))
+            .collect()
+    }
+
+    #[test]
+    fn statements_after_access_exclusive_are_flagged_until_commit() {
+        let found = ids_of(&[
+            "ALTER TABLE orders ADD COLUMN a int",
+            "ALTER TABLE orders ADD COLUMN b int",
+            "UPDATE orders SET a = 1",
+        ]);
+        let after: Vec<usize> = found
+            .iter()
+            .filter(|(r, ..)| *r == RuleId::StatementAfterAccessExclusive)
+            .map(|(_, i, _)| *i)
+            .collect();
+        assert_eq!(after, vec![1, 2]);
+        // A no-transaction migration commits each statement.
+        let mut m = crate::locks::adhoc_migration(
+            "1",
+            &[
+                "ALTER TABLE orders ADD COLUMN a int",
+                "UPDATE orders SET a = 1",
+            ],
+        );
+        m.transactional = false;
+        assert!(
+            lint(&[m])
+                .iter()
+                .all(|f| f.rule != RuleId::StatementAfterAccessExclusive)
+        );
+    }
+
+    #[test]
+    fn an_ignore_comment_with_a_reason_suppresses_but_still_reports() {
+        let found = ids_of(&[
+            "-- rehearse:ignore json-column legacy API stores raw payloads\nALTER TABLE orders ADD COLUMN meta json",
+            "-- rehearse:ignore json-column\nALTER TABLE orders ADD COLUMN meta2 json",
+        ]);
+        let json: Vec<_> = found
+            .iter()
+            .filter(|(r, ..)| *r == RuleId::JsonColumn)
+            .collect();
+        assert_eq!(json.len(), 2, "suppressed findings are still listed");
+        assert_eq!(json[0].2.as_deref(), Some("legacy API stores raw payloads"));
+        // No reason: not a suppression.
+        assert_eq!(json[1].2, None);
+    }
+
+    #[test]
+    fn timeouts_set_earlier_silence_their_rules() {
+        let found = ids_of(&[
+            "SET statement_timeout = '5s'",
+            "ALTER TABLE orders ALTER COLUMN id TYPE bigint",
+        ]);
+        assert!(
+            found
+                .iter()
+                .all(|(r, ..)| *r != RuleId::MissingStatementTimeout)
+        );
+        let found = ids_of(&["ALTER TABLE orders ALTER COLUMN id TYPE bigint"]);
+        assert!(
+            found
+                .iter()
+                .any(|(r, ..)| *r == RuleId::MissingStatementTimeout)
+        );
     }
 
     fn traced(acquired: Vec<super::super::trace::HeldLock>, rewritten: &[&str]) -> TracedStatement {
