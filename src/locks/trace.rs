@@ -719,6 +719,11 @@ impl Tracer<'_> {
                 .already_held
                 .push(self.catalog.relations[&table].name.clone());
         }
+        // Renames and drops need ACCESS EXCLUSIVE: the next migration
+        // must see the catalog as this one leaves it.
+        if required.values().any(|m| *m == LockMode::AccessExclusive) {
+            self.stale = true;
+        }
         traced.acquired = required
             .into_iter()
             .filter_map(|(oid, mode)| {
