@@ -561,7 +561,8 @@ async fn rehearse_clones(
         .as_ref()
         .err()
         .map_or_else(String::new, |e| format!(", {e}"));
-    let lock_report = locks::LockReport::new(&plan.pending, trace.ok(), Some(sampled));
+    let mut lock_report = locks::LockReport::new(&plan.pending, trace.ok(), Some(sampled));
+    locks::lint::allow(&mut lock_report.lint, &plan.scenario.locks.allow);
     stages.record(
         "locks",
         started,

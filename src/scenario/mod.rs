@@ -55,6 +55,8 @@ struct RawScenario {
 struct RawLocks {
     #[serde(default)]
     sample_interval_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +140,9 @@ pub struct LocksSpec {
     /// shorter interval takes more CPU from the rehearsed workload (about
     /// 1.6 % of a 2-core machine at 10 ms; README, "Lock sampler").
     pub sample_interval_ms: u64,
+    /// Lint rules this scenario accepts: their findings are still
+    /// reported, marked suppressed.
+    pub allow: Vec<crate::locks::RuleId>,
 }
 
 impl LocksSpec {
@@ -156,6 +161,7 @@ impl Default for LocksSpec {
     fn default() -> Self {
         LocksSpec {
             sample_interval_ms: Self::DEFAULT_INTERVAL_MS,
+            allow: Vec::new(),
         }
     }
 }
@@ -299,6 +305,25 @@ impl Scenario {
                 ));
             }
             locks.sample_interval_ms = interval.into_inner();
+        }
+        for id in raw.locks.allow {
+            match crate::locks::RuleId::from_id(id.get_ref()) {
+                Some(rule) => locks.allow.push(rule),
+                None => {
+                    return Err(error_at(
+                        id.span(),
+                        format!(
+                            "`locks.allow` names no lint rule: `{}` (rules: {})",
+                            id.get_ref(),
+                            crate::locks::lint::RULES
+                                .iter()
+                                .map(|r| r.id.id())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+            }
         }
         Ok(Scenario {
             workloads,
@@ -485,6 +510,19 @@ mod tests {
                 .to_string();
         assert!(
             err.contains("s.toml:5:22:") && err.contains("`locks.sample_interval_ms` = 0"),
+            "{err}"
+        );
+        let s = parse(
+            "name = \"x\"\n[migrations]\ndir = \"src\"\n[locks]\nallow = [\"json-column\"]\n",
+        )
+        .unwrap();
+        assert_eq!(s.locks.allow, vec![crate::locks::RuleId::JsonColumn]);
+        let err =
+            parse("name = \"x\"\n[migrations]\ndir = \"src\"\n[locks]\nallow = [\"no-such\"]\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("s.toml:5:10:") && err.contains("`locks.allow` names no lint rule"),
             "{err}"
         );
         let err = parse("name = \"x\"\n[migrations]\ndir = \"src\"\n[locks]\ninterval = 50\n")

@@ -128,6 +128,12 @@ impl RuleId {
         }
     }
 
+    /// The rule with this kebab-case id.
+    #[must_use]
+    pub fn from_id(id: &str) -> Option<RuleId> {
+        RULES.into_iter().map(|r| r.id).find(|r| r.id() == id)
+    }
+
     /// The rule's registry entry.
     #[must_use]
     pub fn rule(self) -> &'static Rule {
@@ -289,6 +295,16 @@ pub fn lint(migrations: &[Migration]) -> Vec<LintFinding> {
         }
     }
     found
+}
+
+/// Marks the findings of `rules` (a scenario's `[locks] allow`) as
+/// suppressed; they stay in the report.
+pub fn allow(findings: &mut [LintFinding], rules: &[RuleId]) {
+    for f in findings.iter_mut().filter(|f| rules.contains(&f.rule)) {
+        if f.suppressed.is_none() {
+            f.suppressed = Some("allowed by the scenario ([locks] allow)".into());
+        }
+    }
 }
 
 /// `-- rehearse:ignore <rule-id> <reason>` comments in a statement's text:
@@ -507,6 +523,26 @@ mod tests {
         assert_eq!(json[0].2.as_deref(), Some("legacy API stores raw payloads"));
         // No reason: not a suppression.
         assert_eq!(json[1].2, None);
+    }
+
+    #[test]
+    fn a_scenario_allow_suppresses_its_rules_and_keeps_the_findings() {
+        let mut found = lint(&[crate::locks::adhoc_migration(
+            "1",
+            &["ALTER TABLE orders ADD COLUMN meta json", "DROP INDEX i"],
+        )]);
+        let before = found.len();
+        allow(&mut found, &[RuleId::JsonColumn]);
+        assert_eq!(found.len(), before);
+        for f in &found {
+            assert_eq!(
+                f.suppressed.is_some(),
+                f.rule == RuleId::JsonColumn,
+                "{f:?}"
+            );
+        }
+        assert_eq!(RuleId::from_id("json-column"), Some(RuleId::JsonColumn));
+        assert_eq!(RuleId::from_id("nope"), None);
     }
 
     #[test]
