@@ -476,6 +476,8 @@ async fn lint_findings_are_confirmed_or_contradicted_by_the_trace() {
             "ALTER TABLE t ALTER COLUMN i TYPE bigint",
             "ALTER TABLE t ALTER COLUMN v TYPE varchar(200)",
             "CREATE INDEX t_note_idx ON t (note)",
+            "UPDATE t SET i = i + 1 WHERE id > 100",
+            "UPDATE t SET i = i + 1 WHERE id <= 10",
         ],
     )];
     let trace = trace_database(db.conn(), &pending, &TraceOptions::default())
@@ -504,6 +506,17 @@ async fn lint_findings_are_confirmed_or_contradicted_by_the_trace() {
         "{:#?}",
         report.trace.as_ref().map(|t| &t.statements[2])
     );
+    // 1,900 of 2,000 rows despite the WHERE: a backfill in one transaction.
+    assert_eq!(
+        mark(RuleId::BackfillMostRows, 3),
+        Some(Confirmation::Confirmed)
+    );
+    assert_eq!(
+        report.trace.as_ref().unwrap().statements[3].table_rows,
+        Some(2000)
+    );
+    // 10 rows: not reported at all.
+    assert_eq!(mark(RuleId::BackfillMostRows, 4), None);
     assert_eq!(
         mark(RuleId::MissingLockTimeout, 0),
         Some(Confirmation::Confirmed),

@@ -71,6 +71,9 @@ impl LockReport {
     pub fn new(pending: &[Migration], trace: Option<Trace>, sampled: Option<LockAnalysis>) -> Self {
         let mut found = lint::lint(pending);
         let mut sampled = sampled;
+        if trace.is_none() {
+            lint::drop_unconfirmed_trace_only(&mut found);
+        }
         if let Some(trace) = &trace {
             lint::confirm(&mut found, &trace.statements);
             if let Some(sampled) = &mut sampled {

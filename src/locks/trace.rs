@@ -101,6 +101,10 @@ pub struct TracedStatement {
     /// SELECT); `None` for other statements.
     #[serde(default)]
     pub rows: Option<u64>,
+    /// Rows of an UPDATE's or DELETE's table just before it ran (to judge
+    /// a backfill touching most of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_rows: Option<u64>,
     /// Time spent waiting for a lock, seen by the watcher connection
     /// (statements run outside a transaction).
     #[serde(default)]
@@ -243,6 +247,8 @@ const RELFILENODES_OF: &str =
 #[derive(Debug, Clone)]
 struct Relation {
     name: String,
+    schema: String,
+    relname: String,
     kind: String,
     relfilenode: i64,
     /// The table an index or toast table belongs to (0: none).
@@ -267,6 +273,8 @@ fn relation_of(row: &tokio_postgres::Row) -> (i64, Relation) {
         Relation {
             toast: schema == "pg_toast",
             name: format!("{schema}.{name}"),
+            schema: schema.clone(),
+            relname: name.clone(),
             kind: row.get(3),
             relfilenode: row.get(4),
             owner: row.get(5),
@@ -588,6 +596,33 @@ impl Tracer<'_> {
         Ok(())
     }
 
+    /// Rows of the table an UPDATE or DELETE names, counted in its
+    /// transaction just before it (it scans the table anyway).
+    async fn count_rows(&self, c: &Classified) -> Result<Option<u64>, LockError> {
+        let Some((name, _)) = required_lock(c) else {
+            return Ok(None);
+        };
+        let Some(oid) = self
+            .catalog
+            .resolve(&name, self.catalog.relations.keys().copied())
+        else {
+            return Ok(None);
+        };
+        let relation = &self.catalog.relations[&oid];
+        let quoted = format!(
+            "{}.{}",
+            quote_ident(&relation.schema),
+            quote_ident(&relation.relname)
+        );
+        // A failure here (no privilege) leaves the count unknown.
+        Ok(self
+            .client
+            .query_one(&format!("SELECT count(*) FROM {quoted}"), &[])
+            .await
+            .ok()
+            .and_then(|r| u64::try_from(r.get::<_, i64>(0)).ok()))
+    }
+
     /// Runs `sql` in the migration's transaction, in a savepoint so that a
     /// failure does not end the trace.
     async fn run(&self, sql: &str) -> Ran {
@@ -617,6 +652,9 @@ impl Tracer<'_> {
         storage: &mut HashMap<i64, i64>,
         created: &mut HashSet<i64>,
     ) -> Result<(), LockError> {
+        if c.starts_with(&["UPDATE"]) || c.starts_with(&["DELETE"]) {
+            traced.table_rows = self.count_rows(c).await?;
+        }
         let ran = self.run(sql).await;
         traced.duration_us = ran.duration_us;
         let rows = match ran.result {
@@ -843,6 +881,11 @@ impl Tracer<'_> {
         traced.acquired = acquired;
         Ok(())
     }
+}
+
+/// An identifier quoted for SQL (manual, "Identifiers and Key Words").
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn micros(d: Duration) -> u64 {

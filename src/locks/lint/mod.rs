@@ -12,6 +12,7 @@ mod add_column_rewrite;
 mod add_not_null_without_default;
 mod add_unique_constraint;
 mod alter_column_type;
+mod backfill_most_rows;
 mod create_index;
 mod drop_index_not_concurrently;
 mod drop_or_rename;
@@ -53,6 +54,7 @@ pub enum RuleId {
     IdentifierTooLong,
     StatementAfterAccessExclusive,
     MissingStatementTimeout,
+    BackfillMostRows,
 }
 
 /// What executing the statement should show if the rule is right.
@@ -69,7 +71,14 @@ pub enum Expected {
     /// A fact of the text itself: execution neither proves nor disproves
     /// it; confirmed when the statement ran as written.
     Static,
+    /// Touched at least half of the table's rows (and
+    /// [`MOST_ROWS_MINIMUM`] or more); findings of such rules are kept
+    /// only when the trace confirms them.
+    MostRows,
 }
+
+/// Below this many rows a backfill is too small to matter.
+pub const MOST_ROWS_MINIMUM: u64 = 1_000;
 
 /// A lint rule: metadata as data (the eugene `hint_data` habit).
 pub struct Rule {
@@ -85,7 +94,7 @@ pub struct Rule {
 }
 
 /// The registry, in report order.
-pub const RULES: [&Rule; 16] = [
+pub const RULES: [&Rule; 17] = [
     &create_index::RULE,
     &validated_constraint::RULE,
     &add_column_rewrite::RULE,
@@ -102,6 +111,7 @@ pub const RULES: [&Rule; 16] = [
     &identifier_too_long::RULE,
     &statement_after_access_exclusive::RULE,
     &missing_statement_timeout::RULE,
+    &backfill_most_rows::RULE,
 ];
 
 impl RuleId {
@@ -125,6 +135,7 @@ impl RuleId {
             RuleId::IdentifierTooLong => "identifier-too-long",
             RuleId::StatementAfterAccessExclusive => "statement-after-access-exclusive",
             RuleId::MissingStatementTimeout => "missing-statement-timeout",
+            RuleId::BackfillMostRows => "backfill-most-rows",
         }
     }
 
@@ -324,17 +335,26 @@ fn ignores(sql: &str) -> Vec<(String, String)> {
 
 /// Marks each finding by what the trace saw for its statement (looked up
 /// by version and index: linear in findings plus statements).
-pub fn confirm(findings: &mut [LintFinding], statements: &[TracedStatement]) {
+pub fn confirm(findings: &mut Vec<LintFinding>, statements: &[TracedStatement]) {
     let by_statement: std::collections::HashMap<(&str, usize), &TracedStatement> = statements
         .iter()
         .map(|s| ((s.version.as_str(), s.index), s))
         .collect();
-    for f in findings {
+    for f in findings.iter_mut() {
         f.confirmation = match by_statement.get(&(f.version.as_str(), f.index)) {
             Some(s) => judge_one(f.rule.rule().expected, s),
             None => Confirmation::NotConfirmed,
         };
     }
+    drop_unconfirmed_trace_only(findings);
+}
+
+/// Rules that only the trace can judge (row counts) are kept only when it
+/// confirmed them: without it every UPDATE with a WHERE would be flagged.
+pub fn drop_unconfirmed_trace_only(findings: &mut Vec<LintFinding>) {
+    findings.retain(|f| {
+        f.rule.rule().expected != Expected::MostRows || f.confirmation == Confirmation::Confirmed
+    });
 }
 
 /// Statements slower than this hold their locks long enough to matter.
@@ -362,6 +382,14 @@ fn judge_one(expected: Expected, s: &TracedStatement) -> Confirmation {
             None => Confirmation::Contradicted,
         },
         Expected::Static => Confirmation::Confirmed,
+        Expected::MostRows => match (s.rows, s.table_rows) {
+            (Some(rows), Some(total))
+                if rows >= MOST_ROWS_MINIMUM && rows.saturating_mul(2) >= total =>
+            {
+                Confirmation::Confirmed
+            }
+            _ => Confirmation::Contradicted,
+        },
         Expected::Slow => {
             if s.duration_us >= SLOW_US {
                 Confirmation::Confirmed
