@@ -24,6 +24,7 @@ mod reindex_not_concurrently;
 mod set_not_null;
 mod statement_after_access_exclusive;
 mod unbatched_backfill;
+mod unsafe_enum_change;
 mod validated_constraint;
 
 use serde::{Deserialize, Serialize};
@@ -55,6 +56,7 @@ pub enum RuleId {
     StatementAfterAccessExclusive,
     MissingStatementTimeout,
     BackfillMostRows,
+    UnsafeEnumChange,
 }
 
 /// What executing the statement should show if the rule is right.
@@ -94,7 +96,7 @@ pub struct Rule {
 }
 
 /// The registry, in report order.
-pub const RULES: [&Rule; 17] = [
+pub const RULES: [&Rule; 18] = [
     &create_index::RULE,
     &validated_constraint::RULE,
     &add_column_rewrite::RULE,
@@ -112,6 +114,7 @@ pub const RULES: [&Rule; 17] = [
     &statement_after_access_exclusive::RULE,
     &missing_statement_timeout::RULE,
     &backfill_most_rows::RULE,
+    &unsafe_enum_change::RULE,
 ];
 
 impl RuleId {
@@ -136,6 +139,7 @@ impl RuleId {
             RuleId::StatementAfterAccessExclusive => "statement-after-access-exclusive",
             RuleId::MissingStatementTimeout => "missing-statement-timeout",
             RuleId::BackfillMostRows => "backfill-most-rows",
+            RuleId::UnsafeEnumChange => "unsafe-enum-change",
         }
     }
 
@@ -571,6 +575,12 @@ mod tests {
         }
         assert_eq!(RuleId::from_id("json-column"), Some(RuleId::JsonColumn));
         assert_eq!(RuleId::from_id("nope"), None);
+    }
+
+    #[test]
+    fn drop_schema_is_a_drop() {
+        let found = ids_of(&["DROP SCHEMA reporting CASCADE"]);
+        assert!(found.iter().any(|(r, ..)| *r == RuleId::DropOrRename));
     }
 
     #[test]
