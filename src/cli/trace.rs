@@ -112,10 +112,14 @@ pub(crate) async fn trace(args: TraceArgs, quiet: bool) -> Exit {
             "rehearse: tracing {} migration(s) on {}, {}",
             pending.len(),
             postgres.describe(),
-            if seed.is_some() {
-                "with seeded data"
-            } else {
-                "on empty tables (no --seed): durations and row counts are those of an empty database"
+            match (seed.is_some(), baseline.is_empty()) {
+                (true, _) => "with seeded data",
+                (false, true) => {
+                    "on an empty database (no --seed): durations and row counts are those of empty tables"
+                }
+                (false, false) => {
+                    "no --seed: the tables hold only the rows the baseline inserts"
+                }
             }
         );
     }
