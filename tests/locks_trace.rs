@@ -1,12 +1,29 @@
 //! The per-statement trace against a real Postgres: the lock mode the
 //! manual documents for each DDL form ("Explicit Locking" and the ALTER
 //! TABLE / CREATE INDEX / CREATE TRIGGER / TRUNCATE pages), and whether the
-//! table was rewritten.
+//! table was rewritten; multi-migration chains traced one transaction per
+//! migration; CONCURRENTLY watched from a second connection.
+
+mod cli_support;
+
+use std::time::Duration;
 
 use rehearse::locks::{
     Confirmation, LockMode, LockReport, RuleId, TraceOptions, TraceOutcome, adhoc_migration,
-    trace_migrations,
+    trace_database,
 };
+use rehearse::migrate::Migration;
+
+/// A no-transaction migration (sqlx `-- no-transaction`).
+fn no_transaction(version: &str, statements: &[&str]) -> Migration {
+    Migration {
+        transactional: false,
+        ..adhoc_migration(version, statements)
+    }
+}
+
+/// Empties the public schema and loads SETUP: each case starts alike.
+const RESET: &str = "DROP SCHEMA public CASCADE; CREATE SCHEMA public;";
 
 const SETUP: &str = "
 CREATE TABLE users (id int PRIMARY KEY);
@@ -141,13 +158,15 @@ async fn each_ddl_form_takes_the_documented_lock_and_rewrites_only_when_document
         return;
     };
     let client = db.connect().await;
-    client.batch_execute(SETUP).await.unwrap();
     let options = TraceOptions::default();
     let mut wrong = Vec::new();
     for case in CASES {
+        // Each migration is committed: start every case from SETUP.
+        client.batch_execute(RESET).await.unwrap();
+        client.batch_execute(SETUP).await.unwrap();
         let mut sqls: Vec<&str> = case.before.to_vec();
         sqls.push(case.sql);
-        let trace = trace_migrations(&client, &[adhoc_migration("1", &sqls)], &options)
+        let trace = trace_database(db.conn(), &[adhoc_migration("1", &sqls)], &options)
             .await
             .unwrap();
         let traced = trace.statements.last().unwrap();
@@ -175,54 +194,274 @@ async fn each_ddl_form_takes_the_documented_lock_and_rewrites_only_when_document
         }
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
-    // Every trace was rolled back: the clone is as it was.
-    let columns: i64 = client
-        .query_one(
-            "SELECT count(*) FROM information_schema.columns WHERE table_name = 't'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(columns, 5);
 }
 
 #[tokio::test]
-async fn concurrently_is_left_to_the_sampler_and_failures_do_not_stop_the_trace() {
+async fn failures_do_not_stop_the_trace_and_the_sqlstate_is_kept_apart() {
     let Some(db) = rehearse::testing::fresh_database().await else {
         return;
     };
-    let client = db.connect().await;
-    client.batch_execute(SETUP).await.unwrap();
+    db.connect().await.batch_execute(SETUP).await.unwrap();
     let migration = adhoc_migration(
         "2",
         &[
-            "CREATE INDEX CONCURRENTLY t_v_idx ON t (v)",
             "ALTER TABLE missing ADD COLUMN x int",
             "ALTER TABLE t ADD COLUMN x int",
         ],
     );
-    let trace = trace_migrations(&client, &[migration], &TraceOptions::default())
+    let trace = trace_database(db.conn(), &[migration], &TraceOptions::default())
         .await
         .unwrap();
     let s = &trace.statements;
-    assert!(
-        matches!(s[0].outcome, TraceOutcome::NotTraced { .. }),
-        "{s:?}"
-    );
-    match &s[1].outcome {
-        TraceOutcome::Failed { sqlstate, .. } => {
+    match &s[0].outcome {
+        TraceOutcome::Failed { sqlstate, message } => {
             assert_eq!(
                 sqlstate.as_ref().map(|c| c.code().to_string()).as_deref(),
                 Some("42P01")
             );
+            assert!(!message.contains("42P01"), "{message}");
         }
         other => panic!("expected a failure, got {other:?}"),
     }
+    assert_eq!(trace.failures(), 1);
     assert_eq!(
-        s[2].strongest_on("public.t"),
+        s[1].strongest_on("public.t"),
         Some(LockMode::AccessExclusive)
     );
+}
+
+/// Production applies each migration in its own transaction: a table
+/// altered in migrations 2 and 3 is locked by both, a second ALTER of it
+/// in one migration still needs ACCESS EXCLUSIVE (already held), an enum
+/// value added in one migration is usable in the next (55P04 in one
+/// transaction), and relations a migration creates block nobody.
+#[tokio::test]
+async fn a_chain_is_traced_one_transaction_per_migration() {
+    let Some(db) = rehearse::testing::fresh_database().await else {
+        return;
+    };
+    db.connect().await.batch_execute(SETUP).await.unwrap();
+    let pending = [
+        adhoc_migration(
+            "1",
+            &[
+                "CREATE TYPE mood AS ENUM ('calm')",
+                "CREATE TABLE fresh (id serial PRIMARY KEY, body text)",
+                "CREATE INDEX fresh_body_idx ON fresh (body)",
+                "INSERT INTO fresh (body) SELECT 'b' FROM generate_series(1, 3)",
+            ],
+        ),
+        adhoc_migration(
+            "2",
+            &[
+                "ALTER TABLE t ADD COLUMN x int",
+                "ALTER TABLE t ALTER COLUMN user_id SET NOT NULL",
+                "ALTER TYPE mood ADD VALUE 'angry'",
+                "UPDATE t SET x = 1 WHERE id <= 10",
+            ],
+        ),
+        adhoc_migration(
+            "3",
+            &[
+                "ALTER TABLE t DROP COLUMN x",
+                "ALTER TABLE fresh ADD COLUMN m mood NOT NULL DEFAULT 'angry'",
+            ],
+        ),
+    ];
+    let trace = trace_database(db.conn(), &pending, &TraceOptions::default())
+        .await
+        .unwrap();
+    let s = &trace.statements;
+    assert_eq!(trace.failures(), 0, "{s:#?}");
+    // Migration 1: everything it touches is its own.
+    for traced in &s[1..4] {
+        assert!(
+            traced
+                .acquired
+                .iter()
+                .all(|l| l.relation.as_deref() != Some("public.fresh")),
+            "{traced:#?}"
+        );
+    }
+    assert!(
+        s[1].created.contains(&"public.fresh".to_string()),
+        "{:?}",
+        s[1]
+    );
+    assert_eq!(s[3].rows, Some(3));
+    // Migration 2: both ALTERs need ACCESS EXCLUSIVE; the second held it.
+    assert_eq!(
+        s[4].strongest_on("public.t"),
+        Some(LockMode::AccessExclusive)
+    );
+    assert!(s[4].already_held.is_empty());
+    assert_eq!(
+        s[5].strongest_on("public.t"),
+        Some(LockMode::AccessExclusive)
+    );
+    assert_eq!(s[5].already_held, vec!["public.t".to_string()]);
+    assert_eq!(s[7].rows, Some(10));
+    // Migration 3 locks t afresh, and fresh is now an existing table.
+    assert_eq!(
+        s[8].strongest_on("public.t"),
+        Some(LockMode::AccessExclusive)
+    );
+    assert!(s[8].already_held.is_empty());
+    assert_eq!(
+        s[9].strongest_on("public.fresh"),
+        Some(LockMode::AccessExclusive)
+    );
+    // Toast tables and indexes are folded into their table; no OID shows.
+    let json = serde_json::to_string(&trace).unwrap();
+    assert!(!json.contains("pg_toast"), "{json}");
+    for traced in s {
+        for l in &traced.acquired {
+            let name = l.relation.as_deref().or(l.object.as_deref()).unwrap_or("");
+            assert!(
+                !name.ends_with("_pkey") && !name.chars().any(|c| c.is_ascii_digit()),
+                "index locks are folded and nothing is an OID: {traced:#?}"
+            );
+        }
+    }
+    // A lint finding on an already-held table is confirmed, not contradicted.
+    let report = LockReport::new(&pending, Some(trace), None);
+    let not_null = report
+        .lint
+        .iter()
+        .find(|f| f.rule == RuleId::SetNotNull)
+        .unwrap();
+    assert_eq!(not_null.confirmation, Confirmation::Confirmed);
+    // Only the index on the migration's own new table is contradicted: it
+    // locks nothing anybody else can see.
+    let contradicted: Vec<_> = report
+        .lint
+        .iter()
+        .filter(|f| f.confirmation == Confirmation::Contradicted)
+        .map(|f| (f.rule, f.version.as_str(), f.index))
+        .collect();
+    assert_eq!(
+        contradicted,
+        vec![(RuleId::CreateIndexNotConcurrently, "1", 2)],
+        "{:#?}",
+        report.lint
+    );
+}
+
+/// CREATE INDEX CONCURRENTLY runs outside a transaction and is watched
+/// from a second connection: SHARE UPDATE EXCLUSIVE on the table (manual,
+/// CREATE INDEX "Building Indexes Concurrently"); the index then exists
+/// for ADD CONSTRAINT ... USING INDEX.
+#[tokio::test]
+async fn concurrently_is_watched_from_a_second_connection() {
+    let Some(db) = rehearse::testing::fresh_database().await else {
+        return;
+    };
+    db.connect()
+        .await
+        .batch_execute(
+            "CREATE TABLE big (id int NOT NULL, v int);
+             INSERT INTO big SELECT g, g FROM generate_series(1, 200000) g;",
+        )
+        .await
+        .unwrap();
+    let pending = [
+        no_transaction(
+            "1",
+            &["CREATE UNIQUE INDEX CONCURRENTLY big_id_idx ON big (id)"],
+        ),
+        adhoc_migration(
+            "2",
+            &["ALTER TABLE big ADD CONSTRAINT big_pk PRIMARY KEY USING INDEX big_id_idx"],
+        ),
+        adhoc_migration("3", &["DROP INDEX CONCURRENTLY IF EXISTS nothing_idx"]),
+    ];
+    let trace = trace_database(db.conn(), &pending, &TraceOptions::default())
+        .await
+        .unwrap();
+    let s = &trace.statements;
+    assert_eq!(trace.failures(), 0, "{s:#?}");
+    assert!(!s[0].in_transaction);
+    assert_eq!(
+        s[0].strongest_on("public.big"),
+        Some(LockMode::ShareUpdateExclusive),
+        "{:#?}",
+        s[0]
+    );
+    assert_eq!(
+        s[1].strongest_on("public.big"),
+        Some(LockMode::AccessExclusive)
+    );
+    // A CONCURRENTLY statement in a transactional migration is run the
+    // only way it can run: outside a transaction.
+    assert!(!s[2].in_transaction);
+}
+
+/// A statement past the bound fails with 57014 after about the bound, not
+/// after the default 600 s.
+#[tokio::test]
+async fn the_timeout_bounds_a_statement() {
+    let Some(db) = rehearse::testing::fresh_database().await else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let trace = trace_database(
+        db.conn(),
+        &[adhoc_migration(
+            "1",
+            &["SELECT pg_sleep(100000)", "SELECT 1"],
+        )],
+        &TraceOptions::bounded(Duration::from_secs(1)),
+    )
+    .await
+    .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(60));
+    match &trace.statements[0].outcome {
+        TraceOutcome::Failed { sqlstate, .. } => assert_eq!(
+            sqlstate.as_ref().map(|c| c.code().to_string()).as_deref(),
+            Some("57014")
+        ),
+        other => panic!("expected 57014, got {other:?}"),
+    }
+    assert!(trace.timed_out || trace.failures() >= 1);
+}
+
+/// `rehearse trace` as users run it: JSON output, exit 1 on a failed
+/// statement, the file named by itself, a password never printed.
+#[test]
+fn the_cli_prints_json_and_exits_1_when_a_statement_fails() {
+    if !cli_support::local_binaries_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("add_column.sql");
+    std::fs::write(
+        &file,
+        "CREATE TABLE a (id int);\nCREATE ROLE trace_canary LOGIN PASSWORD 'hunter2-canary';\nALTER TABLE missing ADD COLUMN b int;\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let (code, stdout, stderr) = cli_support::rehearse(&[
+        "trace",
+        path,
+        "--backend",
+        "local",
+        "--format",
+        "json",
+        "--timeout",
+        "60",
+    ]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect(&stdout);
+    assert_eq!(json["failures"], 1);
+    assert_eq!(json["migrations"][0]["path"], path);
+    let failed = &json["migrations"][0]["statements"][2];
+    assert_eq!(failed["sqlstate"], "42P01", "{failed}");
+    assert!(!stdout.contains("hunter2-canary") && !stderr.contains("hunter2-canary"));
+    let (code, text, _) =
+        cli_support::rehearse(&["trace", path, "--backend", "local", "--timeout", "60"]);
+    assert_eq!(code, 1);
+    assert!(text.starts_with(path), "{text}");
+    assert_eq!(text.matches("42P01").count(), 1, "{text}");
 }
 
 #[tokio::test]
@@ -230,17 +469,18 @@ async fn lint_findings_are_confirmed_or_contradicted_by_the_trace() {
     let Some(db) = rehearse::testing::fresh_database().await else {
         return;
     };
-    let client = db.connect().await;
-    client.batch_execute(SETUP).await.unwrap();
+    db.connect().await.batch_execute(SETUP).await.unwrap();
     let pending = [adhoc_migration(
         "3",
         &[
             "ALTER TABLE t ALTER COLUMN i TYPE bigint",
             "ALTER TABLE t ALTER COLUMN v TYPE varchar(200)",
             "CREATE INDEX t_note_idx ON t (note)",
+            "UPDATE t SET i = i + 1 WHERE id > 100",
+            "UPDATE t SET i = i + 1 WHERE id <= 10",
         ],
     )];
-    let trace = trace_migrations(&client, &pending, &TraceOptions::default())
+    let trace = trace_database(db.conn(), &pending, &TraceOptions::default())
         .await
         .unwrap();
     let report = LockReport::new(&pending, Some(trace), None);
@@ -266,10 +506,75 @@ async fn lint_findings_are_confirmed_or_contradicted_by_the_trace() {
         "{:#?}",
         report.trace.as_ref().map(|t| &t.statements[2])
     );
+    // 1,900 of 2,000 rows despite the WHERE: a backfill in one transaction.
+    assert_eq!(
+        mark(RuleId::BackfillMostRows, 3),
+        Some(Confirmation::Confirmed)
+    );
+    assert_eq!(
+        report.trace.as_ref().unwrap().statements[3].table_rows,
+        Some(2000)
+    );
+    // 10 rows: not reported at all.
+    assert_eq!(mark(RuleId::BackfillMostRows, 4), None);
     assert_eq!(
         mark(RuleId::MissingLockTimeout, 0),
         Some(Confirmation::Confirmed),
         "{:#?}",
         report.trace
+    );
+}
+
+/// A real history: crates.io's 285 diesel migrations (vendored with their
+/// license, see tests/fixtures/crates-io/SOURCE.md) trace with no failure
+/// (the project applies them all in order), each migration locking afresh,
+/// CONCURRENTLY builds seen, and a report linear in statements.
+#[tokio::test]
+async fn the_crates_io_history_traces_cleanly() {
+    let Some(db) = rehearse::testing::fresh_database().await else {
+        return;
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/crates-io/migrations");
+    let set =
+        rehearse::migrate::MigrationSet::load(&dir, rehearse::migrate::Layout::Diesel).unwrap();
+    assert_eq!(set.migrations.len(), 285);
+    let trace = trace_database(db.conn(), &set.migrations, &TraceOptions::default())
+        .await
+        .unwrap();
+    let failed: Vec<_> = trace.statements.iter().filter(|s| s.failed()).collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    assert!(!trace.timed_out);
+    let concurrent: Vec<_> = trace
+        .statements
+        .iter()
+        .filter(|s| s.sql.to_lowercase().contains("index concurrently"))
+        .collect();
+    assert!(concurrent.len() >= 5);
+    for s in &concurrent {
+        assert!(!s.in_transaction);
+        assert_eq!(
+            s.strongest_table_lock().map(|(_, m)| m),
+            Some(LockMode::ShareUpdateExclusive),
+            "{s:#?}"
+        );
+    }
+    // Tables altered again by a later migration are locked again there.
+    let alters = trace
+        .statements
+        .iter()
+        .filter(|s| s.sql.trim_start().to_uppercase().starts_with("ALTER TABLE"))
+        .filter(|s| s.strongest_table_lock().is_none())
+        .count();
+    assert_eq!(
+        alters, 0,
+        "every ALTER TABLE of an existing table shows its lock"
+    );
+    let json = serde_json::to_vec(&trace).unwrap();
+    assert!(
+        json.len() < 2_000 * trace.statements.len(),
+        "{} bytes for {} statements",
+        json.len(),
+        trace.statements.len()
     );
 }

@@ -15,10 +15,17 @@ pub(super) fn check(report: &LockReport) -> Vec<Finding> {
         // The missing-lock-timeout check reports that from the trace itself.
         .filter(|f| f.rule != RuleId::MissingLockTimeout || report.trace.is_none())
         .map(|f| {
-            let (severity, mark) = match f.confirmation {
-                Confirmation::Confirmed => (Severity::Warning, "confirmed by execution"),
-                Confirmation::NotConfirmed => (Severity::Info, "not confirmed by execution"),
-                Confirmation::Contradicted => (Severity::Info, "contradicted by execution"),
+            let (severity, mark) = match (&f.suppressed, f.confirmation) {
+                // Suppressed by a `-- rehearse:ignore` comment: still
+                // reported, never silently dropped.
+                (Some(_), _) => (Severity::Info, "suppressed"),
+                (None, Confirmation::Confirmed) => (Severity::Warning, "confirmed by execution"),
+                (None, Confirmation::NotConfirmed) => (Severity::Info, "not confirmed by execution"),
+                (None, Confirmation::Contradicted) => (Severity::Info, "contradicted by execution"),
+            };
+            let mark = match &f.suppressed {
+                Some(reason) => format!("{mark}: {reason}"),
+                None => mark.to_string(),
             };
             Finding::new(
                 CheckId::LockLint,
@@ -27,7 +34,7 @@ pub(super) fn check(report: &LockReport) -> Vec<Finding> {
                     "{} (migration {} line {}): {}; fix: {} [{mark}]",
                     f.rule, f.version, f.line, f.message, f.fix
                 ),
-                json!({ "rule": f.rule, "version": f.version, "line": f.line, "fix": f.fix, "confirmation": f.confirmation }),
+                json!({ "rule": f.rule, "version": f.version, "line": f.line, "fix": f.fix, "confirmation": f.confirmation, "suppressed": f.suppressed }),
             )
         })
         .collect()

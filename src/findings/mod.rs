@@ -364,9 +364,17 @@ pub(crate) struct Failure<'a> {
 /// Failures of actors that were not killed by fault injection (a killed
 /// replica's error is the fault, not a finding of its own).
 pub(crate) fn failures(t: &Timeline) -> Vec<Failure<'_>> {
+    // Killed actors, found in one pass: asking `exit_of` per event scanned
+    // the whole timeline for each one (quadratic in events).
+    let mut first_exit = std::collections::BTreeMap::new();
+    for e in &t.events {
+        if let EventKind::Exited { status, .. } = e.kind {
+            first_exit.entry(e.actor).or_insert(status);
+        }
+    }
     t.events
         .iter()
-        .filter(|e| t.exit_of(e.actor) != Some(ExitStatus::Killed))
+        .filter(|e| first_exit.get(&e.actor) != Some(&ExitStatus::Killed))
         .filter_map(|e| match &e.kind {
             EventKind::Failed {
                 version,
@@ -648,10 +656,10 @@ mod tests {
                 relkind: Some("r".into()),
                 object: None,
             }],
-            held: vec![],
             rewritten: vec!["public.t".into()],
             lock_timeout: "0".into(),
             outcome: TraceOutcome::Ran,
+            ..TracedStatement::default()
         };
         let wait = Wait {
             pid: 3,
@@ -701,6 +709,7 @@ mod tests {
             CheckId::TableRewrite | CheckId::MissingLockTimeout => {
                 r.trace = Some(Trace {
                     statements: vec![traced],
+                    ..Trace::default()
                 });
             }
             CheckId::LockLint => {
@@ -712,6 +721,7 @@ mod tests {
                     message: "blocks writes".into(),
                     fix: "CONCURRENTLY".into(),
                     confirmation: Confirmation::Confirmed,
+                    suppressed: None,
                 }];
             }
             other => panic!("{other} is not a lock check"),

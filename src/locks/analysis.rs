@@ -884,10 +884,10 @@ mod trace_attribution_tests {
                     object: None,
                 })
                 .collect(),
-            held: Vec::new(),
             rewritten: Vec::new(),
             lock_timeout: "0".into(),
             outcome: TraceOutcome::Ran,
+            ..TracedStatement::default()
         }
     }
 
@@ -935,6 +935,7 @@ mod trace_attribution_tests {
                 ),
                 traced(2, 5, "SELECT pg_sleep(1)", &[]),
             ],
+            ..Trace::default()
         };
         let mut analysis = LockAnalysis {
             waits: vec![

@@ -2,7 +2,7 @@
 //! long on production-size data, and who waits behind them.
 //!
 //! - [`mode`]: lock modes and the conflict matrix, as data.
-//! - [`trace`]: per-statement trace in one rolled-back transaction.
+//! - [`trace`]: per-statement trace, each migration in its own transaction.
 //! - [`sampler`]: live `pg_locks` sampling during a rehearsal.
 //! - [`analysis`]: pure derivation of holds, waits, the lock queue and
 //!   blocked-backend-seconds from samples.
@@ -23,7 +23,10 @@ pub use analysis::{Holder, LockAnalysis, TimelineRef, analyse};
 pub use lint::{Confirmation, LintFinding, RuleId};
 pub use mode::{LockMode, LockType};
 pub use sampler::{SamplerHandle, SamplerOptions, Samples};
-pub use trace::{HeldLock, Trace, TraceOptions, TraceOutcome, TracedStatement, trace_migrations};
+pub use trace::{
+    HeldLock, Trace, TraceOptions, TraceOutcome, TracedStatement, trace_migrations,
+    trace_migrations_streaming,
+};
 
 use crate::migrate::Migration;
 use crate::provision::ConnInfo;
@@ -68,8 +71,11 @@ impl LockReport {
     pub fn new(pending: &[Migration], trace: Option<Trace>, sampled: Option<LockAnalysis>) -> Self {
         let mut found = lint::lint(pending);
         let mut sampled = sampled;
+        if trace.is_none() {
+            lint::drop_unconfirmed_trace_only(&mut found);
+        }
         if let Some(trace) = &trace {
-            lint::confirm(&mut found, trace);
+            lint::confirm(&mut found, &trace.statements);
             if let Some(sampled) = &mut sampled {
                 sampled.attribute_to_trace(trace);
             }
@@ -82,18 +88,33 @@ impl LockReport {
     }
 }
 
-/// Traces `pending` on the database `conn` names (everything is rolled
-/// back), with the connection named `rehearse-trace`.
+/// Traces `pending` on the database `conn` names, committing each
+/// migration (give it a throwaway clone), with the connections named
+/// `rehearse-trace` and `rehearse-trace-watch`.
 pub async fn trace_database(
     conn: &ConnInfo,
     pending: &[Migration],
     options: &TraceOptions,
 ) -> Result<Trace, LockError> {
+    trace_database_streaming(conn, pending, options, &mut |_, _| {}).await
+}
+
+/// [`trace_database`], calling `on_migration` as each migration is traced.
+pub async fn trace_database_streaming(
+    conn: &ConnInfo,
+    pending: &[Migration],
+    options: &TraceOptions,
+    on_migration: &mut dyn FnMut(&Migration, &[TracedStatement]),
+) -> Result<Trace, LockError> {
     let client = conn
         .connect("rehearse-trace")
         .await
         .map_err(|e| LockError::Connect(e.to_string()))?;
-    trace_migrations(&client, pending, options).await
+    let watcher = conn
+        .connect("rehearse-trace-watch")
+        .await
+        .map_err(|e| LockError::Connect(e.to_string()))?;
+    trace_migrations_streaming(&client, &watcher, pending, options, on_migration).await
 }
 
 /// A transactional migration made of `statements`, one per entry (line =

@@ -617,13 +617,16 @@ async fn rehearse_clones(
             offset_us,
         }),
     );
-    // The trace runs the pending statements on a third clone, rolled back.
+    // The trace runs the pending statements on a third clone, dropped after.
     let traced = postgres
         .clone_database(template, None)
         .await
         .map_err(|e| e.to_string())?;
-    let trace =
-        locks::trace_database(&traced, &plan.pending, &locks::TraceOptions::default()).await;
+    // Bounded by the scenario's timeout_s, like the replicas.
+    let trace_options = locks::TraceOptions::bounded(std::time::Duration::from_secs(
+        plan.scenario.replicas.timeout_s,
+    ));
+    let trace = locks::trace_database(&traced, &plan.pending, &trace_options).await;
     postgres
         .drop_database(&traced.dbname)
         .await
@@ -632,7 +635,8 @@ async fn rehearse_clones(
         .as_ref()
         .err()
         .map_or_else(String::new, |e| format!(", {e}"));
-    let lock_report = locks::LockReport::new(&plan.pending, trace.ok(), Some(sampled));
+    let mut lock_report = locks::LockReport::new(&plan.pending, trace.ok(), Some(sampled));
+    locks::lint::allow(&mut lock_report.lint, &plan.scenario.locks.allow);
     stages.record(
         "locks",
         started,

@@ -95,6 +95,7 @@ struct RawLocks {
     sample_interval_ms: Option<Spanned<u64>>,
     #[serde(default)]
     catalog: bool,
+    allow: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,6 +204,9 @@ pub struct LocksSpec {
     /// Keep holds on system catalogs (`pg_catalog.*`) in the lock report;
     /// left out by default (docs/verdicts.md).
     pub catalog: bool,
+    /// Lint rules this scenario accepts: their findings are still
+    /// reported, marked suppressed.
+    pub allow: Vec<crate::locks::RuleId>,
 }
 
 impl LocksSpec {
@@ -222,6 +226,7 @@ impl Default for LocksSpec {
         LocksSpec {
             sample_interval_ms: Self::DEFAULT_INTERVAL_MS,
             catalog: false,
+            allow: Vec::new(),
         }
     }
 }
@@ -433,6 +438,25 @@ impl Scenario {
             None => None,
             Some(f) => Some(forecast_spec(f, base, &error_at)?),
         };
+        for id in raw.locks.allow {
+            match crate::locks::RuleId::from_id(id.get_ref()) {
+                Some(rule) => locks.allow.push(rule),
+                None => {
+                    return Err(error_at(
+                        id.span(),
+                        format!(
+                            "`locks.allow` names no lint rule: `{}` (rules: {})",
+                            id.get_ref(),
+                            crate::locks::lint::RULES
+                                .iter()
+                                .map(|r| r.id.id())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(Scenario {
             forecast,
             workloads,
@@ -718,6 +742,19 @@ mod tests {
                 .to_string();
         assert!(
             err.contains("s.toml:5:22:") && err.contains("`locks.sample_interval_ms` = 0"),
+            "{err}"
+        );
+        let s = parse(
+            "name = \"x\"\n[migrations]\ndir = \"src\"\n[locks]\nallow = [\"json-column\"]\n",
+        )
+        .unwrap();
+        assert_eq!(s.locks.allow, vec![crate::locks::RuleId::JsonColumn]);
+        let err =
+            parse("name = \"x\"\n[migrations]\ndir = \"src\"\n[locks]\nallow = [\"no-such\"]\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("s.toml:5:10:") && err.contains("`locks.allow` names no lint rule"),
             "{err}"
         );
         let err = parse("name = \"x\"\n[migrations]\ndir = \"src\"\n[locks]\ninterval = 50\n")

@@ -1,6 +1,7 @@
-//! `drop-or-rename`: dropping or renaming a table or column takes ACCESS
-//! EXCLUSIVE only briefly, but breaks every deployed version still using
-//! the old name (REFERENCE.md, "Operations that hurt").
+//! `drop-or-rename`: dropping or renaming a table, column or schema takes
+//! ACCESS EXCLUSIVE only briefly, but breaks every deployed version still
+//! using the old name (REFERENCE.md, "Operations that hurt"); DROP SCHEMA
+//! ... CASCADE drops every table in it.
 
 use super::{Classified, Context, Expected, Rule, RuleId};
 use crate::locks::mode::LockMode;
@@ -16,7 +17,9 @@ pub(super) const RULE: Rule = Rule {
 
 fn check(c: &Classified, _: &Context) -> Option<String> {
     let alter = c.starts_with(&["ALTER", "TABLE"]);
-    let drops = c.starts_with(&["DROP", "TABLE"]) || (alter && c.has_seq(&["DROP", "COLUMN"]));
+    let drops = c.starts_with(&["DROP", "TABLE"])
+        || c.starts_with(&["DROP", "SCHEMA"])
+        || (alter && c.has_seq(&["DROP", "COLUMN"]));
     let renames = alter && c.has("RENAME");
     (drops || renames).then(|| "code still using the old name fails once this runs".into())
 }

@@ -9,13 +9,22 @@
 //! REFERENCE.md ("Operations that hurt") are.
 
 mod add_column_rewrite;
+mod add_not_null_without_default;
 mod add_unique_constraint;
 mod alter_column_type;
+mod backfill_most_rows;
 mod create_index;
+mod drop_index_not_concurrently;
 mod drop_or_rename;
+mod identifier_too_long;
+mod json_column;
 mod missing_lock_timeout;
+mod missing_statement_timeout;
+mod reindex_not_concurrently;
 mod set_not_null;
+mod statement_after_access_exclusive;
 mod unbatched_backfill;
+mod unsafe_enum_change;
 mod validated_constraint;
 
 use serde::{Deserialize, Serialize};
@@ -23,7 +32,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::mode::LockMode;
-use super::trace::{Trace, TraceOutcome, TracedStatement};
+use super::trace::{TraceOutcome, TracedStatement};
 use crate::migrate::Migration;
 
 /// Every lint rule, by its kebab-case id.
@@ -39,6 +48,15 @@ pub enum RuleId {
     UnbatchedBackfill,
     DropOrRename,
     MissingLockTimeout,
+    DropIndexNotConcurrently,
+    ReindexNotConcurrently,
+    AddNotNullWithoutDefault,
+    JsonColumn,
+    IdentifierTooLong,
+    StatementAfterAccessExclusive,
+    MissingStatementTimeout,
+    BackfillMostRows,
+    UnsafeEnumChange,
 }
 
 /// What executing the statement should show if the rule is right.
@@ -52,7 +70,17 @@ pub enum Expected {
     LockWithoutTimeout,
     /// Holding its locks for a noticeable time on the seeded volume.
     Slow,
+    /// A fact of the text itself: execution neither proves nor disproves
+    /// it; confirmed when the statement ran as written.
+    Static,
+    /// Touched at least half of the table's rows (and
+    /// [`MOST_ROWS_MINIMUM`] or more); findings of such rules are kept
+    /// only when the trace confirms them.
+    MostRows,
 }
+
+/// Below this many rows a backfill is too small to matter.
+pub const MOST_ROWS_MINIMUM: u64 = 1_000;
 
 /// A lint rule: metadata as data (the eugene `hint_data` habit).
 pub struct Rule {
@@ -68,7 +96,7 @@ pub struct Rule {
 }
 
 /// The registry, in report order.
-pub const RULES: [&Rule; 9] = [
+pub const RULES: [&Rule; 18] = [
     &create_index::RULE,
     &validated_constraint::RULE,
     &add_column_rewrite::RULE,
@@ -78,6 +106,15 @@ pub const RULES: [&Rule; 9] = [
     &unbatched_backfill::RULE,
     &drop_or_rename::RULE,
     &missing_lock_timeout::RULE,
+    &drop_index_not_concurrently::RULE,
+    &reindex_not_concurrently::RULE,
+    &add_not_null_without_default::RULE,
+    &json_column::RULE,
+    &identifier_too_long::RULE,
+    &statement_after_access_exclusive::RULE,
+    &missing_statement_timeout::RULE,
+    &backfill_most_rows::RULE,
+    &unsafe_enum_change::RULE,
 ];
 
 impl RuleId {
@@ -94,7 +131,22 @@ impl RuleId {
             RuleId::UnbatchedBackfill => "unbatched-backfill",
             RuleId::DropOrRename => "drop-or-rename",
             RuleId::MissingLockTimeout => "missing-lock-timeout",
+            RuleId::DropIndexNotConcurrently => "drop-index-not-concurrently",
+            RuleId::ReindexNotConcurrently => "reindex-not-concurrently",
+            RuleId::AddNotNullWithoutDefault => "add-not-null-without-default",
+            RuleId::JsonColumn => "json-column",
+            RuleId::IdentifierTooLong => "identifier-too-long",
+            RuleId::StatementAfterAccessExclusive => "statement-after-access-exclusive",
+            RuleId::MissingStatementTimeout => "missing-statement-timeout",
+            RuleId::BackfillMostRows => "backfill-most-rows",
+            RuleId::UnsafeEnumChange => "unsafe-enum-change",
         }
+    }
+
+    /// The rule with this kebab-case id.
+    #[must_use]
+    pub fn from_id(id: &str) -> Option<RuleId> {
+        RULES.into_iter().map(|r| r.id).find(|r| r.id() == id)
     }
 
     /// The rule's registry entry.
@@ -115,6 +167,11 @@ impl std::fmt::Display for RuleId {
 pub struct Context {
     /// An earlier statement of the migration set `lock_timeout`.
     pub lock_timeout_set: bool,
+    /// An earlier statement of the migration set `statement_timeout`.
+    pub statement_timeout_set: bool,
+    /// A table an earlier statement of this transaction locked ACCESS
+    /// EXCLUSIVE (by its form), still held until commit.
+    pub access_exclusive: Option<String>,
 }
 
 /// A statement read by the tokenizer.
@@ -202,6 +259,10 @@ pub struct LintFinding {
     pub message: String,
     pub fix: String,
     pub confirmation: Confirmation,
+    /// Why it was suppressed (`-- rehearse:ignore <rule-id> <reason>`);
+    /// a suppressed finding is still reported, as suppressed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<String>,
 }
 
 /// Lints every statement of `migrations`; findings start `NotConfirmed`.
@@ -212,8 +273,13 @@ pub fn lint(migrations: &[Migration]) -> Vec<LintFinding> {
         let mut context = Context::default();
         for (index, statement) in migration.statements.iter().enumerate() {
             let classified = classify(&statement.sql);
+            let ignored = ignores(&statement.sql);
             for rule in RULES {
                 if let Some(message) = (rule.check)(&classified, &context) {
+                    let suppressed = ignored
+                        .iter()
+                        .find(|(id, _)| *id == rule.id.id())
+                        .map(|(_, reason)| reason.clone());
                     found.push(LintFinding {
                         rule: rule.id,
                         version: migration.version.clone(),
@@ -222,29 +288,77 @@ pub fn lint(migrations: &[Migration]) -> Vec<LintFinding> {
                         message,
                         fix: rule.fix.to_string(),
                         confirmation: Confirmation::NotConfirmed,
+                        suppressed,
                     });
                 }
             }
-            if classified.has_seq(&["LOCK_TIMEOUT"]) && classified.has("SET") {
+            if classified.has("LOCK_TIMEOUT") && classified.has("SET") {
                 context.lock_timeout_set = true;
+            }
+            if classified.has("STATEMENT_TIMEOUT") && classified.has("SET") {
+                context.statement_timeout_set = true;
+            }
+            // Held until commit: only a transaction keeps it.
+            if migration.transactional
+                && context.access_exclusive.is_none()
+                && let Some((name, mode)) = super::trace::required_lock(&classified)
+                && mode == LockMode::AccessExclusive
+                && !classified.starts_with(&["DROP"])
+            {
+                context.access_exclusive = Some(name.join("."));
             }
         }
     }
     found
 }
 
-/// Marks each finding by what the trace saw for its statement.
-pub fn confirm(findings: &mut [LintFinding], trace: &Trace) {
-    for f in findings {
-        let traced = trace
-            .statements
-            .iter()
-            .find(|s| s.version == f.version && s.index == f.index);
-        f.confirmation = match traced {
+/// Marks the findings of `rules` (a scenario's `[locks] allow`) as
+/// suppressed; they stay in the report.
+pub fn allow(findings: &mut [LintFinding], rules: &[RuleId]) {
+    for f in findings.iter_mut().filter(|f| rules.contains(&f.rule)) {
+        if f.suppressed.is_none() {
+            f.suppressed = Some("allowed by the scenario ([locks] allow)".into());
+        }
+    }
+}
+
+/// `-- rehearse:ignore <rule-id> <reason>` comments in a statement's text:
+/// (rule id, reason). A reason is required; without one the comment is
+/// not a suppression (and the finding stays).
+fn ignores(sql: &str) -> Vec<(String, String)> {
+    sql.lines()
+        .filter_map(|line| {
+            let comment = line.split_once("--")?.1.trim();
+            let rest = comment.strip_prefix("rehearse:ignore")?.trim();
+            let (id, reason) = rest.split_once(char::is_whitespace)?;
+            let reason = reason.trim();
+            (!reason.is_empty()).then(|| (id.to_string(), reason.to_string()))
+        })
+        .collect()
+}
+
+/// Marks each finding by what the trace saw for its statement (looked up
+/// by version and index: linear in findings plus statements).
+pub fn confirm(findings: &mut Vec<LintFinding>, statements: &[TracedStatement]) {
+    let by_statement: std::collections::HashMap<(&str, usize), &TracedStatement> = statements
+        .iter()
+        .map(|s| ((s.version.as_str(), s.index), s))
+        .collect();
+    for f in findings.iter_mut() {
+        f.confirmation = match by_statement.get(&(f.version.as_str(), f.index)) {
             Some(s) => judge_one(f.rule.rule().expected, s),
             None => Confirmation::NotConfirmed,
         };
     }
+    drop_unconfirmed_trace_only(findings);
+}
+
+/// Rules that only the trace can judge (row counts) are kept only when it
+/// confirmed them: without it every UPDATE with a WHERE would be flagged.
+pub fn drop_unconfirmed_trace_only(findings: &mut Vec<LintFinding>) {
+    findings.retain(|f| {
+        f.rule.rule().expected != Expected::MostRows || f.confirmation == Confirmation::Confirmed
+    });
 }
 
 /// Statements slower than this hold their locks long enough to matter.
@@ -271,6 +385,15 @@ fn judge_one(expected: Expected, s: &TracedStatement) -> Confirmation {
             Some((_, m)) => yes(m.blocks_writes() && is_zero(&s.lock_timeout)),
             None => Confirmation::Contradicted,
         },
+        Expected::Static => Confirmation::Confirmed,
+        Expected::MostRows => match (s.rows, s.table_rows) {
+            (Some(rows), Some(total))
+                if rows >= MOST_ROWS_MINIMUM && rows.saturating_mul(2) >= total =>
+            {
+                Confirmation::Confirmed
+            }
+            _ => Confirmation::Contradicted,
+        },
         Expected::Slow => {
             if s.duration_us >= SLOW_US {
                 Confirmation::Confirmed
@@ -292,7 +415,12 @@ mod tests {
 
     #[test]
     fn every_rule_has_fixtures_flags_bad_and_passes_good() {
-        let context = Context::default();
+        // An earlier statement of the transaction took ACCESS EXCLUSIVE
+        // (what statement-after-access-exclusive looks at).
+        let context = Context {
+            access_exclusive: Some("orders".into()),
+            ..Context::default()
+        };
         for rule in RULES {
             assert!(
                 !rule.bad.trim().is_empty(),
@@ -377,6 +505,103 @@ mod tests {
         assert!(ids(&with).contains(&RuleId::DropOrRename));
     }
 
+    fn ids_of(sqls: &[&str]) -> Vec<(RuleId, usize, Option<String>)> {
+        lint(&[crate::locks::adhoc_migration("1", sqls)])
+            .into_iter()
+            .map(|f| (f.rule, f.index, f.suppressed))
+            .collect()
+    }
+
+    #[test]
+    fn statements_after_access_exclusive_are_flagged_until_commit() {
+        let found = ids_of(&[
+            "ALTER TABLE orders ADD COLUMN a int",
+            "ALTER TABLE orders ADD COLUMN b int",
+            "UPDATE orders SET a = 1",
+        ]);
+        let after: Vec<usize> = found
+            .iter()
+            .filter(|(r, ..)| *r == RuleId::StatementAfterAccessExclusive)
+            .map(|(_, i, _)| *i)
+            .collect();
+        assert_eq!(after, vec![1, 2]);
+        // A no-transaction migration commits each statement.
+        let mut m = crate::locks::adhoc_migration(
+            "1",
+            &[
+                "ALTER TABLE orders ADD COLUMN a int",
+                "UPDATE orders SET a = 1",
+            ],
+        );
+        m.transactional = false;
+        assert!(
+            lint(&[m])
+                .iter()
+                .all(|f| f.rule != RuleId::StatementAfterAccessExclusive)
+        );
+    }
+
+    #[test]
+    fn an_ignore_comment_with_a_reason_suppresses_but_still_reports() {
+        let found = ids_of(&[
+            "-- rehearse:ignore json-column legacy API stores raw payloads\nALTER TABLE orders ADD COLUMN meta json",
+            "-- rehearse:ignore json-column\nALTER TABLE orders ADD COLUMN meta2 json",
+        ]);
+        let json: Vec<_> = found
+            .iter()
+            .filter(|(r, ..)| *r == RuleId::JsonColumn)
+            .collect();
+        assert_eq!(json.len(), 2, "suppressed findings are still listed");
+        assert_eq!(json[0].2.as_deref(), Some("legacy API stores raw payloads"));
+        // No reason: not a suppression.
+        assert_eq!(json[1].2, None);
+    }
+
+    #[test]
+    fn a_scenario_allow_suppresses_its_rules_and_keeps_the_findings() {
+        let mut found = lint(&[crate::locks::adhoc_migration(
+            "1",
+            &["ALTER TABLE orders ADD COLUMN meta json", "DROP INDEX i"],
+        )]);
+        let before = found.len();
+        allow(&mut found, &[RuleId::JsonColumn]);
+        assert_eq!(found.len(), before);
+        for f in &found {
+            assert_eq!(
+                f.suppressed.is_some(),
+                f.rule == RuleId::JsonColumn,
+                "{f:?}"
+            );
+        }
+        assert_eq!(RuleId::from_id("json-column"), Some(RuleId::JsonColumn));
+        assert_eq!(RuleId::from_id("nope"), None);
+    }
+
+    #[test]
+    fn drop_schema_is_a_drop() {
+        let found = ids_of(&["DROP SCHEMA reporting CASCADE"]);
+        assert!(found.iter().any(|(r, ..)| *r == RuleId::DropOrRename));
+    }
+
+    #[test]
+    fn timeouts_set_earlier_silence_their_rules() {
+        let found = ids_of(&[
+            "SET statement_timeout = '5s'",
+            "ALTER TABLE orders ALTER COLUMN id TYPE bigint",
+        ]);
+        assert!(
+            found
+                .iter()
+                .all(|(r, ..)| *r != RuleId::MissingStatementTimeout)
+        );
+        let found = ids_of(&["ALTER TABLE orders ALTER COLUMN id TYPE bigint"]);
+        assert!(
+            found
+                .iter()
+                .any(|(r, ..)| *r == RuleId::MissingStatementTimeout)
+        );
+    }
+
     fn traced(acquired: Vec<super::super::trace::HeldLock>, rewritten: &[&str]) -> TracedStatement {
         TracedStatement {
             version: "1".into(),
@@ -385,10 +610,10 @@ mod tests {
             sql: String::new(),
             duration_us: 10,
             acquired,
-            held: Vec::new(),
             rewritten: rewritten.iter().map(|s| (*s).to_string()).collect(),
             lock_timeout: "0".into(),
             outcome: TraceOutcome::Ran,
+            ..TracedStatement::default()
         }
     }
 
