@@ -98,16 +98,19 @@ mod tests {
                     object: None,
                 })
                 .collect(),
-            held: vec![],
             rewritten: vec![],
             lock_timeout: "0".into(),
             outcome: TraceOutcome::Ran,
+            ..TracedStatement::default()
         }
     }
 
     fn report(statements: Vec<TracedStatement>) -> LockReport {
         LockReport {
-            trace: Some(Trace { statements }),
+            trace: Some(Trace {
+                statements,
+                ..Trace::default()
+            }),
             ..LockReport::default()
         }
     }
