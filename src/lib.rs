@@ -23,6 +23,7 @@ pub mod locks;
 pub mod migrate;
 pub mod progress;
 pub mod provision;
+pub mod redact;
 pub mod rehearsal;
 pub mod report;
 pub mod scenario;

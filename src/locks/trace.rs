@@ -428,7 +428,7 @@ fn not_run(
         version: migration.version.clone(),
         index,
         line: statement.line,
-        sql: redact_passwords(&statement.sql),
+        sql: crate::redact::redact_sql(&statement.sql),
         in_transaction: migration.transactional,
         outcome: TraceOutcome::NotTraced { reason },
         ..TracedStatement::default()
@@ -896,7 +896,7 @@ fn failed(e: &tokio_postgres::Error) -> TraceOutcome {
     TraceOutcome::Failed {
         sqlstate: e.code().map(|c| SqlState::from_code(c.code())),
         // The SQLSTATE is kept apart: the message does not repeat it.
-        message: redact_passwords(&e.as_db_error().map_or_else(
+        message: crate::redact::redact_sql(&e.as_db_error().map_or_else(
             || crate::provision::describe_pg_error(e),
             |db| db.message().to_string(),
         )),
@@ -1096,67 +1096,9 @@ fn subcommand_mode(sub: &[String]) -> LockMode {
     }
 }
 
-/// Masks the literal after `PASSWORD` (CREATE/ALTER ROLE/USER): traced SQL
-/// and error messages are printed and stored in reports.
-#[must_use]
-pub fn redact_passwords(sql: &str) -> String {
-    let lower = sql.to_ascii_lowercase();
-    let mut out = String::with_capacity(sql.len());
-    let mut at = 0;
-    while let Some(found) = lower[at..].find("password") {
-        let keyword_end = at + found + "password".len();
-        out.push_str(&sql[at..keyword_end]);
-        let rest = &sql[keyword_end..];
-        let gap = rest.len() - rest.trim_start().len();
-        let literal = &rest[gap..];
-        if gap > 0 && literal.starts_with('\'') {
-            // The literal ends at a quote not doubled ('' is an escaped quote).
-            let bytes = literal.as_bytes();
-            let mut end = 1;
-            while end < bytes.len() {
-                if bytes[end] == b'\'' {
-                    if bytes.get(end + 1) == Some(&b'\'') {
-                        end += 2;
-                        continue;
-                    }
-                    break;
-                }
-                end += 1;
-            }
-            out.push_str(&rest[..gap]);
-            out.push_str("'********'");
-            at = keyword_end + gap + (end + 1).min(literal.len());
-        } else {
-            at = keyword_end;
-        }
-    }
-    out.push_str(&sql[at..]);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_masked_and_the_rest_kept() {
-        assert_eq!(
-            redact_passwords("CREATE ROLE app LOGIN PASSWORD 'it''s secret' VALID UNTIL 'x'"),
-            "CREATE ROLE app LOGIN PASSWORD '********' VALID UNTIL 'x'"
-        );
-        assert_eq!(
-            redact_passwords("alter user a with encrypted password  'p'"),
-            "alter user a with encrypted password  '********'"
-        );
-        assert_eq!(
-            redact_passwords("ALTER TABLE t ADD password_hash text"),
-            "ALTER TABLE t ADD password_hash text"
-        );
-        assert_eq!(
-            redact_passwords("x PASSWORD 'unterminated"),
-            "x PASSWORD '********'"
-        );
-    }
 
     #[test]
     fn required_lock_follows_the_manual() {

@@ -10,7 +10,7 @@ mod html;
 mod json;
 mod junit;
 mod markdown;
-pub mod redact;
+pub use crate::redact;
 pub mod summary;
 mod target;
 pub mod terminal;

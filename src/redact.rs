@@ -1,5 +1,5 @@
-//! Passwords never reach a report (issue 7): every string a renderer writes
-//! passes through [`scrub`] first.
+//! Passwords never reach output or a report: every string a renderer writes
+//! passes through [`scrub`] first, and traced SQL through [`redact_sql`].
 //!
 //! The harness already prints only password-free URLs
 //! (`ConnInfo::display_url`), but reports also carry text from elsewhere: a
