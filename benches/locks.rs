@@ -1,4 +1,4 @@
-//! Lock sampler resolution and overhead (issue 6).
+//! Lock sampler resolution and overhead.
 //!
 //! - The achieved sample rate with 150 lock rows held, at the default
 //!   10 ms interval and in a tight loop (1 µs interval), printed once.

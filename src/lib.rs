@@ -15,7 +15,7 @@
 
 pub mod api;
 pub mod cli;
-pub mod compat; // issue 5: compatibility matrix
+pub mod compat;
 pub mod exit;
 pub mod findings;
 pub mod forecast; // lock holds at production size
@@ -34,4 +34,4 @@ pub mod timeline;
 
 pub use api::{Outcome, Rehearsal};
 pub use findings::CheckId;
-pub mod workload; // issue 5: app workloads
+pub mod workload;

@@ -1,4 +1,4 @@
-//! Issue 5 against real Postgres: the rollout scenarios' compatibility
+//! Against real Postgres: the rollout scenarios' compatibility
 //! verdicts, each with the exact version, query, schema state and SQLSTATE,
 //! and the traffic recorded per phase.
 

@@ -156,7 +156,7 @@ async fn scenario_saas_seeded() {
     run_scenario("saas").await;
 }
 
-// Issue 5: rollout scenarios (workloads, compatibility matrix, traffic).
+// Rollout scenarios (workloads, compatibility matrix, traffic).
 
 #[tokio::test]
 async fn scenario_add_nullable_column() {

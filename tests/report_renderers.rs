@@ -653,7 +653,7 @@ fn the_schema_lists_every_check_id() {
 
 #[test]
 fn a_rollout_without_a_race_still_reports_its_checks_as_run() {
-    // Rollout scenarios (issue 5) have no replica race; their checks ran.
+    // Rollout scenarios have no replica race; their checks ran.
     let mut rollout = ScenarioReport::new(
         "rollout only",
         std::path::Path::new("scenarios/z/scenario.toml"),

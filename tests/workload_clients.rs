@@ -1,4 +1,4 @@
-//! Issue 5 against real Postgres: workload clients (named connections,
+//! Against real Postgres: workload clients (named connections,
 //! weighted queries, transactions, recorded executions with SQLSTATEs) and
 //! the PREPARE probe of the compatibility matrix.
 

@@ -1,4 +1,4 @@
-//! Issue 5 against real Postgres: a migration that holds ACCESS EXCLUSIVE
+//! Against real Postgres: a migration that holds ACCESS EXCLUSIVE
 //! while the app serves makes its queries stall, and the traffic report
 //! names the migration statement that was running.
 

@@ -1,6 +1,6 @@
 //! `rehearse bench`: how long the pending migrations take at several seed
 //! scales, the fitted growth, and a comparison with a stored baseline, for
-//! nightly regression detection (issue 7).
+//! nightly regression detection.
 //!
 //! Per scale: a template with the baseline applied and seeded at that
 //! scale (built once per content hash), then for each repetition a fresh

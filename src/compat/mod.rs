@@ -1,5 +1,5 @@
 //! The compatibility matrix: every version's queries against every schema
-//! state a rollout reaches (issue 5).
+//! state a rollout reaches.
 //!
 //! [`probe`] asks the server to PREPARE each query (its own parse analysis:
 //! parameter types and result columns, manual "PREPARE"); everything else

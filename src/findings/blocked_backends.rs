@@ -1,6 +1,6 @@
 //! `blocked-backends`: application sessions waited on locks during the
 //! rehearsal. Blocked-backend-seconds (waiting sessions x seconds) is the
-//! figure that best predicts user-visible impact (issue 6); each long wait
+//! figure that best predicts user-visible impact; each long wait
 //! names the migration statement that caused it.
 
 use serde_json::json;

@@ -1,4 +1,4 @@
-//! Issue 5: shared shape of the compatibility checks (one per class):
+//! Shared shape of the compatibility checks (one per class):
 //! one finding per broken (version, query), naming every schema state and
 //! SQLSTATE it broke with. Breakages the plan never runs stay in the matrix
 //! only.

@@ -1,4 +1,4 @@
-//! `data-dependent-breakage` (issue 5): a query that prepares fails with some data. Read from the
+//! `data-dependent-breakage`: a query that prepares fails with some data. Read from the
 //! compatibility matrix (PREPARE on each schema state) and the live errors.
 
 use super::{CheckId, Finding, breakage};

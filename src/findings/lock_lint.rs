@@ -1,7 +1,7 @@
 //! `lock-lint`: static lint findings on the pending statements, each
 //! marked confirmed / not confirmed / contradicted by the trace. Confirmed
 //! ones are warnings; the others are notes (a finding the execution
-//! contradicts is reported as such, not as an error: issue 6).
+//! contradicts is reported as such, not as an error).
 
 use serde_json::json;
 

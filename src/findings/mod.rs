@@ -23,7 +23,7 @@ mod rollout_halt;
 mod schema_drift;
 mod table_rewrite;
 mod verdict;
-// Issue 5: compatibility and traffic checks over a rollout.
+// Compatibility and traffic checks over a rollout.
 mod breakage;
 mod data_dependent;
 mod new_on_old;
@@ -60,14 +60,14 @@ pub enum CheckId {
     Bookkeeping,
     RolloutHalt,
     FaultRecovery,
-    // Issue 5 (read a rollout's compat/traffic report, see `check_rollout`).
+    // Read a rollout's compat/traffic report, see `check_rollout`.
     OldOnNew,
     NewOnOld,
     RollbackUnsafe,
     DataDependentBreakage,
     TrafficErrors,
     TrafficStall,
-    // Lock checks (issue 6): they run on a lock report, see `check_locks`.
+    // Lock checks: they run on a lock report, see `check_locks`.
     LongAccessExclusive,
     LockQueue,
     BlockedBackends,
@@ -139,7 +139,7 @@ impl CheckId {
         }
     }
 
-    /// Issue 5: the check reads a rollout (see [`check_rollout`]), not a race.
+    /// The check reads a rollout (see [`check_rollout`]), not a race.
     #[must_use]
     pub fn reads_rollout(self) -> bool {
         matches!(
@@ -219,7 +219,7 @@ impl CheckId {
             CheckId::Bookkeeping => bookkeeping::check(record),
             CheckId::RolloutHalt => rollout_halt::check(record),
             CheckId::FaultRecovery => fault_recovery::check(record),
-            // Issue 5: these read a rollout, not a race (`check_rollout`).
+            // These read a rollout, not a race (`check_rollout`).
             CheckId::OldOnNew
             | CheckId::NewOnOld
             | CheckId::RollbackUnsafe
@@ -307,7 +307,7 @@ pub fn check_race(record: &RaceRecord) -> Vec<Finding> {
         .collect()
 }
 
-/// Issue 5: every rollout check on a rollout's compatibility and traffic
+/// Every rollout check on a rollout's compatibility and traffic
 /// reports.
 #[must_use]
 pub fn check_rollout(
@@ -562,7 +562,7 @@ mod tests {
             CheckId::RolloutHalt => {
                 r.timeline.events = vec![failed(0, "42703"), exited(2, 0, ExitStatus::Failure)];
             }
-            // Issue 5: rollout checks have their examples in rollout_examples.
+            // Rollout checks have their examples in rollout_examples.
             CheckId::OldOnNew
             | CheckId::NewOnOld
             | CheckId::RollbackUnsafe
@@ -609,7 +609,7 @@ mod tests {
         }
     }
 
-    /// Issue 5: each compatibility check flags its bad example, and only
+    /// Each compatibility check flags its bad example, and only
     /// with its own id (traffic-stall is tested from a traffic report).
     #[test]
     fn every_rollout_check_flags_its_bad_example_and_only_its_own_check_id() {

@@ -1,4 +1,4 @@
-//! `new-on-old` (issue 5): new code deployed before its migration breaks. Read from the
+//! `new-on-old`: new code deployed before its migration breaks. Read from the
 //! compatibility matrix (PREPARE on each schema state) and the live errors.
 
 use super::{CheckId, Finding, breakage};

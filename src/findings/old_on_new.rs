@@ -1,4 +1,4 @@
-//! `old-on-new` (issue 5): old code still serving on a migrated schema breaks. Read from the
+//! `old-on-new`: old code still serving on a migrated schema breaks. Read from the
 //! compatibility matrix (PREPARE on each schema state) and the live errors.
 
 use super::{CheckId, Finding, breakage};

@@ -1,4 +1,4 @@
-//! `rollback-unsafe` (issue 5): old code rolled back onto a later schema breaks. Read from the
+//! `rollback-unsafe`: old code rolled back onto a later schema breaks. Read from the
 //! compatibility matrix (PREPARE on each schema state) and the live errors.
 
 use super::{CheckId, Finding, breakage};

@@ -1,4 +1,4 @@
-//! Issue 5: a compatibility report each rollout check must flag. The match
+//! A compatibility report each rollout check must flag. The match
 //! is exhaustive: a new check without an example does not compile.
 
 use super::CheckId;

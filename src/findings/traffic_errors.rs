@@ -1,4 +1,4 @@
-//! `traffic-errors` (issue 5): app queries failed during the rollout for
+//! `traffic-errors`: app queries failed during the rollout for
 //! reasons other than code and schema disagreeing: lock timeouts (55P03),
 //! deadlocks (40P01), cancellations (57014, e.g. the statement timeout
 //! while queued behind a migration's ACCESS EXCLUSIVE lock), lost

@@ -1,4 +1,4 @@
-//! `traffic-stall` (issue 5): app queries that took at least the stall
+//! `traffic-stall`: app queries that took at least the stall
 //! threshold during the rollout, with the migration statement that ran
 //! meanwhile (typically a lock queue behind an ACCESS EXCLUSIVE request,
 //! manual "Explicit Locking"). A warning: slow, not failed.

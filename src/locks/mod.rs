@@ -1,4 +1,4 @@
-//! The lock observatory (issue 6): which locks a migration takes, for how
+//! The lock observatory: which locks a migration takes, for how
 //! long on production-size data, and who waits behind them.
 //!
 //! - [`mode`]: lock modes and the conflict matrix, as data.

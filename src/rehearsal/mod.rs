@@ -8,7 +8,7 @@
 //! the checks, and the verdict against the scenario's expectations.
 
 pub mod races;
-pub mod rollout; // issue 5
+pub mod rollout;
 
 use std::time::{Duration, Instant};
 
@@ -499,7 +499,7 @@ async fn rehearse_clones(
         None => "replicas",
     });
     let started = Instant::now();
-    // Locks (issue 6): the sampler watches the target during the rehearsal.
+    // Locks: the sampler watches the target during the rehearsal.
     let sampler = locks::sampler::start(
         target,
         locks::SamplerOptions::default()
@@ -516,7 +516,7 @@ async fn rehearse_clones(
     let mut findings;
     let timeline;
     if let Some(spec) = &plan.scenario.rollout {
-        // Issue 5: old and new code side by side through the rollout plan.
+        // Old and new code side by side through the rollout plan.
         let outcome = rollout::run_rollout(
             target,
             &spec.config,

@@ -1,4 +1,4 @@
-//! Rollout plans (issue 5): the deploy as steps over time, with each
+//! Rollout plans: the deploy as steps over time, with each
 //! version's app workload serving while migrations run, replicas are
 //! replaced one at a time and the old code comes back on rollback.
 //!

@@ -66,17 +66,17 @@ pub struct ScenarioReport {
     /// tolerated finding from a failing one without re-reading the file.
     #[serde(default)]
     pub expect: crate::scenario::Expectations,
-    /// Issue 5: the compatibility matrix of a rollout.
+    /// The compatibility matrix of a rollout.
     #[serde(default)]
     pub compat: Option<crate::compat::CompatReport>,
-    /// Issue 5: what the rollout did to the app workloads' traffic.
+    /// What the rollout did to the app workloads' traffic.
     #[serde(default)]
     pub traffic: Option<crate::workload::TrafficReport>,
     /// Every query execution of the rollout's app clients (version, query,
     /// phase, start, latency, SQLSTATE); successes are sampled past 200k.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub executions: Vec<crate::workload::Execution>,
-    /// Locks: per-statement trace, lint, and what the sampler saw (issue 6).
+    /// Locks: per-statement trace, lint, and what the sampler saw.
     #[serde(default)]
     pub locks: Option<crate::locks::LockReport>,
 }

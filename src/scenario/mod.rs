@@ -40,7 +40,7 @@ struct RawScenario {
     replicas: Option<Spanned<RaceConfig>>,
     #[serde(default)]
     expect: Expectations,
-    // Issue 5: app workloads per version (`old = "workloads/old.toml"`)
+    // App workloads per version (`old = "workloads/old.toml"`)
     // and the rollout plan they follow.
     #[serde(default)]
     workloads: std::collections::BTreeMap<String, Spanned<PathBuf>>,
@@ -135,7 +135,7 @@ pub struct Expectations {
     /// Checks whose findings are tolerated.
     #[serde(default)]
     pub allow: Vec<CheckId>,
-    /// Lock thresholds (issue 6), judged from the lock report: longest
+    /// Lock thresholds, judged from the lock report: longest
     /// ACCESS EXCLUSIVE hold on any table, in milliseconds.
     #[serde(default)]
     pub max_access_exclusive_ms: Option<u64>,
@@ -183,9 +183,9 @@ pub struct Scenario {
     /// How the pending migrations are applied: replicas and runner.
     pub replicas: RaceConfig,
     pub expect: Expectations,
-    /// Issue 5: each version's workload, loaded.
+    /// Each version's workload, loaded.
     pub workloads: Vec<crate::workload::Workload>,
-    /// Issue 5: the rollout plan, steps expanded.
+    /// The rollout plan, steps expanded.
     pub rollout: Option<crate::rehearsal::rollout::RolloutSpec>,
     /// How the lock sampler watches the rehearsal.
     pub locks: LocksSpec,
@@ -535,7 +535,7 @@ fn forecast_spec(
     })
 }
 
-/// Issue 5: loads the `[workloads]` files and checks the `[rollout]` plan
+/// Loads the `[workloads]` files and checks the `[rollout]` plan
 /// against them.
 fn workloads_and_rollout(
     raw: std::collections::BTreeMap<String, Spanned<PathBuf>>,
@@ -800,7 +800,7 @@ mod tests {
         assert!(err.contains("missing field `migrations`"), "{err}");
     }
 
-    /// Issue 5: `[workloads]` files load relative to the scenario and the
+    /// `[workloads]` files load relative to the scenario and the
     /// `[rollout]` plan is checked against them.
     #[test]
     fn workloads_and_rollout_are_loaded_and_checked() {

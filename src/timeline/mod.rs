@@ -102,7 +102,7 @@ pub enum EventKind {
         status: ExitStatus,
         code: Option<i32>,
     },
-    /// Issue 5: a rollout phase began (index into the rollout's phases).
+    /// A rollout phase began (index into the rollout's phases).
     Phase { index: usize, name: String },
 }
 

@@ -1,5 +1,5 @@
 //! Application workloads: the queries each application version sends, and
-//! the clients that send them during a rollout (issue 5).
+//! the clients that send them during a rollout.
 //!
 //! A workload file is TOML (format in `docs/scenario-format.md`): named
 //! queries in plain SQL with `$1..` parameters, a weight each, optionally a
