@@ -42,8 +42,10 @@ pub(crate) struct ForecastArgs {
     #[arg(long, default_value_t = 1_000_000)]
     max_rows: u64,
     /// Fail (exit 1) when a forecast hold of a lock that blocks reads or
-    /// writes is longer than this.
-    #[arg(long, value_name = "MS")]
+    /// writes is longer than this. Default: the scenario's `[expect]
+    /// lock_budget_ms`, else 1000 ms, the same budget `rehearse run` judges
+    /// measured holds against (docs/verdicts.md).
+    #[arg(long, visible_alias = "lock-budget", value_name = "MS")]
     budget_ms: Option<u64>,
     /// Write the forecast as JSON here too.
     #[arg(long, value_name = "FILE")]
@@ -168,7 +170,11 @@ pub(crate) async fn forecast_command(args: ForecastArgs, quiet: bool) -> Exit {
         Err(e) => return fail(&e, Exit::Infrastructure),
     };
     let report = forecast(&plan.scenario.name, &source, &timings, &production);
-    if let Err(e) = write_terminal(&report, args.budget_ms, &mut std::io::stdout().lock()) {
+    // The forecast is judged against the same budget as the measured holds.
+    let budget_ms = args
+        .budget_ms
+        .unwrap_or_else(|| plan.scenario.expect.lock_budget().ms);
+    if let Err(e) = write_terminal(&report, Some(budget_ms), &mut std::io::stdout().lock()) {
         return fail(&format!("writing the forecast: {e}"), Exit::Infrastructure);
     }
     if let Some(path) = &args.report_file {
@@ -189,15 +195,13 @@ pub(crate) async fn forecast_command(args: ForecastArgs, quiet: bool) -> Exit {
             );
         }
     }
-    match args.budget_ms {
-        Some(budget)
-            if !report
-                .forecast_exceeds(std::time::Duration::from_millis(budget))
-                .is_empty() =>
-        {
-            Exit::FindingsFail
-        }
-        _ => Exit::Pass,
+    if report
+        .forecast_exceeds(std::time::Duration::from_millis(budget_ms))
+        .is_empty()
+    {
+        Exit::Pass
+    } else {
+        Exit::FindingsFail
     }
 }
 
