@@ -95,6 +95,7 @@ struct RawLocks {
     sample_interval_ms: Option<Spanned<u64>>,
     #[serde(default)]
     catalog: bool,
+    #[serde(default)]
     allow: Vec<Spanned<String>>,
 }
 
