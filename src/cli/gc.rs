@@ -20,7 +20,13 @@ pub(crate) async fn gc(args: GcArgs) -> Exit {
     for id in &report.containers_removed {
         println!("removed container {id}");
     }
-    if report.clusters_removed.is_empty() && report.containers_removed.is_empty() {
+    for dir in &report.cache_partials_removed {
+        println!("removed half-written template cache entry {}", dir.display());
+    }
+    if report.clusters_removed.is_empty()
+        && report.containers_removed.is_empty()
+        && report.cache_partials_removed.is_empty()
+    {
         println!("nothing to remove");
     }
     if report.in_use > 0 {

@@ -2,6 +2,7 @@
 //! codes. Each subcommand lives in its own file and only calls the library.
 
 mod bench;
+mod cache;
 mod doctor;
 mod gc;
 mod provision;
@@ -46,6 +47,8 @@ enum Command {
     Seed(crate::seed::SeedArgs),
     /// Trace the locks each statement of a migration takes, on a throwaway database.
     Trace(trace::TraceArgs),
+    /// List or prune the persistent template cache.
+    Cache(cache::CacheCommand),
 }
 
 /// Flags every command that provisions a Postgres shares.
@@ -179,6 +182,7 @@ async fn dispatch(cli: Cli) -> Exit {
         Command::Gc(args) => gc::gc(args).await,
         Command::Seed(args) => seed::seed(args, cli.quiet).await,
         Command::Trace(args) => trace::trace(args, cli.quiet).await,
+        Command::Cache(args) => cache::cache(args),
     }
 }
 

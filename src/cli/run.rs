@@ -30,6 +30,12 @@ pub(crate) struct RunArgs {
     /// index modulo N is K-1. Every scenario lands in exactly one shard.
     #[arg(long, value_name = "K/N", value_parser = Partition::parse)]
     partition: Option<Partition>,
+    /// Neither restore templates from the persistent template cache nor
+    /// save them to it.
+    #[arg(long)]
+    no_cache: bool,
+    #[command(flatten)]
+    cache: super::cache::CacheArgs,
 }
 
 /// `--partition K/N`: a deterministic share of the scenarios for one of N
@@ -89,6 +95,14 @@ pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
             );
         }
     }
+    let template_cache = if args.no_cache {
+        None
+    } else {
+        match args.cache.settings() {
+            Ok(settings) => Some(settings),
+            Err(e) => return fail(&e, Exit::BadInput),
+        }
+    };
     let run_id = RunId::new();
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let started = Instant::now();
@@ -98,6 +112,7 @@ pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
         let scenario = &plan.scenario;
         let options = crate::provision::ProvisionOptions {
             run_id: run_id.clone(),
+            template_cache: template_cache.clone(),
             ..args.backend.options(scenario.backend)
         };
         let report = servers.rehearse(plan, &options).await;

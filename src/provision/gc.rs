@@ -26,12 +26,15 @@ pub struct GcReport {
     /// Why Docker was not looked at, if it was not.
     pub docker_skipped: Option<String>,
     pub errors: Vec<String>,
+    /// Half-written template cache entries of dead runs.
+    pub cache_partials_removed: Vec<PathBuf>,
 }
 
 /// Removes orphaned local clusters and containers (all of ours with `all`).
 pub async fn collect(all: bool) -> GcReport {
     let mut report = GcReport::default();
     collect_clusters(all, &mut report);
+    collect_cache_partials(all, &mut report);
     collect_containers(all, &mut report).await;
     report
 }
@@ -71,6 +74,17 @@ fn collect_clusters(all: bool, report: &mut GcReport) {
             }
         }
     }
+}
+
+/// The template cache's entries are never garbage (`rehearse cache prune`
+/// evicts them); what a killed run left half-written is.
+fn collect_cache_partials(all: bool, report: &mut GcReport) {
+    let Ok(settings) = super::cache::CacheSettings::new(None, 0) else {
+        return;
+    };
+    let (removed, errors) = super::cache::collect_partials(&settings.dir, all);
+    report.cache_partials_removed.extend(removed);
+    report.errors.extend(errors);
 }
 
 /// SIGQUIT to an orphaned postmaster, after checking the pid really is a
