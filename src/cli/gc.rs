@@ -21,7 +21,10 @@ pub(crate) async fn gc(args: GcArgs) -> Exit {
         println!("removed container {id}");
     }
     for dir in &report.cache_partials_removed {
-        println!("removed half-written template cache entry {}", dir.display());
+        println!(
+            "removed half-written template cache entry {}",
+            dir.display()
+        );
     }
     if report.clusters_removed.is_empty()
         && report.containers_removed.is_empty()

@@ -75,9 +75,7 @@ fn default_dir() -> Option<PathBuf> {
 /// The cache cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    #[error(
-        "no cache directory: set {CACHE_DIR_ENV}, XDG_CACHE_HOME or HOME, or pass --cache-dir"
-    )]
+    #[error("no cache directory: set {CACHE_DIR_ENV}, XDG_CACHE_HOME or HOME, or pass --cache-dir")]
     NoDir,
     #[error("template cache {path}: {reason}")]
     Io { path: PathBuf, reason: String },
@@ -131,7 +129,10 @@ impl Manifest {
         let mut keys: Vec<&str> = self.templates.iter().map(|t| t.key.as_str()).collect();
         keys.sort_unstable();
         let mut hasher = sha2::Sha256::new();
-        hasher.update(format!("{}\n{}\n{}\n", self.format, self.tool_version, self.cluster));
+        hasher.update(format!(
+            "{}\n{}\n{}\n",
+            self.format, self.tool_version, self.cluster
+        ));
         for key in keys {
             hasher.update(key.as_bytes());
             hasher.update(b"\n");
@@ -193,7 +194,7 @@ pub fn list(dir: &Path) -> Result<Vec<Entry>, CacheError> {
             entries.push(entry);
         }
     }
-    entries.sort_by(|a, b| b.last_used.cmp(&a.last_used));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.last_used));
     Ok(entries)
 }
 
@@ -251,10 +252,7 @@ pub(crate) fn find(settings: &CacheSettings, cluster: &str, key: &str) -> Option
             continue;
         }
         touch(&entry.dir.join(USED));
-        return Some(Hit {
-            entry,
-            _lock: lock,
-        });
+        return Some(Hit { entry, _lock: lock });
     }
     None
 }
@@ -279,7 +277,10 @@ impl Pending {
         let root = settings.dir.clone();
         fs::create_dir_all(&root).map_err(|e| io_error(&root, e))?;
         let _ = fs::set_permissions(&root, fs::Permissions::from_mode(0o700));
-        let tmp = root.join(format!("{TMP_PREFIX}{run_id}-{:08x}", rand::random::<u32>()));
+        let tmp = root.join(format!(
+            "{TMP_PREFIX}{run_id}-{:08x}",
+            rand::random::<u32>()
+        ));
         fs::create_dir(&tmp).map_err(|e| io_error(&tmp, e))?;
         let pending = Pending {
             tmp,
