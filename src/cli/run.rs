@@ -10,8 +10,8 @@ use crate::exit::Exit;
 use crate::provision::RunId;
 use crate::rehearsal::{Plan, ServerPool};
 use crate::report::{
-    ReportTarget, ReportTargets, RunReport, SCHEMA_VERSION, TerminalOptions, parse_targets,
-    write_terminal,
+    ReportTarget, ReportTargets, RunReport, SCHEMA_VERSION, ScenarioReport, TerminalOptions,
+    parse_targets, write_terminal,
 };
 use crate::scenario::{Scenario, discover};
 
@@ -32,10 +32,21 @@ pub(crate) struct RunArgs {
     partition: Option<Partition>,
     /// Neither restore templates from the persistent template cache nor
     /// save them to it.
-    #[arg(long)]
+    #[arg(long, env = "REHEARSE_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
     no_cache: bool,
     #[command(flatten)]
     cache: super::cache::CacheArgs,
+    /// Scenarios rehearsed at once, each worker on a Postgres of its own.
+    /// More is faster, but the rehearsals then compete for CPU and disk and
+    /// their lock and statement durations grow: keep 1 when the timings
+    /// matter (docs/performance.md).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(1..=64)
+    )]
+    jobs: u16,
 }
 
 /// `--partition K/N`: a deterministic share of the scenarios for one of N
@@ -106,28 +117,50 @@ pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
     let run_id = RunId::new();
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let started = Instant::now();
-    let mut reports = Vec::new();
-    let mut servers = ServerPool::default().with_progress(!quiet);
-    for plan in &plans {
-        let scenario = &plan.scenario;
-        let options = crate::provision::ProvisionOptions {
-            run_id: run_id.clone(),
-            template_cache: template_cache.clone(),
-            ..args.backend.options(scenario.backend)
-        };
-        let report = servers.rehearse(plan, &options).await;
-        if !quiet {
-            eprintln!(
-                "rehearse: {} {}",
-                crate::report::summary_line(&report),
-                scenario.path.display()
-            );
+    let jobs = usize::from(args.jobs).clamp(1, plans.len().max(1));
+    // Workers take the next scenario from one queue; reports land in the
+    // scenarios' order whatever order they finish in, so a parallel run's
+    // reports match a sequential run's apart from timings.
+    let queue = std::sync::Mutex::new(plans.iter().enumerate());
+    let done: std::sync::Mutex<Vec<Option<ScenarioReport>>> =
+        std::sync::Mutex::new(plans.iter().map(|_| None).collect());
+    let worker = || async {
+        // Progress bars of several scenarios at once would interleave: a
+        // parallel run prints one line per finished scenario instead.
+        let mut servers = ServerPool::default().with_progress(!quiet && jobs == 1);
+        loop {
+            let next = lock(&queue).next();
+            let Some((index, plan)) = next else {
+                break;
+            };
+            let scenario = &plan.scenario;
+            let options = crate::provision::ProvisionOptions {
+                run_id: run_id.clone(),
+                template_cache: template_cache.clone(),
+                ..args.backend.options(scenario.backend)
+            };
+            let report = servers.rehearse(plan, &options).await;
+            if !quiet {
+                eprintln!(
+                    "rehearse: {} {}",
+                    crate::report::summary_line(&report),
+                    scenario.path.display()
+                );
+            }
+            lock(&done)[index] = Some(report);
         }
-        reports.push(report);
-    }
-    if let Err(e) = servers.shutdown().await {
+        servers.shutdown().await
+    };
+    let cleanups = futures_util::future::join_all((0..jobs).map(|_| worker())).await;
+    if let Some(Err(e)) = cleanups.into_iter().find(Result::is_err) {
         return fail(&format!("cleanup failed: {e}"), Exit::Infrastructure);
     }
+    let reports: Vec<ScenarioReport> = done
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .into_iter()
+        .flatten()
+        .collect();
     let report = RunReport {
         schema_version: SCHEMA_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -149,6 +182,13 @@ pub(crate) async fn run(args: RunArgs, quiet: bool) -> Exit {
         }
     }
     report.exit()
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Nothing panics while holding these locks.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Loads every scenario and its migrations, collecting all errors rather
