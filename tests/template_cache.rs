@@ -169,4 +169,22 @@ async fn a_second_run_restores_the_seeded_template_and_a_changed_seeds_file_miss
     let entries = list(&cache.dir).unwrap();
     assert_eq!(entries.len(), 2, "{entries:?}");
     assert_eq!(entries[0].manifest.templates[0].key, changed.template_key());
+
+    // What users see of it, and how they empty it.
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_rehearse"))
+            .args(args)
+            .arg("--cache-dir")
+            .arg(&cache.dir)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let listing = cli(&["cache", "ls"]);
+    assert!(listing.contains("2 entries"), "{listing}");
+    assert!(listing.contains(&changed.template_key()), "{listing}");
+    let pruned = cli(&["cache", "prune", "--all"]);
+    assert!(pruned.contains("0 entries left"), "{pruned}");
+    assert!(list(&cache.dir).unwrap().is_empty());
 }

@@ -275,8 +275,12 @@ impl Pending {
     /// `gc` can remove it if this process dies before committing.
     pub(crate) fn begin(settings: &CacheSettings, run_id: &RunId) -> Result<Pending, CacheError> {
         let root = settings.dir.clone();
-        fs::create_dir_all(&root).map_err(|e| io_error(&root, e))?;
-        let _ = fs::set_permissions(&root, fs::Permissions::from_mode(0o700));
+        if !root.is_dir() {
+            fs::create_dir_all(&root).map_err(|e| io_error(&root, e))?;
+            // Only a directory we created: `--cache-dir /tmp` must not
+            // change /tmp's mode. Entries are 0700 themselves anyway.
+            let _ = fs::set_permissions(&root, fs::Permissions::from_mode(0o700));
+        }
         let tmp = root.join(format!(
             "{TMP_PREFIX}{run_id}-{:08x}",
             rand::random::<u32>()
