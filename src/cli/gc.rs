@@ -44,9 +44,16 @@ pub(crate) async fn gc(args: GcArgs) -> Exit {
     for name in &report.databases_removed {
         println!("dropped database {name}");
     }
+    for dir in &report.cache_partials_removed {
+        println!(
+            "removed half-written template cache entry {}",
+            dir.display()
+        );
+    }
     if report.clusters_removed.is_empty()
         && report.containers_removed.is_empty()
         && report.databases_removed.is_empty()
+        && report.cache_partials_removed.is_empty()
     {
         println!("nothing to remove");
     }

@@ -2,6 +2,7 @@
 //! codes. Each subcommand lives in its own file and only calls the library.
 
 mod bench;
+mod cache;
 mod doctor;
 mod forecast;
 mod gc;
@@ -52,6 +53,8 @@ enum Command {
     Stats(stats::StatsArgs),
     /// Forecast the pending migrations' lock holds at production size.
     Forecast(forecast::ForecastArgs),
+    /// List or prune the persistent template cache.
+    Cache(cache::CacheCommand),
 }
 
 /// Flags every command that provisions a Postgres shares.
@@ -248,6 +251,7 @@ async fn dispatch(cli: Cli) -> Exit {
         Command::Trace(args) => trace::trace(args, cli.quiet).await,
         Command::Stats(args) => stats::stats(args, cli.quiet).await,
         Command::Forecast(args) => forecast::forecast_command(args, cli.quiet).await,
+        Command::Cache(args) => cache::cache(args),
     }
 }
 

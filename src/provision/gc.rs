@@ -34,6 +34,8 @@ pub struct GcReport {
     /// Why Docker was not looked at, if it was not.
     pub docker_skipped: Option<String>,
     pub errors: Vec<String>,
+    /// Half-written template cache entries of dead runs.
+    pub cache_partials_removed: Vec<PathBuf>,
 }
 
 /// Where `gc` looks besides the default places.
@@ -53,6 +55,7 @@ pub struct GcOptions {
 pub async fn collect(options: &GcOptions) -> GcReport {
     let mut report = GcReport::default();
     collect_clusters(options, &mut report);
+    collect_cache_partials(options.all, &mut report);
     collect_containers(options.all, &mut report).await;
     if let Some(url) = &options.database_url {
         collect_databases(url, options.all, &mut report).await;
@@ -177,6 +180,17 @@ fn kill_processes_on(dir: &Path) {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// The template cache's entries are never garbage (`rehearse cache prune`
+/// evicts them); what a killed run left half-written is.
+fn collect_cache_partials(all: bool, report: &mut GcReport) {
+    let Ok(settings) = super::cache::CacheSettings::new(None, 0) else {
+        return;
+    };
+    let (removed, errors) = super::cache::collect_partials(&settings.dir, all);
+    report.cache_partials_removed.extend(removed);
+    report.errors.extend(errors);
 }
 
 /// SIGQUIT to an orphaned postmaster, after checking the pid really is a

@@ -270,6 +270,12 @@ pub(crate) struct LocalCluster {
     bins: PgBinaries,
     conn: ConnInfo,
     version: ServerVersion,
+    /// Identifies the binaries and initdb settings: a cached cluster only
+    /// starts under the ones that made it.
+    cluster_key: String,
+    /// Templates the cluster came with from the persistent template cache.
+    restored: Vec<super::cache::CachedTemplate>,
+    run_as: RunAs,
     /// The copy of the cached cluster while it runs: cleanup cancels it
     /// and waits for it before removing the directory it writes into.
     copying: Option<CopyTask>,
@@ -296,11 +302,24 @@ impl LocalCluster {
         let run_as = RunAs::detect()?;
         let root = tmp_root(options.tmp_dir.as_deref())?;
         let deadline = Instant::now() + options.startup_timeout;
-        let template = {
-            let (bins, root) = (bins.clone(), root.clone());
-            tokio::task::spawn_blocking(move || cached_cluster(&bins, &root, run_as))
-                .await
-                .map_err(|e| ProvisionError::Local(format!("cluster cache task failed: {e}")))??
+        let cluster_key = cache_key(&bins, run_as);
+        // A cluster from the persistent template cache holding the wanted
+        // template, else the initdb cache. The hit's shared lock keeps the
+        // entry from eviction until the copy below is done.
+        let hit = match (&options.template_cache, &options.cached_template) {
+            (Some(settings), Some(key)) => super::cache::find(settings, &cluster_key, key),
+            _ => None,
+        };
+        let template = match &hit {
+            Some(hit) => hit.entry.data_dir(),
+            None => {
+                let (bins, root) = (bins.clone(), root.clone());
+                tokio::task::spawn_blocking(move || cached_cluster(&bins, &root, run_as))
+                    .await
+                    .map_err(|e| {
+                        ProvisionError::Local(format!("cluster cache task failed: {e}"))
+                    })??
+            }
         };
         let dir = create_instance_dir(&root, options, run_as)?;
         // From here on `cluster` owns the directory: any early return drops
@@ -312,6 +331,12 @@ impl LocalCluster {
             conn: ConnInfo::new("127.0.0.1", 0, SUPERUSER),
             version: ServerVersion::default(),
             copying: None,
+            cluster_key,
+            restored: hit
+                .as_ref()
+                .map(|hit| hit.entry.manifest.templates.clone())
+                .unwrap_or_default(),
+            run_as,
         };
         let data = cluster.dir.join("data");
         {
@@ -337,6 +362,7 @@ impl LocalCluster {
             })?;
             cluster.copying = None;
         }
+        drop(hit);
         let socket_dir = cluster.socket_dir()?;
         // A free port can be taken by someone else between our probe and the
         // server's bind; retry with another port when that happens.
@@ -487,6 +513,88 @@ impl LocalCluster {
         if let Some(mut child) = self.child.take() {
             stop_postmaster(&mut child);
         }
+    }
+
+    pub(crate) fn restored(&self) -> &[super::cache::CachedTemplate] {
+        &self.restored
+    }
+
+    /// Stops the server cleanly (a fast shutdown writes a shutdown
+    /// checkpoint, so the data directory is consistent without WAL replay)
+    /// and moves its data directory into the template cache as an entry
+    /// holding `templates`; then removes the instance like [`Self::stop`].
+    pub(crate) fn stop_into_cache(
+        mut self,
+        settings: &super::cache::CacheSettings,
+        run_id: &super::RunId,
+        templates: Vec<super::cache::CachedTemplate>,
+    ) -> Result<Result<PathBuf, String>, ProvisionError> {
+        let cache_error = |e: super::cache::CacheError| e.to_string();
+        let clean = self.child.take().is_some_and(|mut child| {
+            let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+            // SIGINT: "fast" shutdown (manual, "Shutting Down the Server").
+            let _ = kill(pid, Signal::SIGINT);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => break status.success(),
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    _ => {
+                        stop_postmaster(&mut child);
+                        break false;
+                    }
+                }
+            }
+        });
+        let saved = if clean {
+            let data = self.dir.join("data");
+            let size = super::cache::dir_size(&data);
+            if size > settings.max_size {
+                Err(format!(
+                    "not cached: the cluster's {} exceed the template cache's size limit of {}",
+                    super::cache::human_size(size),
+                    super::cache::human_size(settings.max_size)
+                ))
+            } else {
+                self.save_data(&data, settings, run_id, templates)
+                    .map_err(cache_error)
+            }
+        } else {
+            Err("not cached: the server did not shut down cleanly".into())
+        };
+        self.stop()?;
+        Ok(saved)
+    }
+
+    fn save_data(
+        &self,
+        data: &Path,
+        settings: &super::cache::CacheSettings,
+        run_id: &super::RunId,
+        templates: Vec<super::cache::CachedTemplate>,
+    ) -> Result<PathBuf, super::cache::CacheError> {
+        let pending = super::cache::Pending::begin(settings, run_id)?;
+        // Same file system (a cache dir on tmpfs): a rename. Else a copy.
+        if fs::rename(data, pending.data_dir()).is_err() {
+            copy_tree(
+                data,
+                &pending.data_dir(),
+                self.run_as,
+                &AtomicBool::new(false),
+            )
+            .map_err(|e| super::cache::CacheError::Io {
+                path: pending.data_dir(),
+                reason: format!("copying {} into it: {e}", data.display()),
+            })?;
+        }
+        let manifest =
+            super::cache::Manifest::new(&self.cluster_key, &self.version.text, templates);
+        let entry = pending.commit(&manifest)?;
+        super::cache::remove_superseded(&settings.dir, &entry);
+        let _ = super::cache::prune(&settings.dir, settings.max_size, Some(&entry));
+        Ok(entry)
     }
 
     pub(crate) fn stop(mut self) -> Result<(), ProvisionError> {

@@ -6,6 +6,7 @@
 //! drops every handle before exiting). What a SIGKILL leaves behind carries a
 //! label or an owner file, and [`gc::collect`] removes it.
 
+pub mod cache;
 mod conn;
 mod docker;
 pub mod doctor;
@@ -183,6 +184,11 @@ pub struct ProvisionOptions {
     /// server keeps its own.
     pub max_connections: u32,
     pub run_id: RunId,
+    /// The persistent template cache (local backend); `None` disables it.
+    pub template_cache: Option<cache::CacheSettings>,
+    /// The template a new server should come with from the cache, when an
+    /// entry holds it (the key [`Postgres::template`] is called with).
+    pub cached_template: Option<String>,
 }
 
 /// Postgres's own default `max_connections`, and ours: enough for about 40
@@ -223,6 +229,8 @@ impl Default for ProvisionOptions {
             pull_timeout: Duration::from_secs(300),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             run_id: RunId::new(),
+            template_cache: None,
+            cached_template: None,
         }
     }
 }
@@ -355,6 +363,12 @@ pub struct Postgres {
     version_num: u32,
     notes: Vec<String>,
     run_id: RunId,
+    /// The persistent template cache this server saves its templates to.
+    template_cache: Option<cache::CacheSettings>,
+    /// Templates it came with from that cache.
+    restored: Vec<cache::CachedTemplate>,
+    /// Templates built on it by this process: what is worth saving.
+    built: std::sync::Mutex<Vec<cache::CachedTemplate>>,
 }
 
 impl Postgres {
@@ -385,7 +399,14 @@ impl Postgres {
             }
             Backend::Auto => unreachable!("auto resolved above"),
         };
+        let restored = match &instance {
+            Instance::Local(cluster) => cluster.restored().to_vec(),
+            _ => Vec::new(),
+        };
         let postgres = Postgres {
+            template_cache: options.template_cache.clone(),
+            restored,
+            built: std::sync::Mutex::new(Vec::new()),
             instance: std::sync::Mutex::new(Some(instance)),
             backend,
             conn,
@@ -479,9 +500,32 @@ impl Postgres {
     /// Like [`Postgres::shutdown`], through a shared reference; later calls
     /// do nothing.
     pub async fn stop(&self) -> Result<(), ProvisionError> {
+        let to_cache = self.templates_to_cache().await;
         let instance = self.lock_instance().take();
         match instance {
-            Some(Instance::Local(cluster)) => cluster.stop(),
+            Some(Instance::Local(cluster)) => match (to_cache, &self.template_cache) {
+                (Some(templates), Some(settings)) => {
+                    let count = templates.len();
+                    let run_id = self.run_id.clone();
+                    let settings = settings.clone();
+                    let saved = tokio::task::spawn_blocking(move || {
+                        cluster.stop_into_cache(&settings, &run_id, templates)
+                    })
+                    .await
+                    .map_err(|e| ProvisionError::Local(format!("cache task failed: {e}")))??;
+                    // A cache that cannot be written costs the next run
+                    // time, not this run its result: say so and go on.
+                    match saved {
+                        Ok(entry) => eprintln!(
+                            "rehearse: template cache: saved {count} template(s) in {}",
+                            entry.display()
+                        ),
+                        Err(e) => eprintln!("rehearse: template cache: {e}"),
+                    }
+                    Ok(())
+                }
+                _ => cluster.stop(),
+            },
             Some(Instance::Docker(container)) => container.stop().await,
             Some(Instance::Server(database)) => database.drop_all().await,
             None => Ok(()),

@@ -68,6 +68,11 @@ impl Postgres {
             .await
             .map_err(|e| self.sql_error("locking the template build", &e))?;
         let result = self.build_template(&admin, &name, prepare).await;
+        if let Ok(template) = &result
+            && template.built
+        {
+            self.note_built(key, &template.name);
+        }
         // The lock is a session lock: released explicitly, and by the
         // disconnect when `admin` drops if this fails.
         let _ = admin.execute(SQL_TEMPLATE_UNLOCK, &[&lock_key]).await;

@@ -252,6 +252,9 @@ impl ServerPool {
         let options = ProvisionOptions {
             pg_major: options.pg_major.or(scenario.postgres),
             max_connections: plan.server_max_connections(options),
+            // A new server comes from a cache entry holding this plan's
+            // template, when there is one.
+            cached_template: Some(plan.template_key()),
             ..options.clone()
         };
         let key = (options.backend, options.pg_major, options.max_connections);
@@ -430,7 +433,13 @@ async fn run_stages(
             "{} baseline migration(s){seeded} in template {} ({})",
             plan.baseline.len(),
             template.name,
-            if template.built { "built" } else { "reused" }
+            if template.built {
+                "built"
+            } else if postgres.template_from_cache(&plan.template_key()) {
+                "restored from the template cache"
+            } else {
+                "reused"
+            }
         ),
     );
 

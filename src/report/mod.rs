@@ -16,7 +16,7 @@ mod target;
 pub mod terminal;
 
 pub use html::write_html;
-pub use json::write_json;
+pub use json::{JsonStream, write_json};
 pub use junit::write_junit;
 pub use markdown::write_markdown;
 pub use summary::{ScenarioSummary, Status, check_status};

@@ -10,6 +10,9 @@ pub fn rehearse(args: &[&str]) -> (i32, String, String) {
     let output = Command::new(BIN)
         .args(args)
         .env_remove("DATABASE_URL")
+        // Tests neither read nor fill the user's template cache; a test of
+        // the cache passes --cache-dir and unsets this.
+        .env("REHEARSE_NO_CACHE", "1")
         .output()
         .expect("run rehearse");
     (
