@@ -5,14 +5,14 @@
 //! `cargo bench --bench forecast` (sizes: `FORECAST_ROWS`, default
 //! 1,000,000 rows for the real run; the fit uses 1/40, 1/20 and 1/10 of
 //! it). Each timing is the fastest of three, through the same
-//! `rehearse::forecast::measure` code a rehearsal uses (wall clock,
+//! `pg_rehearse::forecast::measure` code a rehearsal uses (wall clock,
 //! statement by statement, each migration in its own transaction).
 
 use std::path::PathBuf;
 
-use rehearse::forecast::measure::{Timing, forecast, time_statements};
-use rehearse::forecast::{StatementKind, human_duration};
-use rehearse::migrate::{Migration, MigrationKind, Statement};
+use pg_rehearse::forecast::measure::{Timing, forecast, time_statements};
+use pg_rehearse::forecast::{StatementKind, human_duration};
+use pg_rehearse::migrate::{Migration, MigrationKind, Statement};
 
 const KINDS: &[(&str, &str)] = &[
     ("index build", "CREATE INDEX child_v ON child (v)"),
@@ -114,7 +114,7 @@ fn main() {
         .unwrap_or(1_000_000);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let Some(db) = rehearse::testing::fresh_database().await else {
+        let Some(db) = pg_rehearse::testing::fresh_database().await else {
             return;
         };
         let client = db.connect().await;

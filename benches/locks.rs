@@ -27,8 +27,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use rehearse::locks::{SamplerOptions, sampler};
-use rehearse::provision::{Backend, ConnInfo, DEFAULT_MAX_CONNECTIONS, Postgres, ProvisionOptions};
+use pg_rehearse::locks::{SamplerOptions, sampler};
+use pg_rehearse::provision::{
+    Backend, ConnInfo, DEFAULT_MAX_CONNECTIONS, Postgres, ProvisionOptions,
+};
 
 const CONNECTIONS: usize = 4;
 const TRANSACTIONS: u64 = 2_000;

@@ -11,10 +11,10 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use rehearse::migrate::apply_serial;
-use rehearse::rehearsal::Plan;
-use rehearse::scenario::Scenario;
-use rehearse::seed::{SeedOptions, seed_database};
+use pg_rehearse::migrate::apply_serial;
+use pg_rehearse::rehearsal::Plan;
+use pg_rehearse::scenario::Scenario;
+use pg_rehearse::seed::{SeedOptions, seed_database};
 
 /// Seeded examples whose pending migrations touch populated tables.
 const DEFAULT_SCENARIOS: [&str; 2] = ["scenarios/ecommerce", "scenarios/saas"];
@@ -29,7 +29,7 @@ fn scenarios() -> Vec<String> {
 }
 
 fn migrations(c: &mut Criterion) {
-    let Some(server) = rehearse::testing::shared_server() else {
+    let Some(server) = pg_rehearse::testing::shared_server() else {
         return;
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use rehearse::provision::{Backend, Postgres, ProvisionOptions, Template, describe_pg_error};
+use pg_rehearse::provision::{Backend, Postgres, ProvisionOptions, Template, describe_pg_error};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

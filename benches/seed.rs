@@ -17,9 +17,9 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fake::Fake;
 use fake::faker::internet::en::SafeEmail;
 use fake::faker::name::en::Name;
+use pg_rehearse::seed::{SeedOptions, SeedSpec, Value, seed_database};
+use pg_rehearse::testing::TestDatabase;
 use rand::{RngExt, SeedableRng};
-use rehearse::seed::{SeedOptions, SeedSpec, Value, seed_database};
-use rehearse::testing::TestDatabase;
 use tokio_postgres::Client;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
@@ -126,8 +126,8 @@ async fn insert_select(client: &Client) -> Duration {
 
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let Some(db) = runtime.block_on(rehearse::testing::fresh_database()) else {
-        eprintln!("seed bench: no database (see rehearse::testing for backends)");
+    let Some(db) = runtime.block_on(pg_rehearse::testing::fresh_database()) else {
+        eprintln!("seed bench: no database (see pg_rehearse::testing for backends)");
         return;
     };
     let client = runtime.block_on(db.connect());

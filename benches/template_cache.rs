@@ -11,11 +11,11 @@
 use std::path::Path;
 use std::time::Instant;
 
-use rehearse::provision::cache::{CacheSettings, human_size, list};
-use rehearse::provision::{Backend, ProvisionOptions};
-use rehearse::rehearsal::{Plan, ServerPool};
-use rehearse::report::ScenarioReport;
-use rehearse::scenario::Scenario;
+use pg_rehearse::provision::cache::{CacheSettings, human_size, list};
+use pg_rehearse::provision::{Backend, ProvisionOptions};
+use pg_rehearse::rehearsal::{Plan, ServerPool};
+use pg_rehearse::report::ScenarioReport;
+use pg_rehearse::scenario::Scenario;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)

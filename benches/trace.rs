@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rehearse::locks::{LockReport, TraceOptions, trace_database};
-use rehearse::migrate::{Layout, MigrationSet};
-use rehearse::provision::{Backend, Postgres, ProvisionOptions};
+use pg_rehearse::locks::{LockReport, TraceOptions, trace_database};
+use pg_rehearse::migrate::{Layout, MigrationSet};
+use pg_rehearse::provision::{Backend, Postgres, ProvisionOptions};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/crates-io/migrations")

@@ -1,10 +1,10 @@
 //! The `cargo test` API: load a scenario, rehearse it, assert.
 //!
 //! ```no_run
-//! use rehearse::{CheckId, Rehearsal};
+//! use pg_rehearse::{CheckId, Rehearsal};
 //!
 //! #[tokio::test]
-//! async fn naive_runner_double_applies() -> Result<(), rehearse::api::ApiError> {
+//! async fn naive_runner_double_applies() -> Result<(), pg_rehearse::api::ApiError> {
 //!     let Some(outcome) = Rehearsal::from_file("scenarios/naive-8-replicas")?
 //!         .run_on_shared_server()
 //!         .await

@@ -1,5 +1,5 @@
 //! The `rehearse` binary: parses arguments and hands over to the library.
 
 fn main() -> std::process::ExitCode {
-    rehearse::cli::main()
+    pg_rehearse::cli::main()
 }

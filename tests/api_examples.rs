@@ -2,10 +2,10 @@
 //! the test binary's shared server, assert. These are examples and the
 //! project's own tests at once (see docs/testing-guide.md).
 
-use rehearse::report::{ReportFormat, RunReport, SCHEMA_VERSION};
-use rehearse::{CheckId, Rehearsal};
+use pg_rehearse::report::{ReportFormat, RunReport, SCHEMA_VERSION};
+use pg_rehearse::{CheckId, Rehearsal};
 
-type Result = std::result::Result<(), rehearse::api::ApiError>;
+type Result = std::result::Result<(), pg_rehearse::api::ApiError>;
 
 #[tokio::test]
 async fn naive_runner_applies_the_data_migration_in_every_replica() -> Result {

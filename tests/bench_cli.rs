@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use rehearse::locks::LockMode;
-use rehearse::report::bench::BenchReport;
+use pg_rehearse::locks::LockMode;
+use pg_rehearse::report::bench::BenchReport;
 
 mod cli_support;
 

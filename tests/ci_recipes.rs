@@ -4,7 +4,7 @@
 //! they name exist.
 
 use clap::Parser;
-use rehearse::cli::Cli;
+use pg_rehearse::cli::Cli;
 
 fn recipes() -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
@@ -141,6 +141,45 @@ fn every_recipe_parses_and_its_rehearse_commands_exist() {
     );
 }
 
+/// The name `rehearse` on crates.io belongs to an unrelated crate: every
+/// recipe installs this project's package (`pg-rehearse`, the name in
+/// Cargo.toml) from its repository at a pinned tag, never a bare name.
+#[test]
+fn recipes_install_this_package_from_its_repository_at_a_pinned_tag() {
+    let cargo_toml = std::fs::read_to_string("Cargo.toml").unwrap();
+    assert!(
+        cargo_toml.contains("name = \"pg-rehearse\""),
+        "the package is pg-rehearse"
+    );
+    let mut installs = 0;
+    for file in recipes() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for line in text.lines().filter(|l| l.contains("cargo install")) {
+            let line = line
+                .trim_start()
+                .trim_start_matches("- ")
+                .trim_start_matches("run: ");
+            if line.starts_with('#') {
+                continue;
+            }
+            installs += 1;
+            let words: Vec<&str> = line.split_whitespace().collect();
+            assert!(
+                words.contains(&"--git") && words.contains(&"--tag"),
+                "{}: `{line}` must install from the repository at a pinned tag",
+                file.display()
+            );
+            assert_eq!(
+                words.last(),
+                Some(&"pg-rehearse"),
+                "{}: `{line}` must name the pg-rehearse package",
+                file.display()
+            );
+        }
+    }
+    assert!(installs >= 3, "only {installs} install steps found");
+}
+
 #[test]
 fn the_command_extraction_sees_through_continuations_and_pipes() {
     let commands = rehearse_commands(
@@ -171,7 +210,7 @@ fn check_jsonschema() -> Option<std::path::PathBuf> {
 #[test]
 fn recipes_validate_against_the_platforms_published_schemas() {
     let Some(validator) = check_jsonschema() else {
-        rehearse::testing::skip::<()>(
+        pg_rehearse::testing::skip::<()>(
             "check-jsonschema (pip install check-jsonschema)",
             &"it is not on PATH and REHEARSE_CHECK_JSONSCHEMA is not set",
         );

@@ -4,11 +4,11 @@
 
 use std::path::Path;
 
-use rehearse::compat::{BreakageClass, CompatReport, Evidence};
-use rehearse::rehearsal::{Plan, rehearse_on};
-use rehearse::report::{ScenarioReport, Verdict};
-use rehearse::scenario::Scenario;
-use rehearse::testing::shared_server;
+use pg_rehearse::compat::{BreakageClass, CompatReport, Evidence};
+use pg_rehearse::rehearsal::{Plan, rehearse_on};
+use pg_rehearse::report::{ScenarioReport, Verdict};
+use pg_rehearse::scenario::Scenario;
+use pg_rehearse::testing::shared_server;
 
 async fn rollout(name: &str) -> Option<ScenarioReport> {
     let server = shared_server()?;

@@ -15,8 +15,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rehearse::provision::{Backend, ConnInfo, DockerImage, ProvisionOptions};
-use rehearse::testing::start_or_skip;
+use pg_rehearse::provision::{Backend, ConnInfo, DockerImage, ProvisionOptions};
+use pg_rehearse::testing::start_or_skip;
 
 /// Quotes, a backslash, a space and a percent sign: the password must reach
 /// the server intact on every path, and appear in no log.

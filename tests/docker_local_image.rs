@@ -4,8 +4,8 @@
 //! wins. Needs Docker and the built image: a loud skip without them, a
 //! failure under CI.
 
-use rehearse::provision::{Backend, DOCKER_IMAGE_ENV, DockerImage, Postgres, ProvisionOptions};
-use rehearse::testing::skip;
+use pg_rehearse::provision::{Backend, DOCKER_IMAGE_ENV, DockerImage, Postgres, ProvisionOptions};
+use pg_rehearse::testing::skip;
 
 const LOCAL: &str = "rehearse-postgres:15";
 

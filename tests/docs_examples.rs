@@ -8,9 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
-use rehearse::findings::CheckId;
-use rehearse::scenario::Scenario;
-use rehearse::workload::Workload;
+use pg_rehearse::findings::CheckId;
+use pg_rehearse::scenario::Scenario;
+use pg_rehearse::workload::Workload;
 
 const DOC: &str = "docs/scenario-format.md";
 

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use rehearse::forecast::{ForecastReport, StatementKind};
+use pg_rehearse::forecast::{ForecastReport, StatementKind};
 
 mod cli_support;
 

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use rehearse::forecast::{Sample, StatementKind, fit};
+use pg_rehearse::forecast::{Sample, StatementKind, fit};
 
 const CREATE: &str = "CREATE INDEX t_v ON t (v)";
 
@@ -56,7 +56,7 @@ async fn build_us(client: &tokio_postgres::Client, repeat: usize) -> f64 {
 
 #[tokio::test]
 async fn index_build_forecast_holds_at_ten_times_the_size() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let client = db.connect().await;

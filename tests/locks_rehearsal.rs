@@ -3,11 +3,11 @@
 
 use std::path::Path;
 
-use rehearse::locks::LockAnalysis;
-use rehearse::rehearsal::{Plan, rehearse_on};
-use rehearse::report::ScenarioReport;
-use rehearse::scenario::Scenario;
-use rehearse::testing::shared_server;
+use pg_rehearse::locks::LockAnalysis;
+use pg_rehearse::rehearsal::{Plan, rehearse_on};
+use pg_rehearse::report::ScenarioReport;
+use pg_rehearse::scenario::Scenario;
+use pg_rehearse::testing::shared_server;
 
 /// Rehearses the example scenario `name` on the shared test server.
 async fn rehearse_example(name: &str) -> Option<(Plan, ScenarioReport)> {

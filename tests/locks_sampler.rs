@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rehearse::findings::{CheckId, check_locks};
-use rehearse::locks::analysis::Holder;
-use rehearse::locks::sampler::{self, SamplerHandle};
-use rehearse::locks::{LockMode, LockReport, SamplerOptions, adhoc_migration, analyse};
-use rehearse::provision::ConnInfo;
-use rehearse::timeline::SqlState;
+use pg_rehearse::findings::{CheckId, check_locks};
+use pg_rehearse::locks::analysis::Holder;
+use pg_rehearse::locks::sampler::{self, SamplerHandle};
+use pg_rehearse::locks::{LockMode, LockReport, SamplerOptions, adhoc_migration, analyse};
+use pg_rehearse::provision::ConnInfo;
+use pg_rehearse::timeline::SqlState;
 use tokio_postgres::Client;
 
 /// Every wait in these tests is bounded by this.
@@ -84,7 +84,7 @@ async fn connect(conn: &ConnInfo, app: &str) -> Client {
 
 #[tokio::test]
 async fn a_queued_alter_makes_later_selects_wait_and_the_report_says_so() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let monitor = db.connect().await;
@@ -164,7 +164,7 @@ async fn a_queued_alter_makes_later_selects_wait_and_the_report_says_so() {
 
 #[tokio::test]
 async fn with_lock_timeout_the_migration_fails_fast_with_55p03() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let monitor = db.connect().await;
@@ -192,7 +192,7 @@ async fn with_lock_timeout_the_migration_fails_fast_with_55p03() {
 
 #[tokio::test]
 async fn create_index_blocks_inserts_for_the_build_while_selects_continue() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let monitor = db.connect().await;
@@ -345,7 +345,7 @@ async fn backfill_max_app_wait(conn: &ConnInfo, batched: bool) -> u64 {
 
 #[tokio::test]
 async fn batching_a_backfill_shortens_the_longest_application_wait() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let monitor = db.connect().await;
@@ -371,8 +371,8 @@ async fn batching_a_backfill_shortens_the_longest_application_wait() {
 #[tokio::test]
 async fn the_sampler_sees_only_its_own_database_and_names_its_relations() {
     let (Some(ours), Some(theirs)) = (
-        rehearse::testing::fresh_database().await,
-        rehearse::testing::fresh_database().await,
+        pg_rehearse::testing::fresh_database().await,
+        pg_rehearse::testing::fresh_database().await,
     ) else {
         return;
     };
@@ -432,7 +432,7 @@ async fn the_sampler_sees_only_its_own_database_and_names_its_relations() {
     assert!(
         last.locks
             .iter()
-            .any(|l| l.locktype == rehearse::locks::LockType::Advisory && l.object.is_some()),
+            .any(|l| l.locktype == pg_rehearse::locks::LockType::Advisory && l.object.is_some()),
         "{last:#?}"
     );
     let late_lock = last
@@ -445,7 +445,7 @@ async fn the_sampler_sees_only_its_own_database_and_names_its_relations() {
 
 #[tokio::test]
 async fn relations_created_by_a_running_transaction_are_named_once_it_commits() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let migrator = connect(db.conn(), "rehearse-job").await;

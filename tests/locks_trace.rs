@@ -8,11 +8,11 @@ mod cli_support;
 
 use std::time::Duration;
 
-use rehearse::locks::{
+use pg_rehearse::locks::{
     Confirmation, LockMode, LockReport, RuleId, TraceOptions, TraceOutcome, adhoc_migration,
     trace_database,
 };
-use rehearse::migrate::Migration;
+use pg_rehearse::migrate::Migration;
 
 /// A no-transaction migration (sqlx `-- no-transaction`).
 fn no_transaction(version: &str, statements: &[&str]) -> Migration {
@@ -154,7 +154,7 @@ const CASES: &[Case] = &[
 
 #[tokio::test]
 async fn each_ddl_form_takes_the_documented_lock_and_rewrites_only_when_documented() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let client = db.connect().await;
@@ -198,7 +198,7 @@ async fn each_ddl_form_takes_the_documented_lock_and_rewrites_only_when_document
 
 #[tokio::test]
 async fn failures_do_not_stop_the_trace_and_the_sqlstate_is_kept_apart() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     db.connect().await.batch_execute(SETUP).await.unwrap();
@@ -237,7 +237,7 @@ async fn failures_do_not_stop_the_trace_and_the_sqlstate_is_kept_apart() {
 /// transaction), and relations a migration creates block nobody.
 #[tokio::test]
 async fn a_chain_is_traced_one_transaction_per_migration() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     db.connect().await.batch_execute(SETUP).await.unwrap();
@@ -353,7 +353,7 @@ async fn a_chain_is_traced_one_transaction_per_migration() {
 /// for ADD CONSTRAINT ... USING INDEX.
 #[tokio::test]
 async fn concurrently_is_watched_from_a_second_connection() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     db.connect()
@@ -400,7 +400,7 @@ async fn concurrently_is_watched_from_a_second_connection() {
 /// after the default 600 s.
 #[tokio::test]
 async fn the_timeout_bounds_a_statement() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let started = std::time::Instant::now();
@@ -466,7 +466,7 @@ fn the_cli_prints_json_and_exits_1_when_a_statement_fails() {
 
 #[tokio::test]
 async fn lint_findings_are_confirmed_or_contradicted_by_the_trace() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     db.connect().await.batch_execute(SETUP).await.unwrap();
@@ -531,13 +531,13 @@ async fn lint_findings_are_confirmed_or_contradicted_by_the_trace() {
 /// CONCURRENTLY builds seen, and a report linear in statements.
 #[tokio::test]
 async fn the_crates_io_history_traces_cleanly() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/crates-io/migrations");
-    let set =
-        rehearse::migrate::MigrationSet::load(&dir, rehearse::migrate::Layout::Diesel).unwrap();
+    let set = pg_rehearse::migrate::MigrationSet::load(&dir, pg_rehearse::migrate::Layout::Diesel)
+        .unwrap();
     assert_eq!(set.migrations.len(), 285);
     let trace = trace_database(db.conn(), &set.migrations, &TraceOptions::default())
         .await

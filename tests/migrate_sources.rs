@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use rehearse::migrate::{Layout, MigrationSet};
+use pg_rehearse::migrate::{Layout, MigrationSet};
 
 #[test]
 fn scenario_migration_directories_are_detected_as_sqlx() {

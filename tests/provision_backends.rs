@@ -6,8 +6,10 @@
 
 use std::time::Duration;
 
-use rehearse::provision::{Backend, DEFAULT_MAX_CONNECTIONS, Postgres, ProvisionOptions, Resource};
-use rehearse::testing::{shared_server, start_or_skip};
+use pg_rehearse::provision::{
+    Backend, DEFAULT_MAX_CONNECTIONS, Postgres, ProvisionOptions, Resource,
+};
+use pg_rehearse::testing::{shared_server, start_or_skip};
 
 fn options(backend: Backend) -> ProvisionOptions {
     ProvisionOptions::default().with_backend(backend)

@@ -77,7 +77,7 @@ fn unreachable_docker_host_is_one_line_in_bounded_time() {
 
 #[test]
 fn missing_image_is_one_line() {
-    if rehearse::testing::in_ci() || docker_answers() {
+    if pg_rehearse::testing::in_ci() || docker_answers() {
         let result = run(
             &[
                 "provision",
@@ -91,7 +91,7 @@ fn missing_image_is_one_line() {
         );
         assert_one_line_error(&result, 3, "rehearse-no-such-image:0");
     } else {
-        let _: Option<()> = rehearse::testing::skip("a docker daemon", &"no daemon answers");
+        let _: Option<()> = pg_rehearse::testing::skip("a docker daemon", &"no daemon answers");
     }
 }
 
@@ -193,7 +193,10 @@ fn provision(backend: &str, tmp: &Path) -> Option<Provisioned> {
         let _ = child.kill();
         let _ = child.wait();
         let err = stderr.join().unwrap_or_default();
-        return rehearse::testing::skip(&format!("`rehearse provision --backend {backend}`"), &err);
+        return pg_rehearse::testing::skip(
+            &format!("`rehearse provision --backend {backend}`"),
+            &err,
+        );
     }
     Some(Provisioned {
         child,

@@ -3,16 +3,16 @@
 
 use std::time::{Duration, Instant};
 
-use rehearse::findings::{CheckId, check_race};
-use rehearse::migrate::RunnerKind;
-use rehearse::rehearsal::{FaultConfig, RaceConfig, run_races};
-use rehearse::timeline::{Actor, EventKind, ExitStatus, SqlState};
+use pg_rehearse::findings::{CheckId, check_race};
+use pg_rehearse::migrate::RunnerKind;
+use pg_rehearse::rehearsal::{FaultConfig, RaceConfig, run_races};
+use pg_rehearse::timeline::{Actor, EventKind, ExitStatus, SqlState};
 
 fn sh(script: &str) -> Vec<String> {
     vec!["sh".into(), "-c".into(), script.into()]
 }
 
-fn outputs(out: &rehearse::rehearsal::RaceOutcome, actor: Actor) -> String {
+fn outputs(out: &pg_rehearse::rehearsal::RaceOutcome, actor: Actor) -> String {
     out.timeline
         .of(actor)
         .filter_map(|e| match &e.kind {
@@ -24,7 +24,7 @@ fn outputs(out: &rehearse::rehearsal::RaceOutcome, actor: Actor) -> String {
 
 #[tokio::test]
 async fn processes_get_the_url_and_their_replica_name() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let config = RaceConfig {
@@ -51,7 +51,7 @@ async fn processes_get_the_url_and_their_replica_name() {
 
 #[tokio::test]
 async fn racing_tool_processes_hit_the_pg_type_race() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let config = RaceConfig {
@@ -95,7 +95,7 @@ async fn racing_tool_processes_hit_the_pg_type_race() {
 
 #[tokio::test]
 async fn fault_kills_the_process_and_its_backend() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let config = RaceConfig {
@@ -133,7 +133,7 @@ async fn fault_kills_the_process_and_its_backend() {
 
 #[tokio::test]
 async fn a_process_that_never_finishes_is_timed_out_and_killed() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let config = RaceConfig {
@@ -171,7 +171,7 @@ async fn a_process_that_never_finishes_is_timed_out_and_killed() {
 
 #[tokio::test]
 async fn a_missing_tool_is_a_failed_replica_not_a_crash() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let config = RaceConfig {
@@ -194,7 +194,7 @@ async fn a_missing_tool_is_a_failed_replica_not_a_crash() {
 /// sqlx, Python's zlib CRC-32 over the lines for Flyway).
 #[tokio::test]
 async fn the_baseline_is_recorded_in_each_layouts_tool_table() {
-    use rehearse::migrate::{Layout, MigrationSet, ToolSetup, apply_tool_baseline};
+    use pg_rehearse::migrate::{Layout, MigrationSet, ToolSetup, apply_tool_baseline};
     // (layout, files, baseline version, what to read back)
     type Case<'a> = (Layout, &'a [(&'a str, &'a str)], &'a str, &'a str);
     let files: [Case; 5] = [
@@ -248,7 +248,7 @@ async fn the_baseline_is_recorded_in_each_layouts_tool_table() {
         ),
     ];
     for (layout, migrations, baseline, query) in files {
-        let Some(db) = rehearse::testing::fresh_database().await else {
+        let Some(db) = pg_rehearse::testing::fresh_database().await else {
             return;
         };
         let dir = tempfile::tempdir().unwrap();
@@ -322,7 +322,7 @@ async fn the_baseline_is_recorded_in_each_layouts_tool_table() {
 /// late (four replicas all drawing under a second is a 1-in-10^7 event).
 #[tokio::test]
 async fn jitter_counts_inside_the_replica_timeout() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let config = RaceConfig {
@@ -353,8 +353,8 @@ async fn jitter_counts_inside_the_replica_timeout() {
 /// itself; its failure is an error quoting the tool's line.
 #[tokio::test]
 async fn a_baseline_command_migrates_the_template_itself() {
-    use rehearse::migrate::{Layout, MigrationSet, ToolSetup, apply_tool_baseline};
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    use pg_rehearse::migrate::{Layout, MigrationSet, ToolSetup, apply_tool_baseline};
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

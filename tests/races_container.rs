@@ -5,9 +5,9 @@
 //! default `rehearse-postgres:15`, the harness's own Postgres image). Without
 //! them the test says so loudly and returns; under `CI=true` it fails.
 
-use rehearse::migrate::{ContainerSpec, RunnerKind};
-use rehearse::rehearsal::{RaceConfig, run_races};
-use rehearse::timeline::{Actor, EventKind, ExitStatus};
+use pg_rehearse::migrate::{ContainerSpec, RunnerKind};
+use pg_rehearse::rehearsal::{RaceConfig, run_races};
+use pg_rehearse::timeline::{Actor, EventKind, ExitStatus};
 
 fn image() -> Option<String> {
     let image = std::env::var("REHEARSE_TEST_REPLICA_IMAGE")
@@ -29,7 +29,7 @@ fn image() -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containers_race_and_report_exit_codes_and_names() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let Some(image) = image() else { return };
@@ -77,7 +77,7 @@ async fn containers_race_and_report_exit_codes_and_names() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_container_is_recorded_as_killed() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let Some(image) = image() else { return };
@@ -96,7 +96,7 @@ async fn a_killed_container_is_recorded_as_killed() {
             db_host: None,
             db_port: None,
         }),
-        fault: Some(rehearse::rehearsal::FaultConfig {
+        fault: Some(pg_rehearse::rehearsal::FaultConfig {
             replica: 0,
             statement: None,
             rerun: false,

@@ -3,12 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use rehearse::findings::{CheckId, Finding, check_race};
-use rehearse::migrate::{Layout, Migration, MigrationSet, RunnerKind, apply_serial};
-use rehearse::provision::ConnInfo;
-use rehearse::rehearsal::{FaultConfig, RaceConfig, run_races_with_reference};
-use rehearse::testing::TestDatabase;
-use rehearse::timeline::SqlState;
+use pg_rehearse::findings::{CheckId, Finding, check_race};
+use pg_rehearse::migrate::{Layout, Migration, MigrationSet, RunnerKind, apply_serial};
+use pg_rehearse::provision::ConnInfo;
+use pg_rehearse::rehearsal::{FaultConfig, RaceConfig, run_races_with_reference};
+use pg_rehearse::testing::TestDatabase;
+use pg_rehearse::timeline::SqlState;
 
 fn load(files: &[(&str, &str)]) -> MigrationSet {
     let dir = tempfile::tempdir().unwrap();
@@ -69,7 +69,7 @@ const SEED: (&str, &str) = (
 
 #[tokio::test]
 async fn naive_race_is_judged_double_applied_with_duplicate_rows() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let set = load(&[PLANS, SEED]);
@@ -86,7 +86,7 @@ async fn naive_race_is_judged_double_applied_with_duplicate_rows() {
     // The record is plain data: it survives JSON, and can be kept as a
     // fixture for the checks' database-free tests.
     let json = serde_json::to_string_pretty(&out).unwrap();
-    let back: rehearse::timeline::RaceRecord = serde_json::from_str(&json).unwrap();
+    let back: pg_rehearse::timeline::RaceRecord = serde_json::from_str(&json).unwrap();
     assert_eq!(back, out);
     if std::env::var_os("REHEARSE_RECORD_FIXTURES").is_some() {
         let path = concat!(
@@ -104,7 +104,7 @@ async fn naive_race_is_judged_double_applied_with_duplicate_rows() {
 
 #[tokio::test]
 async fn session_lock_race_is_clean() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let set = load(&[PLANS, SEED]);
@@ -124,7 +124,7 @@ async fn session_lock_race_is_clean() {
 
 #[tokio::test]
 async fn concurrent_index_behind_a_session_lock_deadlocks_or_hangs_and_is_detected() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let set = load(&[
@@ -157,7 +157,7 @@ async fn concurrent_index_behind_a_session_lock_deadlocks_or_hangs_and_is_detect
 
 #[tokio::test]
 async fn killed_concurrent_index_leaves_an_invalid_index_and_dirty_bookkeeping() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let set = load(&[
@@ -217,7 +217,7 @@ async fn killed_concurrent_index_leaves_an_invalid_index_and_dirty_bookkeeping()
 
 #[tokio::test]
 async fn killed_transactional_migration_rolls_back_and_a_rerun_converges() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let set = load(&[
@@ -262,7 +262,7 @@ async fn killed_transactional_migration_rolls_back_and_a_rerun_converges() {
 
 #[tokio::test]
 async fn failing_migration_behind_the_job_gate_halts_the_rollout() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let set = load(&[
@@ -297,7 +297,7 @@ async fn failing_migration_behind_the_job_gate_halts_the_rollout() {
 
 #[tokio::test]
 async fn timestamps_do_not_make_data_drift_but_changed_values_do() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let set = load(&[
@@ -331,7 +331,7 @@ async fn timestamps_do_not_make_data_drift_but_changed_values_do() {
         .batch_execute("UPDATE t SET label = 'b'")
         .await
         .unwrap();
-    let data = rehearse::migrate::snapshot::table_data(&client, &out.data_tables).await;
+    let data = pg_rehearse::migrate::snapshot::table_data(&client, &out.data_tables).await;
     let mut changed = out.clone();
     changed.reference.as_mut().unwrap().data = data;
     assert!(ids(&check_race(&changed)).contains(&CheckId::DataDrift));
@@ -339,7 +339,7 @@ async fn timestamps_do_not_make_data_drift_but_changed_values_do() {
 
 #[tokio::test]
 async fn fault_at_a_random_statement_is_recorded_and_classified() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let set = load(&[
@@ -371,11 +371,11 @@ async fn fault_at_a_random_statement_is_recorded_and_classified() {
     let fault = &out.fault.as_ref().expect("the fault struck").fault;
     assert!(["0002", "0003"].contains(&fault.version.as_str()));
     assert!(fault.index < 2);
-    let classes = rehearse::findings::classify_fault(&out);
+    let classes = pg_rehearse::findings::classify_fault(&out);
     let expected = if fault.transactional || fault.index == 0 && fault.mid_statement {
-        rehearse::findings::FaultClass::Before
+        pg_rehearse::findings::FaultClass::Before
     } else {
-        rehearse::findings::FaultClass::Partial
+        pg_rehearse::findings::FaultClass::Partial
     };
     assert_eq!(classes.first(), Some(&expected), "{fault:?}");
     let findings = check_race(&out);

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use rehearse::migrate::{Layout, Migration, MigrationSet, RunnerKind, apply_serial};
-use rehearse::rehearsal::{RaceConfig, run_races};
-use rehearse::timeline::{Actor, EventKind, ExitStatus, SqlState, Timeline};
+use pg_rehearse::migrate::{Layout, Migration, MigrationSet, RunnerKind, apply_serial};
+use pg_rehearse::rehearsal::{RaceConfig, run_races};
+use pg_rehearse::timeline::{Actor, EventKind, ExitStatus, SqlState, Timeline};
 
 fn migrations(files: &[(&str, &str)]) -> (tempfile::TempDir, MigrationSet) {
     let dir = tempfile::tempdir().unwrap();
@@ -42,7 +42,7 @@ const SLOW_DATA: (&str, &str) = (
 );
 
 async fn baseline_and_pending(
-    db: &rehearse::testing::TestDatabase,
+    db: &pg_rehearse::testing::TestDatabase,
     runner: RunnerKind,
 ) -> Vec<Migration> {
     let (_dir, set) = migrations(&[BASELINE, SLOW_DATA]);
@@ -53,7 +53,7 @@ async fn baseline_and_pending(
 
 #[tokio::test]
 async fn naive_runner_applies_a_data_migration_more_than_once() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let pending = baseline_and_pending(&db, RunnerKind::Naive).await;
@@ -88,7 +88,7 @@ async fn naive_runner_applies_a_data_migration_more_than_once() {
 
 #[tokio::test]
 async fn session_lock_applies_once_and_others_skip() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let pending = baseline_and_pending(&db, RunnerKind::SessionAdvisoryLock).await;
@@ -130,7 +130,7 @@ async fn session_lock_applies_once_and_others_skip() {
 
 #[tokio::test]
 async fn xact_lock_applies_once() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let pending = baseline_and_pending(&db, RunnerKind::XactAdvisoryLock).await;
@@ -153,7 +153,7 @@ async fn xact_lock_applies_once() {
 
 #[tokio::test]
 async fn try_lock_makes_the_others_fail_fast() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let pending = baseline_and_pending(&db, RunnerKind::TryLock).await;
@@ -184,7 +184,7 @@ async fn try_lock_makes_the_others_fail_fast() {
 
 #[tokio::test]
 async fn naive_create_table_race_fails_with_duplicate_errors() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let (_dir, set) = migrations(&[(
@@ -212,7 +212,7 @@ async fn naive_create_table_race_fails_with_duplicate_errors() {
 
 #[tokio::test]
 async fn job_gate_halts_the_rollout_on_failure() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let (_dir, set) = migrations(&[
@@ -244,7 +244,7 @@ async fn job_gate_halts_the_rollout_on_failure() {
 
 #[tokio::test]
 async fn job_gate_starts_replicas_after_success() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let (_dir, set) = migrations(&[("0001_ok.sql", "CREATE TABLE a (id int);")]);
@@ -268,7 +268,7 @@ async fn job_gate_starts_replicas_after_success() {
 
 #[tokio::test]
 async fn session_lock_held_by_a_failed_replica_times_the_others_out() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     // Fails for whoever runs it first: the others wait on the lock the
@@ -303,7 +303,7 @@ async fn session_lock_held_by_a_failed_replica_times_the_others_out() {
 
 #[tokio::test]
 async fn lock_timeout_turns_waits_into_55p03() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let (_dir, set) = migrations(&[(
@@ -334,7 +334,7 @@ async fn lock_timeout_turns_waits_into_55p03() {
 
 #[tokio::test]
 async fn every_replica_connection_is_named() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let (_dir, set) = migrations(&[(

@@ -1,9 +1,9 @@
 //! Larger races and the remaining concurrency hazards.
 
-use rehearse::findings::{CheckId, check_race};
-use rehearse::migrate::{Layout, MigrationSet, RunnerKind};
-use rehearse::rehearsal::{RaceConfig, run_races};
-use rehearse::timeline::{EventKind, ExitStatus, SqlState};
+use pg_rehearse::findings::{CheckId, check_race};
+use pg_rehearse::migrate::{Layout, MigrationSet, RunnerKind};
+use pg_rehearse::rehearsal::{RaceConfig, run_races};
+use pg_rehearse::timeline::{EventKind, ExitStatus, SqlState};
 
 fn load(files: &[(&str, &str)]) -> (tempfile::TempDir, MigrationSet) {
     let dir = tempfile::tempdir().unwrap();
@@ -16,7 +16,7 @@ fn load(files: &[(&str, &str)]) -> (tempfile::TempDir, MigrationSet) {
 
 #[tokio::test]
 async fn thirty_two_replicas_behind_a_session_lock_apply_once() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let (_d, set) = load(&[
@@ -69,7 +69,7 @@ async fn thirty_two_replicas_behind_a_session_lock_apply_once() {
 
 #[tokio::test]
 async fn create_table_if_not_exists_races_in_the_catalog() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     // The first replica's table is not committed yet while the others check
@@ -113,7 +113,7 @@ async fn create_table_if_not_exists_races_in_the_catalog() {
 /// and PostgreSQL sees no cycle to break: a hang, ended by the timeout.
 #[tokio::test]
 async fn flyway_style_lock_with_a_concurrent_index_hangs_until_the_timeout() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let (_d, set) = load(&[
@@ -138,7 +138,7 @@ async fn flyway_style_lock_with_a_concurrent_index_hangs_until_the_timeout() {
     for n in 0..3 {
         assert!(
             out.timeline
-                .exit_of(rehearse::timeline::Actor::Replica(n))
+                .exit_of(pg_rehearse::timeline::Actor::Replica(n))
                 .is_some()
         );
     }
@@ -152,7 +152,7 @@ async fn flyway_style_lock_with_a_concurrent_index_hangs_until_the_timeout() {
 
 #[tokio::test]
 async fn concurrent_index_without_the_no_transaction_marker_fails_with_25001() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let (_d, set) = load(&[

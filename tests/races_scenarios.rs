@@ -7,10 +7,10 @@
 
 use std::path::{Path, PathBuf};
 
-use rehearse::rehearsal::{Plan, rehearse_on};
-use rehearse::report::{ScenarioReport, Verdict};
-use rehearse::scenario::{Scenario, discover};
-use rehearse::testing::shared_server;
+use pg_rehearse::rehearsal::{Plan, rehearse_on};
+use pg_rehearse::report::{ScenarioReport, Verdict};
+use pg_rehearse::scenario::{Scenario, discover};
+use pg_rehearse::testing::shared_server;
 
 /// Every example scenario; a test below checks the list is complete.
 const EXAMPLES: &[&str] = &[

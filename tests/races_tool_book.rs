@@ -4,10 +4,10 @@
 //! a failed migration and retry it on the next run; golang-migrate leaves
 //! `dirty = true` and refuses; a diesel migration may read diesel's table.
 
-use rehearse::migrate::{Layout, Migration, MigrationSet, RunnerKind, apply_serial_in};
-use rehearse::rehearsal::{RaceConfig, RaceOutcome, run_races};
-use rehearse::testing::TestDatabase;
-use rehearse::timeline::{EventKind, Timeline};
+use pg_rehearse::migrate::{Layout, Migration, MigrationSet, RunnerKind, apply_serial_in};
+use pg_rehearse::rehearsal::{RaceConfig, RaceOutcome, run_races};
+use pg_rehearse::testing::TestDatabase;
+use pg_rehearse::timeline::{EventKind, Timeline};
 
 /// Writes `files` into `dir` (replacing earlier contents of the same names).
 fn write(dir: &std::path::Path, files: &[(&str, &str)]) {
@@ -114,7 +114,7 @@ async fn sqlx_and_dbmate_record_nothing_for_a_failed_migration_and_retry_it() {
         ),
     ];
     for (layout, runner, first, second, version, rows) in cases {
-        let Some(db) = rehearse::testing::fresh_database().await else {
+        let Some(db) = pg_rehearse::testing::fresh_database().await else {
             return;
         };
         let body = |sql: &str| match layout {
@@ -170,7 +170,7 @@ async fn sqlx_and_dbmate_record_nothing_for_a_failed_migration_and_retry_it() {
 
 #[tokio::test]
 async fn golang_migrate_leaves_the_failed_version_dirty_and_the_next_run_refuses() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let layout = Layout::GolangMigrate;
@@ -207,7 +207,7 @@ async fn golang_migrate_leaves_the_failed_version_dirty_and_the_next_run_refuses
 
 #[tokio::test]
 async fn a_diesel_migration_reads_diesels_own_table() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let layout = Layout::Diesel;
@@ -252,7 +252,7 @@ async fn flyway_records_a_failed_row_only_outside_a_transaction_and_then_refuses
     // Flyway's per-script `<script>.conf` says `executeInTransaction=false`.
     let cases = [(false, vec!["1 true"]), (true, vec!["1 true", "2 false"])];
     for (outside, expected) in cases {
-        let Some(db) = rehearse::testing::fresh_database().await else {
+        let Some(db) = pg_rehearse::testing::fresh_database().await else {
             return;
         };
         let dir = tempfile::tempdir().unwrap();

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use cli_support::{local_binaries_or_skip, rehearse};
-use rehearse::migrate::RunnerKind;
-use rehearse::rehearsal::{RaceConfig, run_races};
-use rehearse::timeline::{Actor, EventKind, ExitStatus};
+use pg_rehearse::migrate::RunnerKind;
+use pg_rehearse::rehearsal::{RaceConfig, run_races};
+use pg_rehearse::timeline::{Actor, EventKind, ExitStatus};
 
 /// Trials per racing configuration: enough to see a rate, few enough to
 /// keep the file well under a minute.
@@ -45,7 +45,7 @@ fn tool(name: &str) -> Option<PathBuf> {
     if let Some(found) = dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file()) {
         return Some(found);
     }
-    rehearse::testing::skip(
+    pg_rehearse::testing::skip(
         &format!("the real `{name}`"),
         &"not on PATH (`.ci/run` installs it from PyPI into a venv)",
     )
@@ -97,7 +97,7 @@ fn race_processes(
 }
 
 /// The tool's URL of a test database, as a user would write it.
-fn url_of(db: &rehearse::testing::TestDatabase) -> String {
+fn url_of(db: &pg_rehearse::testing::TestDatabase) -> String {
     let c = db.conn();
     let mut url = url::Url::parse(&c.url_with_password()).unwrap();
     url.query_pairs_mut().append_pair("sslmode", "disable");
@@ -158,7 +158,7 @@ async fn dbmate_races_agree_with_the_real_tool() {
     let mut truth = [0usize; 2];
     for (lock, failures) in [false, true].into_iter().zip(&mut truth) {
         for _ in 0..TRIALS {
-            let Some(db) = rehearse::testing::fresh_database().await else {
+            let Some(db) = pg_rehearse::testing::fresh_database().await else {
                 return;
             };
             let env = [("DATABASE_URL", url_of(&db))];
@@ -308,7 +308,7 @@ async fn yoyo_is_clean_under_the_race() {
     )
     .unwrap();
     let dir = migrations.path().to_str().unwrap().to_string();
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let url = url_of(&db);
@@ -322,7 +322,7 @@ async fn yoyo_is_clean_under_the_race() {
     for (ok, text) in &truth {
         assert!(ok, "real yoyo failed without the harness: {text}");
     }
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let config = RaceConfig {
@@ -348,7 +348,7 @@ async fn yoyo_is_clean_under_the_race() {
             out.timeline
         );
     }
-    assert!(rehearse::findings::check_race(&out).is_empty());
+    assert!(pg_rehearse::findings::check_race(&out).is_empty());
 }
 
 /// alembic takes no lock: as command replicas some fail, and each failure
@@ -380,7 +380,7 @@ async fn alembic_runs_as_command_replicas() {
          def upgrade():\n    op.execute('CREATE TABLE accounts (id bigint PRIMARY KEY)')\n",
     )
     .unwrap();
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let config = RaceConfig {
@@ -439,7 +439,7 @@ fn container_runner_runs_a_locally_built_dbmate_image() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !present {
-        let _: Option<()> = rehearse::testing::skip(
+        let _: Option<()> = pg_rehearse::testing::skip(
             &format!("docker image {base}"),
             &"absent (ci/build-postgres-image.sh builds it)",
         );

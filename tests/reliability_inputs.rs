@@ -128,8 +128,8 @@ fn a_bad_database_url_is_exit_2_in_every_command() {
 /// `[replicas] timeout_s`, and its session ends with the run.
 #[test]
 fn a_baseline_that_never_ends_is_bounded_by_timeout_s() {
-    if rehearse::provision::PgBinaries::find(None, None).is_err() {
-        let _: Option<()> = rehearse::testing::skip("local postgres binaries", &"none found");
+    if pg_rehearse::provision::PgBinaries::find(None, None).is_err() {
+        let _: Option<()> = pg_rehearse::testing::skip("local postgres binaries", &"none found");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -162,8 +162,8 @@ fn a_baseline_that_never_ends_is_bounded_by_timeout_s() {
 /// schema drift), and the role's password reaches no output or report.
 #[test]
 fn roles_created_by_the_race_do_not_break_the_reference_and_stay_secret() {
-    if rehearse::provision::PgBinaries::find(None, None).is_err() {
-        let _: Option<()> = rehearse::testing::skip("local postgres binaries", &"none found");
+    if pg_rehearse::provision::PgBinaries::find(None, None).is_err() {
+        let _: Option<()> = pg_rehearse::testing::skip("local postgres binaries", &"none found");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -277,8 +277,8 @@ fn misnamed_migration_files_are_warned_about() {
 /// as bad input; it used to end in a unique violation mid-load (exit 3).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_impossible_seed_names_the_seeds_file_and_line() {
-    use rehearse::seed::{SeedOptions, SeedSpec, seed_database};
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    use pg_rehearse::seed::{SeedOptions, SeedSpec, seed_database};
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let client = db.connect().await;

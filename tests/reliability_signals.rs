@@ -136,7 +136,7 @@ fn settle<T: std::fmt::Debug>(check: impl Fn() -> Vec<T>) -> Vec<T> {
 
 fn backend_available(backend: &str) -> bool {
     let available = match backend {
-        "local" => rehearse::provision::PgBinaries::find(None, None)
+        "local" => pg_rehearse::provision::PgBinaries::find(None, None)
             .map(|_| ())
             .map_err(|e| e.to_string()),
         _ => Command::new("docker")
@@ -154,7 +154,8 @@ fn backend_available(backend: &str) -> bool {
     match available {
         Ok(()) => true,
         Err(reason) => {
-            let _: Option<()> = rehearse::testing::skip(&format!("the {backend} backend"), &reason);
+            let _: Option<()> =
+                pg_rehearse::testing::skip(&format!("the {backend} backend"), &reason);
             false
         }
     }

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rehearse::provision::{Backend, ConnInfo, Postgres, ProvisionOptions, parse_database_url};
+use pg_rehearse::provision::{Backend, ConnInfo, Postgres, ProvisionOptions, parse_database_url};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rehearse");
 
@@ -69,9 +69,10 @@ fn with_query(server: &Postgres, host: &str, query: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sslmode_is_honoured_against_a_real_server() {
-    let Some(server) =
-        rehearse::testing::start_or_skip(&ProvisionOptions::default().with_backend(Backend::Local))
-            .await
+    let Some(server) = pg_rehearse::testing::start_or_skip(
+        &ProvisionOptions::default().with_backend(Backend::Local),
+    )
+    .await
     else {
         return;
     };

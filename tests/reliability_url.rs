@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use rehearse::provision::{Backend, Postgres, ProvisionOptions};
+use pg_rehearse::provision::{Backend, Postgres, ProvisionOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rehearse");
 
 async fn user_server() -> Option<Postgres> {
-    rehearse::testing::start_or_skip(&ProvisionOptions::default().with_backend(Backend::Local))
+    pg_rehearse::testing::start_or_skip(&ProvisionOptions::default().with_backend(Backend::Local))
         .await
 }
 

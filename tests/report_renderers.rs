@@ -10,14 +10,14 @@
 //! stale snapshot fails the test (under CI insta never writes; locally it
 //! writes a `.snap.new` for `cargo insta review` and still fails).
 
-use rehearse::findings::{CheckId, check_locks, check_race, judge, judge_with_locks};
-use rehearse::locks::LockAnalysis;
-use rehearse::report::{
+use pg_rehearse::findings::{CheckId, check_locks, check_race, judge, judge_with_locks};
+use pg_rehearse::locks::LockAnalysis;
+use pg_rehearse::report::{
     ReportFormat, RunReport, SCHEMA_VERSION, ScenarioReport, StageReport, TerminalOptions, Verdict,
     write_terminal,
 };
-use rehearse::scenario::Expectations;
-use rehearse::timeline::RaceRecord;
+use pg_rehearse::scenario::Expectations;
+use pg_rehearse::timeline::RaceRecord;
 
 const CANARY: &str = "CANARY-pw-7f3a9";
 
@@ -379,16 +379,16 @@ fn html_draws_the_lock_holds_queue_and_waits_on_the_timeline() {
 /// the sampling interval.
 #[test]
 fn lock_holds_line_up_with_the_statements_that_took_them() {
-    use rehearse::timeline::{Actor, EventKind};
+    use pg_rehearse::timeline::{Actor, EventKind};
     let recorded = recorded_locks();
     let a = sampled(&recorded);
     let hold = a
         .holds
         .iter()
-        .find(|h| h.mode == rehearse::locks::LockMode::AccessExclusive)
+        .find(|h| h.mode == pg_rehearse::locks::LockMode::AccessExclusive)
         .unwrap();
     let events = &recorded.race.as_ref().unwrap().timeline;
-    let rehearse::locks::Holder::Replica(n) = hold.holder else {
+    let pg_rehearse::locks::Holder::Replica(n) = hold.holder else {
         panic!("a replica holds it: {hold:?}");
     };
     let mine = || events.of(Actor::Replica(n));
@@ -418,9 +418,9 @@ fn lock_holds_line_up_with_the_statements_that_took_them() {
 /// drawn above the lock rows, on the same axis.
 #[test]
 fn a_rollout_timeline_draws_its_phases_above_the_lock_rows() {
-    use rehearse::compat::Phase;
-    use rehearse::workload::TrafficReport;
-    use rehearse::workload::traffic::StatementRun;
+    use pg_rehearse::compat::Phase;
+    use pg_rehearse::workload::TrafficReport;
+    use pg_rehearse::workload::traffic::StatementRun;
     let mut rollout = recorded_locks();
     rollout.race = None;
     let phase = |index: usize, name: &str, migrating: bool, start_us: u64, end_us: u64| Phase {
@@ -469,8 +469,8 @@ fn a_rollout_timeline_draws_its_phases_above_the_lock_rows() {
 /// capped number of bars and merges the rest.
 #[test]
 fn html_of_a_long_run_stays_small() {
-    use rehearse::locks::analysis::{Hold, QueuePoint, Wait};
-    use rehearse::locks::{Holder, LockMode, LockType};
+    use pg_rehearse::locks::analysis::{Hold, QueuePoint, Wait};
+    use pg_rehearse::locks::{Holder, LockMode, LockType};
     let mut report = recorded_locks();
     let a = report
         .locks
@@ -550,7 +550,7 @@ fn find_chromium() -> Option<std::path::PathBuf> {
 #[test]
 fn html_report_renders_in_headless_chromium() {
     let Some(chromium) = find_chromium() else {
-        let _: Option<()> = rehearse::testing::skip(
+        let _: Option<()> = pg_rehearse::testing::skip(
             "chromium (apt-get install chromium)",
             &"neither chromium nor chromium-browser is on PATH",
         );

@@ -4,11 +4,11 @@ mod seed_support;
 
 use std::path::Path;
 
-use rehearse::seed::{SeedOptions, SeedSpec, seed_database};
+use pg_rehearse::seed::{SeedOptions, SeedSpec, seed_database};
 use seed_support::{ECOMMERCE, checksums};
 
 async fn seeded(seed: u64) -> Option<Vec<(String, String)>> {
-    let db = rehearse::testing::fresh_database().await?;
+    let db = pg_rehearse::testing::fresh_database().await?;
     let client = db.connect().await;
     client.batch_execute(ECOMMERCE).await.unwrap();
     let spec = SeedSpec::load(Path::new("seeds/ecommerce.toml")).unwrap();
@@ -46,7 +46,7 @@ async fn same_seed_same_data_different_seed_different_data() {
 async fn hostile_data_is_deterministic_too() {
     let mut sums = Vec::new();
     for _ in 0..2 {
-        let Some(db) = rehearse::testing::fresh_database().await else {
+        let Some(db) = pg_rehearse::testing::fresh_database().await else {
             return;
         };
         let client = db.connect().await;

@@ -5,11 +5,11 @@ mod seed_support;
 
 use std::path::Path;
 
-use rehearse::seed::{SeedOptions, SeedSpec, seed_database};
+use pg_rehearse::seed::{SeedOptions, SeedSpec, seed_database};
 
 #[tokio::test]
 async fn zipf_skew_and_null_fraction_match_the_spec() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let client = db.connect().await;
@@ -86,7 +86,7 @@ distribution = { kind = "zipf", exponent = 1.0 }
 
 #[tokio::test]
 async fn weighted_values_and_check_ranges_are_respected() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let client = db.connect().await;

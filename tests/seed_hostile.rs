@@ -2,13 +2,13 @@
 
 mod seed_support;
 
-use rehearse::seed::{SeedOptions, seed_database};
+use pg_rehearse::seed::{SeedOptions, seed_database};
 
 const SCHEMA: &str =
     "CREATE TABLE profiles (id int PRIMARY KEY, nickname text, bio varchar(50), score int)";
 
 async fn set_not_null_after_seeding(hostile: bool) -> Option<Result<(), String>> {
-    let db = rehearse::testing::fresh_database().await?;
+    let db = pg_rehearse::testing::fresh_database().await?;
     let client = db.connect().await;
     client.batch_execute(SCHEMA).await.unwrap();
     let options = SeedOptions {
@@ -45,7 +45,7 @@ async fn hostile_mode_makes_set_not_null_fail_where_normal_mode_passes() {
 
 #[tokio::test]
 async fn hostile_values_include_quotes_unicode_and_boundaries() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let client = db.connect().await;

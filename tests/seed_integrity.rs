@@ -2,7 +2,7 @@
 
 mod seed_support;
 
-use rehearse::seed::{SeedOptions, SeedSpec, seed_database};
+use pg_rehearse::seed::{SeedOptions, SeedSpec, seed_database};
 use seed_support::{ECOMMERCE, SAAS, count, orphans};
 
 fn options(seed: u64, scale: f64) -> SeedOptions {
@@ -16,7 +16,7 @@ fn options(seed: u64, scale: f64) -> SeedOptions {
 
 #[tokio::test]
 async fn ecommerce_spec_loads_with_every_foreign_key_intact() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let client = db.connect().await;
@@ -94,7 +94,7 @@ async fn ecommerce_spec_loads_with_every_foreign_key_intact() {
 
 #[tokio::test]
 async fn saas_schema_loads_without_any_spec() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let client = db.connect().await;
@@ -114,7 +114,7 @@ async fn saas_schema_loads_without_any_spec() {
 
 #[tokio::test]
 async fn tables_with_rows_are_left_alone_unless_listed() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let client = db.connect().await;

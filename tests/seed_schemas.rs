@@ -4,7 +4,7 @@ mod seed_support;
 
 use std::path::Path;
 
-use rehearse::seed::{SeedOptions, SeedSpec, seed_database};
+use pg_rehearse::seed::{SeedOptions, SeedSpec, seed_database};
 use seed_support::{count, orphans};
 
 fn options() -> SeedOptions {
@@ -18,7 +18,7 @@ fn options() -> SeedOptions {
 
 #[tokio::test]
 async fn cyclic_foreign_keys_are_broken_through_nullable_columns() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let client = db.connect().await;
@@ -59,7 +59,7 @@ async fn cyclic_foreign_keys_are_broken_through_nullable_columns() {
 
 #[tokio::test]
 async fn a_cycle_of_not_null_keys_is_refused_clearly() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let client = db.connect().await;
@@ -80,7 +80,7 @@ async fn a_cycle_of_not_null_keys_is_refused_clearly() {
 
 #[tokio::test]
 async fn quoted_spaced_unicode_and_reserved_identifiers_round_trip() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let client = db.connect().await;
@@ -129,7 +129,7 @@ rows = 700
 
 #[tokio::test]
 async fn spec_errors_against_the_schema_name_file_line_and_field() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let client = db.connect().await;
@@ -194,7 +194,7 @@ async fn spec_errors_against_the_schema_name_file_line_and_field() {
 
 #[tokio::test]
 async fn every_supported_type_loads() {
-    let Some(db) = rehearse::testing::fresh_database().await else {
+    let Some(db) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let client = db.connect().await;

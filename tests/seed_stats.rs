@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use rehearse::seed::{SeedOptions, SeedSpec, seed_database};
-use rehearse::stats::{CaptureOptions, ColumnStats, capture};
+use pg_rehearse::seed::{SeedOptions, SeedSpec, seed_database};
+use pg_rehearse::stats::{CaptureOptions, ColumnStats, capture};
 
 const DDL: &str = "
 CREATE TABLE orders (
@@ -32,10 +32,10 @@ ANALYZE orders;";
 
 #[tokio::test]
 async fn seeding_from_a_snapshot_reproduces_its_shape() {
-    let Some(source) = rehearse::testing::fresh_database().await else {
+    let Some(source) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
-    let Some(target) = rehearse::testing::fresh_database().await else {
+    let Some(target) = pg_rehearse::testing::fresh_database().await else {
         return;
     };
     let source_client = source.connect().await;

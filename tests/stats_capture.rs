@@ -4,11 +4,11 @@
 
 use std::path::Path;
 
-use rehearse::provision::ConnInfo;
+use pg_rehearse::provision::ConnInfo;
 
 #[expect(dead_code, reason = "the capture needs a URL, not local binaries")]
 mod cli_support;
-use rehearse::stats::{CaptureOptions, StatsError, StatsSnapshot, ValueKind, capture};
+use pg_rehearse::stats::{CaptureOptions, StatsError, StatsSnapshot, ValueKind, capture};
 
 /// 20,000 people: a skewed `status`, 30 % NULL `note`, `created_at`
 /// rising with the physical order, personal-looking e-mail addresses.
@@ -30,8 +30,8 @@ SELECT g, 'person' || g || '.' || md5(g::text) || '@mail.example',
 CREATE INDEX people_status ON people (status);
 ANALYZE people;";
 
-async fn shaped() -> Option<(rehearse::testing::TestDatabase, tokio_postgres::Client)> {
-    let db = rehearse::testing::fresh_database().await?;
+async fn shaped() -> Option<(pg_rehearse::testing::TestDatabase, tokio_postgres::Client)> {
+    let db = pg_rehearse::testing::fresh_database().await?;
     let client = db.connect().await;
     client.batch_execute(SHAPE).await.unwrap();
     Some((db, client))
@@ -122,7 +122,9 @@ async fn the_session_refuses_writes() {
     let Some((_db, client)) = shaped().await else {
         return;
     };
-    rehearse::stats::read_only_session(&client).await.unwrap();
+    pg_rehearse::stats::read_only_session(&client)
+        .await
+        .unwrap();
     let error = client
         .batch_execute("INSERT INTO people VALUES (0, 'x', 'x', NULL, now(), 0)")
         .await

@@ -6,13 +6,13 @@ mod seed_support;
 
 use std::path::Path;
 
-use rehearse::migrate::apply_serial;
-use rehearse::provision::cache::{CacheSettings, list};
-use rehearse::provision::{Backend, Postgres, ProvisionOptions};
-use rehearse::rehearsal::{Plan, ServerPool};
-use rehearse::report::Verdict;
-use rehearse::scenario::Scenario;
-use rehearse::seed::{SeedOptions, seed_database};
+use pg_rehearse::migrate::apply_serial;
+use pg_rehearse::provision::cache::{CacheSettings, list};
+use pg_rehearse::provision::{Backend, Postgres, ProvisionOptions};
+use pg_rehearse::rehearsal::{Plan, ServerPool};
+use pg_rehearse::report::Verdict;
+use pg_rehearse::scenario::Scenario;
+use pg_rehearse::seed::{SeedOptions, seed_database};
 
 /// The ecommerce example at a small scale, in a directory of its own so
 /// that its seeds file can be changed.
@@ -54,7 +54,7 @@ fn options(cache: Option<&CacheSettings>) -> ProvisionOptions {
 /// stage's summary and the verdict.
 async fn rehearse(plan: &Plan, cache: &CacheSettings) -> Option<(String, Verdict)> {
     // Skips loudly (fails under CI) without local binaries.
-    rehearse::testing::start_or_skip(&options(None))
+    pg_rehearse::testing::start_or_skip(&options(None))
         .await?
         .shutdown()
         .await

@@ -3,11 +3,11 @@
 //! the safe forms pass with no finding about relations the migration
 //! created itself.
 
-use rehearse::findings::{CheckId, Severity};
-use rehearse::rehearsal::{Plan, rehearse_on};
-use rehearse::report::{ScenarioReport, Verdict};
-use rehearse::scenario::Scenario;
-use rehearse::testing::shared_server;
+use pg_rehearse::findings::{CheckId, Severity};
+use pg_rehearse::rehearsal::{Plan, rehearse_on};
+use pg_rehearse::report::{ScenarioReport, Verdict};
+use pg_rehearse::scenario::Scenario;
+use pg_rehearse::testing::shared_server;
 
 /// Rows of the seeded table: enough that building an index or rewriting the
 /// table takes well over the 50 ms budget the blocking cases use, on a
@@ -257,14 +257,14 @@ async fn a_job_with_a_lock_timeout_fails_fast_and_halts_the_rollout() {
     let begun = timeline
         .events
         .iter()
-        .find(|e| matches!(&e.kind, rehearse::timeline::EventKind::Phase { name, .. } if name.starts_with("migrate")))
+        .find(|e| matches!(&e.kind, pg_rehearse::timeline::EventKind::Phase { name, .. } if name.starts_with("migrate")))
         .map(|e| e.at_us)
         .unwrap();
     let failed = timeline
         .events
         .iter()
         .find_map(|e| match &e.kind {
-            rehearse::timeline::EventKind::Failed { sqlstate, .. } => {
+            pg_rehearse::timeline::EventKind::Failed { sqlstate, .. } => {
                 Some((e.at_us, sqlstate.clone()))
             }
             _ => None,

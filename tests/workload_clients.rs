@@ -6,10 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rehearse::compat::{CellVerdict, Prepared, compare, probe};
-use rehearse::testing::fresh_database;
-use rehearse::timeline::{Recorder, SqlState};
-use rehearse::workload::{ClientPool, ParamSource, Workload, WorkloadRun};
+use pg_rehearse::compat::{CellVerdict, Prepared, compare, probe};
+use pg_rehearse::testing::fresh_database;
+use pg_rehearse::timeline::{Recorder, SqlState};
+use pg_rehearse::workload::{ClientPool, ParamSource, Workload, WorkloadRun};
 
 const WORKLOAD: &str = r#"
 clients = 2
@@ -132,7 +132,7 @@ async fn prepare_describes_errors_and_changed_shapes() {
         .await
         .unwrap();
     let after = probe(&client, 1, std::slice::from_ref(&workload)).await;
-    let get = |probes: &[rehearse::compat::Probe], q: &str| {
+    let get = |probes: &[pg_rehearse::compat::Probe], q: &str| {
         probes
             .iter()
             .find(|p| p.query == q)

@@ -2,11 +2,11 @@
 //! while the app serves makes its queries stall, and the traffic report
 //! names the migration statement that was running.
 
-use rehearse::findings::CheckId;
-use rehearse::rehearsal::{Plan, rehearse_on};
-use rehearse::report::{ScenarioReport, Verdict};
-use rehearse::scenario::Scenario;
-use rehearse::testing::shared_server;
+use pg_rehearse::findings::CheckId;
+use pg_rehearse::rehearsal::{Plan, rehearse_on};
+use pg_rehearse::report::{ScenarioReport, Verdict};
+use pg_rehearse::scenario::Scenario;
+use pg_rehearse::testing::shared_server;
 
 /// A scenario in a temporary folder: a migration holding ACCESS EXCLUSIVE
 /// for a second, one app version reading the table.

@@ -25,9 +25,9 @@ pub fn rehearse(args: &[&str]) -> (i32, String, String) {
 /// Whether local Postgres binaries exist; otherwise a loud skip (a failure
 /// under CI).
 pub fn local_binaries_or_skip() -> bool {
-    if rehearse::provision::PgBinaries::find(None, None).is_ok() {
+    if pg_rehearse::provision::PgBinaries::find(None, None).is_ok() {
         return true;
     }
-    let _: Option<()> = rehearse::testing::skip("local postgres binaries", &"none found");
+    let _: Option<()> = pg_rehearse::testing::skip("local postgres binaries", &"none found");
     false
 }
