@@ -29,6 +29,8 @@ fn tmp_root() -> tempfile::TempDir {
 
 fn spawn(backend: &str, tmp: &Path) -> Child {
     Command::new(BIN)
+        // The user\'s template cache is not the tests\' to read or fill.
+        .env("REHEARSE_NO_CACHE", "1")
         .args(["provision", "--backend", backend])
         .env("REHEARSE_TMPDIR", tmp)
         .env_remove("DATABASE_URL")
@@ -199,6 +201,8 @@ fn sweep(backend: &str) {
     for delay_ms in [300, 1500] {
         let tmp = tmp_root();
         let mut child = Command::new(BIN)
+            // The user\'s template cache is not the tests\' to read or fill.
+            .env("REHEARSE_NO_CACHE", "1")
             .args(["provision", "--backend", backend, "--tmp-dir"])
             .arg(tmp.path())
             .env_remove("DATABASE_URL")
@@ -213,6 +217,8 @@ fn sweep(backend: &str) {
         child.kill().unwrap();
         child.wait().unwrap();
         let output = Command::new(BIN)
+            // The user\'s template cache is not the tests\' to read or fill.
+            .env("REHEARSE_NO_CACHE", "1")
             .args(["gc", "--tmp-dir"])
             .arg(tmp.path())
             .env_remove("REHEARSE_TMPDIR")

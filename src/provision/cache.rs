@@ -497,6 +497,7 @@ pub fn human_size(bytes: u64) -> String {
 const SQL_LEFTOVER_DATABASES: &str = "SELECT datname FROM pg_database \
      WHERE NOT datistemplate AND datname <> 'postgres'";
 const SQL_TEMPLATE_DATABASES: &str = "SELECT datname FROM pg_database WHERE datistemplate";
+const SQL_ALL_ROLES: &str = "SELECT rolname FROM pg_roles";
 
 impl super::Postgres {
     /// Whether the template for `key` came from the persistent cache with
@@ -516,6 +517,21 @@ impl super::Postgres {
             key: key.to_string(),
             database: database.to_string(),
         });
+    }
+
+    /// Records the roles a template build may leave in a cached cluster:
+    /// those that existed before the first build and those builds created.
+    pub(super) fn note_template_roles(
+        &self,
+        before: std::collections::BTreeSet<String>,
+        after: std::collections::BTreeSet<String>,
+    ) {
+        let mut keep = self
+            .template_roles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let created: Vec<String> = after.difference(&before).cloned().collect();
+        keep.get_or_insert(before).extend(created);
     }
 
     /// The templates to save with this server's cluster at shutdown: `None`
@@ -546,6 +562,30 @@ impl super::Postgres {
                 super::quote_ident(&name)
             );
             client.batch_execute(&sql).await.ok()?;
+        }
+        // Roles are server-wide: one a race, reference run or trace
+        // created would be in the next run's server and fail its migration
+        // with 42710 ("role already exists"). Drop them (their databases
+        // are gone); a role that cannot be dropped means no cache entry.
+        let keep = self
+            .template_roles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()?;
+        for row in client.query(SQL_ALL_ROLES, &[]).await.ok()? {
+            let name: String = row.get(0);
+            if keep.contains(&name) {
+                continue;
+            }
+            let sql = format!("DROP ROLE IF EXISTS {}", super::quote_ident(&name));
+            if let Err(e) = client.batch_execute(&sql).await {
+                eprintln!(
+                    "rehearse: template cache: not saved: role {name}, created by this run, \
+                     could not be dropped: {}",
+                    super::describe_pg_error(&e)
+                );
+                return None;
+            }
         }
         let present: Vec<String> = client
             .query(SQL_TEMPLATE_DATABASES, &[])

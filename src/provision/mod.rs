@@ -369,6 +369,11 @@ pub struct Postgres {
     restored: Vec<cache::CachedTemplate>,
     /// Templates built on it by this process: what is worth saving.
     built: std::sync::Mutex<Vec<cache::CachedTemplate>>,
+    /// Roles the cached cluster may keep: those it started with and those
+    /// the template builds created. Roles are server-wide, so any other
+    /// role (made by a race, a reference run or a trace) must not reach
+    /// the template cache, where the next run would meet it.
+    template_roles: std::sync::Mutex<Option<std::collections::BTreeSet<String>>>,
 }
 
 impl Postgres {
@@ -407,6 +412,7 @@ impl Postgres {
             template_cache: options.template_cache.clone(),
             restored,
             built: std::sync::Mutex::new(Vec::new()),
+            template_roles: std::sync::Mutex::new(None),
             instance: std::sync::Mutex::new(Some(instance)),
             backend,
             conn,
@@ -415,6 +421,16 @@ impl Postgres {
             notes,
             run_id: options.run_id.clone(),
         };
+        // The roles a cached cluster may keep start with those it has now.
+        if postgres.template_cache.is_some()
+            && backend == Backend::Local
+            && let Ok(roles) = postgres.role_names().await
+        {
+            *postgres
+                .template_roles
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(roles);
+        }
         if let Some(wanted) = options.pg_major
             && postgres.major() != wanted
             && backend != Backend::Url

@@ -67,11 +67,20 @@ impl Postgres {
             .execute(SQL_TEMPLATE_LOCK, &[&lock_key])
             .await
             .map_err(|e| self.sql_error("locking the template build", &e))?;
+        // Only with a template cache: which roles a build creates, so
+        // that the cache keeps those and no other.
+        let roles_before = match self.template_cache {
+            Some(_) => self.role_names().await.ok(),
+            None => None,
+        };
         let result = self.build_template(&admin, &name, prepare).await;
         if let Ok(template) = &result
             && template.built
         {
             self.note_built(key, &template.name);
+            if let (Some(before), Ok(after)) = (roles_before, self.role_names().await) {
+                self.note_template_roles(before, after);
+            }
         }
         // The lock is a session lock: released explicitly, and by the
         // disconnect when `admin` drops if this fails.
