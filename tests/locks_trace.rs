@@ -2,7 +2,8 @@
 //! manual documents for each DDL form ("Explicit Locking" and the ALTER
 //! TABLE / CREATE INDEX / CREATE TRIGGER / TRUNCATE pages), and whether the
 //! table was rewritten; multi-migration chains traced one transaction per
-//! migration; CONCURRENTLY watched from a second connection.
+//! migration; CONCURRENTLY watched from a second connection; the unindexed
+//! foreign keys the lint reports checked against the catalog.
 
 mod cli_support;
 
@@ -577,4 +578,68 @@ async fn the_crates_io_history_traces_cleanly() {
         json.len(),
         trace.statements.len()
     );
+}
+
+/// `foreign-key-without-index` against the catalog of a real Postgres: the
+/// example schemas applied, then every foreign key no valid (non-partial)
+/// index leads, read from pg_constraint / pg_index, is exactly what the
+/// text-only lint reports.
+#[tokio::test]
+async fn unindexed_foreign_keys_match_the_catalog() {
+    const UNINDEXED: &str = "
+        SELECT c.conrelid::regclass::text,
+               (SELECT string_agg(a.attname, ', ' ORDER BY k.n)
+                  FROM unnest(c.conkey) WITH ORDINALITY k(attnum, n)
+                  JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum)
+          FROM pg_constraint c
+         WHERE c.contype = 'f'
+           AND NOT EXISTS (
+                SELECT 1 FROM pg_index i
+                 WHERE i.indrelid = c.conrelid AND i.indpred IS NULL
+                   AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] = c.conkey)";
+    for scenario in ["ecommerce", "saas"] {
+        let Some(db) = pg_rehearse::testing::fresh_database().await else {
+            return;
+        };
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("scenarios")
+            .join(scenario)
+            .join("migrations");
+        let mut set =
+            pg_rehearse::migrate::MigrationSet::load(&dir, pg_rehearse::migrate::Layout::Sqlx)
+                .unwrap();
+        set.migrations.truncate(1);
+        let trace = trace_database(db.conn(), &set.migrations, &TraceOptions::default())
+            .await
+            .unwrap();
+        assert!(trace.statements.iter().all(|s| !s.failed()), "{scenario}");
+        let mut catalog: Vec<String> = db
+            .connect()
+            .await
+            .query(UNINDEXED, &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| format!("{} ({})", r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect();
+        catalog.sort();
+        assert!(
+            !catalog.is_empty(),
+            "{scenario}: the schema has unindexed keys"
+        );
+        let mut lint: Vec<String> = LockReport::new(&set.migrations, None, None)
+            .lint
+            .iter()
+            .filter(|f| f.rule == RuleId::ForeignKeyWithoutIndex)
+            .flat_map(|f| {
+                let on = f.message.split_once("foreign key on ").unwrap().1;
+                let on = on.split_once(':').unwrap().0;
+                on.split("), ")
+                    .map(|s| format!("{})", s.trim_end_matches(')')))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        lint.sort();
+        assert_eq!(lint, catalog, "{scenario}");
+    }
 }

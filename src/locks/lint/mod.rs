@@ -16,6 +16,7 @@ mod backfill_most_rows;
 mod create_index;
 mod drop_index_not_concurrently;
 mod drop_or_rename;
+mod foreign_key_without_index;
 mod identifier_too_long;
 mod json_column;
 mod missing_lock_timeout;
@@ -34,6 +35,7 @@ use sqlparser::tokenizer::{Token, Tokenizer};
 use super::mode::LockMode;
 use super::trace::{TraceOutcome, TracedStatement};
 use crate::migrate::Migration;
+pub use foreign_key_without_index::IndexedColumns;
 
 /// Every lint rule, by its kebab-case id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -57,6 +59,7 @@ pub enum RuleId {
     MissingStatementTimeout,
     BackfillMostRows,
     UnsafeEnumChange,
+    ForeignKeyWithoutIndex,
 }
 
 /// What executing the statement should show if the rule is right.
@@ -96,7 +99,7 @@ pub struct Rule {
 }
 
 /// The registry, in report order.
-pub const RULES: [&Rule; 18] = [
+pub const RULES: [&Rule; 19] = [
     &create_index::RULE,
     &validated_constraint::RULE,
     &add_column_rewrite::RULE,
@@ -115,6 +118,7 @@ pub const RULES: [&Rule; 18] = [
     &missing_statement_timeout::RULE,
     &backfill_most_rows::RULE,
     &unsafe_enum_change::RULE,
+    &foreign_key_without_index::RULE,
 ];
 
 impl RuleId {
@@ -140,6 +144,7 @@ impl RuleId {
             RuleId::MissingStatementTimeout => "missing-statement-timeout",
             RuleId::BackfillMostRows => "backfill-most-rows",
             RuleId::UnsafeEnumChange => "unsafe-enum-change",
+            RuleId::ForeignKeyWithoutIndex => "foreign-key-without-index",
         }
     }
 
@@ -172,6 +177,10 @@ pub struct Context {
     /// A table an earlier statement of this transaction locked ACCESS
     /// EXCLUSIVE (by its form), still held until commit.
     pub access_exclusive: Option<String>,
+    /// Indexes created by any statement of the pending migrations (before
+    /// or after this one): the lint has no catalog, so these are all the
+    /// indexes `foreign-key-without-index` knows.
+    pub indexes: Vec<IndexedColumns>,
 }
 
 /// A statement read by the tokenizer.
@@ -269,13 +278,29 @@ pub struct LintFinding {
 #[must_use]
 pub fn lint(migrations: &[Migration]) -> Vec<LintFinding> {
     let mut found = Vec::new();
-    for migration in migrations {
-        let mut context = Context::default();
-        for (index, statement) in migration.statements.iter().enumerate() {
-            let classified = classify(&statement.sql);
+    // Each statement is tokenized once; the indexes of the whole pending
+    // set are known before any rule runs (an index a later migration
+    // creates covers a foreign key added earlier).
+    let classified: Vec<Vec<Classified>> = migrations
+        .iter()
+        .map(|m| m.statements.iter().map(|s| classify(&s.sql)).collect())
+        .collect();
+    let indexes: Vec<IndexedColumns> = classified
+        .iter()
+        .flatten()
+        .flat_map(foreign_key_without_index::indexes_created)
+        .collect();
+    for (migration, classified) in migrations.iter().zip(&classified) {
+        let mut context = Context {
+            indexes: indexes.clone(),
+            ..Context::default()
+        };
+        for ((index, statement), classified) in
+            migration.statements.iter().enumerate().zip(classified)
+        {
             let ignored = ignores(&statement.sql);
             for rule in RULES {
-                if let Some(message) = (rule.check)(&classified, &context) {
+                if let Some(message) = (rule.check)(classified, &context) {
                     let suppressed = ignored
                         .iter()
                         .find(|(id, _)| *id == rule.id.id())
@@ -301,7 +326,7 @@ pub fn lint(migrations: &[Migration]) -> Vec<LintFinding> {
             // Held until commit: only a transaction keeps it.
             if migration.transactional
                 && context.access_exclusive.is_none()
-                && let Some((name, mode)) = super::trace::required_lock(&classified)
+                && let Some((name, mode)) = super::trace::required_lock(classified)
                 && mode == LockMode::AccessExclusive
                 && !classified.starts_with(&["DROP"])
             {
