@@ -193,3 +193,108 @@ async fn gc_drops_what_a_killed_run_left_and_nothing_else() {
     );
     server.shutdown().await.unwrap();
 }
+
+/// Every role on the server, sorted.
+async fn role_names(client: &tokio_postgres::Client) -> Vec<String> {
+    client
+        .query("SELECT rolname FROM pg_roles ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// A migration that creates a role (server-wide) on a user's server: the
+/// race's role is set aside so the serial reference run can create it
+/// again (no false schema drift, no halt), both are dropped at cleanup, a
+/// user's role with the same prefix is untouched, and the password reaches
+/// no output or report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_created_by_a_run_do_not_outlive_it_on_a_users_server() {
+    let Some(server) = user_server().await else {
+        return;
+    };
+    let url = server.conn().url_with_password();
+    let admin = server.conn().connect("test").await.unwrap();
+    admin
+        .batch_execute(
+            "CREATE ROLE app_reader_keep LOGIN PASSWORD 'keep-pw'; \
+             COMMENT ON ROLE app_reader_keep IS 'the user''s own'",
+        )
+        .await
+        .unwrap();
+    let before = role_names(&admin).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::write(migrations.join("0001_t.sql"), "CREATE TABLE t (id int);\n").unwrap();
+    std::fs::write(
+        migrations.join("0002_role.sql"),
+        "CREATE ROLE app_reader LOGIN PASSWORD 'canaryUrlSecret-7';\n\
+         GRANT SELECT ON t TO app_reader;\n",
+    )
+    .unwrap();
+    let path = dir.path().join("role.toml");
+    std::fs::write(
+        &path,
+        "name = \"role\"\n[migrations]\ndir = \"migrations\"\nlayout = \"sqlx\"\n\
+         baseline = \"0001\"\n[replicas]\ncount = 2\nrunner = \"job\"\n\
+         [expect]\nallow = [\"missing-lock-timeout\", \"lock-lint\"]\n",
+    )
+    .unwrap();
+    let report = dir.path().join("report.json");
+    let target = format!("json={}", report.display());
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            path.to_str().unwrap(),
+            "--backend",
+            "url",
+            "--database-url",
+            &url,
+            "--report",
+            &target,
+        ])
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rehearse run");
+    let code = wait_exit(&mut child, Duration::from_secs(120));
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let json = std::fs::read_to_string(&report).unwrap_or_default();
+    assert_eq!(code, 0, "{stdout}{stderr}{json}");
+    assert!(!json.contains("schema-drift"), "{json}");
+    assert!(!json.contains("rollout-halt"), "{json}");
+    for text in [&stdout, &stderr, &json] {
+        assert!(
+            !text.contains("canaryUrlSecret-7"),
+            "the password leaked: {text}"
+        );
+    }
+
+    // Exactly the roles of before: the race's (set aside) and the
+    // reference run's are gone, the user's own is still there.
+    assert_eq!(role_names(&admin).await, before);
+    let comment: Option<String> = admin
+        .query_one(
+            "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles \
+             WHERE rolname = 'app_reader_keep'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(comment.as_deref(), Some("the user's own"));
+    assert!(leftovers(&server).await.is_empty());
+    admin
+        .batch_execute("DROP ROLE app_reader_keep")
+        .await
+        .unwrap();
+    server.shutdown().await.unwrap();
+}
