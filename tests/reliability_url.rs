@@ -298,3 +298,70 @@ async fn roles_created_by_a_run_do_not_outlive_it_on_a_users_server() {
         .unwrap();
     server.shutdown().await.unwrap();
 }
+
+/// `rehearse gc --database-url` drops the roles a dead run's migrations
+/// created (marked by a comment naming the run), reports one a grant keeps
+/// alive with the SQL to remove it, and leaves a live run's role and a
+/// user's role alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_drops_a_dead_runs_roles_and_nothing_else() {
+    let Some(server) = user_server().await else {
+        return;
+    };
+    let url = server.conn().url_with_password();
+    let admin = server.conn().connect("test").await.unwrap();
+    let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    let marker = |pid: u32| {
+        serde_json::json!({
+            "rehearse": "role created by a rehearsed migration",
+            "pid": pid,
+            "start_ticks": 0,
+            "run_id": "0000000000bb",
+            "host": host,
+        })
+    };
+    // Above the kernel's largest pid_max: no such process.
+    let dead = marker(4_194_305);
+    let live = marker(std::process::id());
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE gc_dead; COMMENT ON ROLE gc_dead IS '{dead}';
+             CREATE ROLE gc_dead_granted; COMMENT ON ROLE gc_dead_granted IS '{dead}';
+             GRANT CONNECT ON DATABASE postgres TO gc_dead_granted;
+             CREATE ROLE gc_live; COMMENT ON ROLE gc_live IS '{live}';
+             CREATE ROLE gc_users; COMMENT ON ROLE gc_users IS 'not ours'"
+        ))
+        .await
+        .unwrap();
+
+    let output = Command::new(BIN)
+        .args(["gc", "--database-url", &url])
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // The role a grant keeps alive is an error, with what to run.
+    assert_ne!(output.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("dropped role gc_dead\n"), "{stdout}");
+    assert!(
+        stderr
+            .contains("role gc_dead_granted created by the run's migrations could not be dropped")
+            && stderr.contains("DROP ROLE \"gc_dead_granted\""),
+        "{stderr}"
+    );
+    let left: Vec<String> = role_names(&admin)
+        .await
+        .into_iter()
+        .filter(|r| r.starts_with("gc_"))
+        .collect();
+    assert_eq!(left, ["gc_dead_granted", "gc_live", "gc_users"]);
+    admin
+        .batch_execute(
+            "REVOKE CONNECT ON DATABASE postgres FROM gc_dead_granted; \
+             DROP ROLE gc_dead_granted, gc_live, gc_users",
+        )
+        .await
+        .unwrap();
+    server.shutdown().await.unwrap();
+}
