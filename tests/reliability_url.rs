@@ -365,3 +365,81 @@ async fn gc_drops_a_dead_runs_roles_and_nothing_else() {
         .unwrap();
     server.shutdown().await.unwrap();
 }
+
+/// A role the run's migrations created that a grant on another database
+/// keeps alive: the run says which role could not be dropped and what to
+/// run, and fails instead of leaving it silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_that_cannot_be_dropped_is_reported_with_the_sql() {
+    let Some(server) = user_server().await else {
+        return;
+    };
+    let url = server.conn().url_with_password();
+    let admin = server.conn().connect("test").await.unwrap();
+    let before = role_names(&admin).await;
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::write(migrations.join("0001_t.sql"), "CREATE TABLE t (id int);\n").unwrap();
+    // The grant is on the user's `postgres` database, which the run does
+    // not drop.
+    std::fs::write(
+        migrations.join("0002_role.sql"),
+        "CREATE ROLE app_granted;\nGRANT CONNECT ON DATABASE postgres TO app_granted;\n",
+    )
+    .unwrap();
+    let path = dir.path().join("granted.toml");
+    std::fs::write(
+        &path,
+        "name = \"granted\"\n[migrations]\ndir = \"migrations\"\nlayout = \"sqlx\"\n\
+         baseline = \"0001\"\n[replicas]\ncount = 2\nrunner = \"job\"\n\
+         [expect]\nallow = [\"missing-lock-timeout\", \"lock-lint\"]\n",
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            path.to_str().unwrap(),
+            "--backend",
+            "url",
+            "--database-url",
+            &url,
+        ])
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rehearse run");
+    let code = wait_exit(&mut child, Duration::from_secs(120));
+    let output = child.wait_with_output().unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(code, 3, "{all}");
+    assert!(
+        all.contains("role app_granted created by the run's migrations could not be dropped")
+            && all.contains("DROP ROLE \"app_granted\""),
+        "{all}"
+    );
+    let left: Vec<String> = role_names(&admin)
+        .await
+        .into_iter()
+        .filter(|r| !before.contains(r))
+        .collect();
+    assert!(
+        left.iter().all(|r| r.starts_with("app_granted")),
+        "{left:?}"
+    );
+    for role in left {
+        admin
+            .batch_execute(&format!(
+                "REVOKE CONNECT ON DATABASE postgres FROM \"{role}\"; DROP ROLE \"{role}\""
+            ))
+            .await
+            .unwrap();
+    }
+    server.shutdown().await.unwrap();
+}

@@ -127,7 +127,8 @@ pub enum ProvisionError {
     /// ROLE`, manual "Dropping Roles").
     #[error(
         "role {role} created by the run's migrations could not be dropped on {target}: \
-         {message}; to remove it run: {sql}"
+         {message}; to remove it, run in each database where it owns objects or holds \
+         privileges: {sql}"
     )]
     RoleLeft {
         role: String,

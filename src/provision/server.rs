@@ -495,7 +495,7 @@ pub(crate) fn role_left_error(
         message: describe_pg_error(error),
         sql: format!(
             "REASSIGN OWNED BY {ident} TO CURRENT_USER; DROP OWNED BY {ident}; \
-             (in each database where it holds privileges) then DROP ROLE {ident};"
+             then, once: DROP ROLE {ident};"
         ),
     }
 }
