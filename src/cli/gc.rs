@@ -44,6 +44,9 @@ pub(crate) async fn gc(args: GcArgs) -> Exit {
     for name in &report.databases_removed {
         println!("dropped database {name}");
     }
+    for name in &report.roles_removed {
+        println!("dropped role {name}");
+    }
     for dir in &report.cache_partials_removed {
         println!(
             "removed half-written template cache entry {}",
@@ -53,6 +56,7 @@ pub(crate) async fn gc(args: GcArgs) -> Exit {
     if report.clusters_removed.is_empty()
         && report.containers_removed.is_empty()
         && report.databases_removed.is_empty()
+        && report.roles_removed.is_empty()
         && report.cache_partials_removed.is_empty()
     {
         println!("nothing to remove");

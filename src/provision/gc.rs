@@ -17,7 +17,7 @@ use super::local::{
     BUILD_PREFIX, INSTANCE_PREFIX, OWNER_FILE, cache_dir, postmaster_pid, tmp_roots,
 };
 use super::owner::{Owner, process_start_ticks};
-use super::server::{DatabaseMarker, drop_database};
+use super::server::{DatabaseMarker, ROLE_MARKER_TAG, drop_database, drop_role, role_left_error};
 
 /// What `gc` removed and what it left alone.
 #[derive(Debug, Default, serde::Serialize)]
@@ -29,6 +29,8 @@ pub struct GcReport {
     /// `rehearse_*` databases on that server without our marker and not
     /// belonging to a dead run: left alone (they may be a user's).
     pub databases_unmarked: Vec<String>,
+    /// Roles a dead run's migrations created, dropped on that server.
+    pub roles_removed: Vec<String>,
     /// Resources whose owner still runs (left alone).
     pub in_use: usize,
     /// Why Docker was not looked at, if it was not.
@@ -59,6 +61,8 @@ pub async fn collect(options: &GcOptions) -> GcReport {
     collect_containers(options.all, &mut report).await;
     if let Some(url) = &options.database_url {
         collect_databases(url, options.all, &mut report).await;
+        // After the databases: the roles' grants and objects went with them.
+        collect_roles(url, options.all, &mut report).await;
     }
     report
 }
@@ -423,6 +427,64 @@ async fn collect_databases(url: &str, all: bool, report: &mut GcReport) {
             report.in_use += 1;
         } else {
             report.databases_unmarked.push(name);
+        }
+    }
+}
+
+// SQL of the role sweep: only roles carrying a comment can be ours.
+const SQL_MARKED_ROLES: &str = "SELECT rolname, shobj_description(oid, 'pg_authid') \
+     FROM pg_roles WHERE shobj_description(oid, 'pg_authid') IS NOT NULL ORDER BY oid DESC";
+
+/// Drops the roles a dead run's migrations created on a shared server.
+///
+/// A run marks each such role with a comment naming its run id, process
+/// and host (a [`DatabaseMarker`] tagged [`ROLE_MARKER_TAG`]); only roles
+/// with that marker are looked at, so a user's role is never touched. Dead
+/// as for databases: the marker names this host and the process no longer
+/// runs (or with `all`).
+async fn collect_roles(url: &str, all: bool, report: &mut GcReport) {
+    let Ok(admin) = super::server::parse_url(url) else {
+        // Reported by the database sweep already.
+        return;
+    };
+    let client = match admin.connect("rehearse-gc").await {
+        Ok(client) => client,
+        Err(e) => {
+            report.errors.push(e.to_string());
+            return;
+        }
+    };
+    let rows = match client.query(SQL_MARKED_ROLES, &[]).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            report.errors.push(format!(
+                "listing roles on {}: {}",
+                admin.display_url(),
+                super::describe_pg_error(&e)
+            ));
+            return;
+        }
+    };
+    let here = super::docker::hostname();
+    for row in rows {
+        let name: String = row.get(0);
+        let comment: String = row.get(1);
+        let Some(marker) = serde_json::from_str::<DatabaseMarker>(&comment)
+            .ok()
+            .filter(|m| m.rehearse == ROLE_MARKER_TAG)
+        else {
+            continue;
+        };
+        let alive = marker.host != here || marker.owner.is_alive();
+        if alive && !all {
+            report.in_use += 1;
+            continue;
+        }
+        match drop_role(&client, &name).await {
+            Ok(()) => report.roles_removed.push(name),
+            Err(e) => report
+                .errors
+                .push(role_left_error(&admin, &name, &e).to_string()),
         }
     }
 }

@@ -122,6 +122,20 @@ pub enum ProvisionError {
         target: String,
         message: String,
     },
+    /// A role the run's migrations created on a user's server survived the
+    /// run (shared objects such as grants in other databases block `DROP
+    /// ROLE`, manual "Dropping Roles").
+    #[error(
+        "role {role} created by the run's migrations could not be dropped on {target}: \
+         {message}; to remove it, run in each database where it owns objects or holds \
+         privileges: {sql}"
+    )]
+    RoleLeft {
+        role: String,
+        target: String,
+        message: String,
+        sql: String,
+    },
 }
 
 impl ProvisionError {
@@ -561,6 +575,14 @@ impl Postgres {
     fn track_database(&self, name: &str) {
         if let Some(Instance::Server(database)) = &*self.lock_instance() {
             database.track(name);
+        }
+    }
+
+    /// Records a role the run's migrations created on a user's server, to
+    /// drop at cleanup (url backend only).
+    fn track_role(&self, name: &str) {
+        if let Some(Instance::Server(database)) = &*self.lock_instance() {
+            database.track_role(name);
         }
     }
 

@@ -23,6 +23,8 @@ pub(crate) struct ServerDatabase {
     conn: ConnInfo,
     version: ServerVersion,
     created: Arc<Mutex<Vec<String>>>,
+    /// Roles the run's migrations created, dropped after the databases.
+    roles: Arc<Mutex<Vec<String>>>,
     run_id: RunId,
 }
 
@@ -213,6 +215,22 @@ pub(crate) fn admin_application_name(run_id: &RunId) -> String {
     format!("rehearse-admin-{run_id}")
 }
 
+/// The `rehearse` field of the marker on a role a run's migrations created
+/// on a shared server (a [`DatabaseMarker`] with this tag).
+pub(crate) const ROLE_MARKER_TAG: &str = "role created by a rehearsed migration";
+
+/// `COMMENT ON ROLE` marking `name` as created by this run's migrations.
+pub(crate) fn mark_role_sql(name: &str, run_id: &RunId) -> String {
+    let mut marker = DatabaseMarker::current(run_id);
+    marker.rehearse = ROLE_MARKER_TAG.into();
+    let marker = serde_json::to_string(&marker).expect("a marker always serialises");
+    format!(
+        "COMMENT ON ROLE {} IS {}",
+        quote_ident(name),
+        super::quote_literal(&marker)
+    )
+}
+
 /// `COMMENT ON DATABASE` marking `name` as created by this process.
 pub(crate) fn mark_sql(name: &str, run_id: &RunId) -> String {
     let marker = serde_json::to_string(&DatabaseMarker::current(run_id))
@@ -266,6 +284,7 @@ impl ServerDatabase {
             admin,
             version: ServerVersion::default(),
             created: Arc::new(Mutex::new(vec![name.clone()])),
+            roles: Arc::new(Mutex::new(Vec::new())),
             run_id: options.run_id.clone(),
         };
         let sql_error = |operation: String, e: &tokio_postgres::Error| ProvisionError::Sql {
@@ -320,26 +339,56 @@ impl ServerDatabase {
         self.names().push(name.to_string());
     }
 
+    pub(crate) fn track_role(&self, name: &str) {
+        let mut roles = self
+            .roles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !roles.iter().any(|r| r == name) {
+            roles.push(name.to_string());
+        }
+    }
+
+    fn take_roles(&self) -> Vec<String> {
+        std::mem::take(
+            &mut *self
+                .roles
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
     pub(crate) fn untrack(&self, name: &str) {
         self.names().retain(|n| n != name);
     }
 
     pub(crate) async fn drop_all(self) -> Result<(), ProvisionError> {
         let names = std::mem::take(&mut *self.names());
-        drop_databases(&self.admin, &self.run_id, names).await
+        let roles = self.take_roles();
+        let databases = drop_databases(&self.admin, &self.run_id, names).await;
+        // After the databases: with them gone, nothing of ours depends on
+        // the roles any more.
+        let roles = drop_roles(&self.admin, roles).await;
+        databases.and(roles)
     }
 }
 
 impl Drop for ServerDatabase {
     fn drop(&mut self) {
         let names = std::mem::take(&mut *self.names());
-        if names.is_empty() {
+        let roles = self.take_roles();
+        if names.is_empty() && roles.is_empty() {
             return;
         }
         let admin = self.admin.clone();
         let run_id = self.run_id.clone();
         block_on_cleanup(async move {
-            if let Err(e) = drop_databases(&admin, &run_id, names).await {
+            if !names.is_empty()
+                && let Err(e) = drop_databases(&admin, &run_id, names).await
+            {
+                super::cleanup_failed(&e);
+            }
+            if let Err(e) = drop_roles(&admin, roles).await {
                 super::cleanup_failed(&e);
             }
         });
@@ -396,6 +445,59 @@ async fn drop_databases(
         }
     }
     first_error.map_or(Ok(()), Err)
+}
+
+/// Drops the roles the run's migrations created, each reported with the SQL
+/// a user can run when `DROP ROLE` fails (a grant or an object in another
+/// database still depends on it). Every failure is printed; the first is
+/// returned.
+async fn drop_roles(admin: &ConnInfo, roles: Vec<String>) -> Result<(), ProvisionError> {
+    if roles.is_empty() {
+        return Ok(());
+    }
+    let client = admin.connect("rehearse-cleanup").await?;
+    let mut first_error = None;
+    for role in roles {
+        if let Err(e) = drop_role(&client, &role).await {
+            let error = role_left_error(admin, &role, &e);
+            if first_error.is_some() {
+                super::cleanup_failed(&error);
+            } else {
+                first_error = Some(error);
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Drops one role if it still exists.
+pub(crate) async fn drop_role(
+    client: &tokio_postgres::Client,
+    role: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(role)))
+        .await
+}
+
+/// The error for a role `DROP ROLE` refused, with the statements that
+/// remove it (manual "Dropping Roles": `REASSIGN OWNED` and `DROP OWNED`
+/// in each database where it owns objects or holds privileges).
+pub(crate) fn role_left_error(
+    admin: &ConnInfo,
+    role: &str,
+    error: &tokio_postgres::Error,
+) -> ProvisionError {
+    let ident = quote_ident(role);
+    ProvisionError::RoleLeft {
+        role: role.to_string(),
+        target: admin.display_url(),
+        message: describe_pg_error(error),
+        sql: format!(
+            "REASSIGN OWNED BY {ident} TO CURRENT_USER; DROP OWNED BY {ident}; \
+             then, once: DROP ROLE {ident};"
+        ),
+    }
 }
 
 /// Drops one database, a template too (they refuse DROP until they are

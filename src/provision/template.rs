@@ -223,15 +223,18 @@ impl Postgres {
     }
 
     /// Renames the roles created since `before` (by the race's migrations)
-    /// to `NAME_race`, so the serial reference run can create them again
-    /// instead of failing with "role already exists" (42710) and reporting
-    /// false drift. A rename keeps every grant and ownership of the race's
+    /// aside, so the serial reference run can create them again instead of
+    /// failing with "role already exists" (42710) and reporting false
+    /// drift. A rename keeps every grant and ownership of the race's
     /// database (they refer to the role's oid), and the race's schema was
     /// recorded already.
     ///
-    /// Only on servers this process started: on a user's server (url
-    /// backend) a role that appeared meanwhile may be someone else's, so
-    /// nothing is touched and the names are returned for a note.
+    /// On servers this process started the new name is `NAME_race` (the
+    /// server goes away with the run). On a user's server (url backend) it
+    /// is `NAME_rehearse_<run id>`, marked with a `COMMENT ON ROLE` naming
+    /// the run, and dropped at cleanup (see [`Postgres::claim_new_roles`]).
+    /// Roles in `before` are never touched. Returns the roles left in place
+    /// (none at present).
     pub async fn set_aside_new_roles(
         &self,
         before: &std::collections::BTreeSet<String>,
@@ -242,17 +245,22 @@ impl Postgres {
             .into_iter()
             .filter(|name| !before.contains(name))
             .collect();
-        if self.backend == Backend::Url || new.is_empty() {
+        if new.is_empty() {
             return Ok(new);
         }
+        let suffix = if self.backend == Backend::Url {
+            format!("_rehearse_{}", self.run_id)
+        } else {
+            "_race".to_string()
+        };
         let admin = self.admin().await?;
         for name in &new {
             // NAMEDATALEN - 1 bytes at most, cut on a character boundary.
             let mut renamed = name.clone();
-            while renamed.len() > 63 - "_race".len() {
+            while renamed.len() > 63 - suffix.len() {
                 renamed.pop();
             }
-            renamed.push_str("_race");
+            renamed.push_str(&suffix);
             admin
                 .batch_execute(&format!(
                     "ALTER ROLE {} RENAME TO {}",
@@ -261,8 +269,56 @@ impl Postgres {
                 ))
                 .await
                 .map_err(|e| self.sql_error(&format!("setting role {name} aside"), &e))?;
+            self.mark_role(&admin, &renamed).await?;
         }
         Ok(Vec::new())
+    }
+
+    /// On a user's server (url backend), marks the roles created since
+    /// `before` as this run's and drops them at cleanup, after the run's
+    /// databases: roles are server-wide and would outlive the run. Roles in
+    /// `before` are never touched. Elsewhere the server goes away with the
+    /// run, and this does nothing.
+    pub async fn claim_new_roles(
+        &self,
+        before: &std::collections::BTreeSet<String>,
+    ) -> Result<(), ProvisionError> {
+        if self.backend != Backend::Url {
+            return Ok(());
+        }
+        let new: Vec<String> = self
+            .role_names()
+            .await?
+            .into_iter()
+            .filter(|name| !before.contains(name))
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let admin = self.admin().await?;
+        for name in &new {
+            self.mark_role(&admin, name).await?;
+        }
+        Ok(())
+    }
+
+    /// On a user's server, records `name` for the drop at cleanup and marks
+    /// it (`COMMENT ON ROLE`, manual "COMMENT") for `rehearse gc
+    /// --database-url` after a SIGKILL. Tracked first, so a failed comment
+    /// cannot make it leak.
+    async fn mark_role(
+        &self,
+        admin: &tokio_postgres::Client,
+        name: &str,
+    ) -> Result<(), ProvisionError> {
+        if self.backend != Backend::Url {
+            return Ok(());
+        }
+        self.track_role(name);
+        admin
+            .batch_execute(&super::server::mark_role_sql(name, &self.run_id))
+            .await
+            .map_err(|e| self.sql_error(&format!("marking role {name}"), &e))
     }
 
     /// On a shared server (url backend), marks a database as this run's,

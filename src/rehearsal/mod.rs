@@ -23,7 +23,7 @@ use crate::migrate::{
     MigrateError, Migration, MigrationSet, RunnerKind, apply_serial_in, apply_tool_baseline,
 };
 use crate::progress::StageProgress;
-use crate::provision::{Postgres, ProvisionOptions};
+use crate::provision::{Backend, Postgres, ProvisionOptions};
 use crate::report::{ScenarioReport, StageReport, Verdict};
 use crate::scenario::Scenario;
 use crate::seed::{SeedError, SeedOptions, SeedSpec, seed_database};
@@ -563,14 +563,26 @@ async fn rehearse_clones(
         // Roles are server-wide: those the race's migrations create must not
         // make the reference run fail with "role already exists".
         let mut shared_roles = String::new();
-        let roles_before = match reference {
-            Some(_) => Some(postgres.role_names().await.map_err(|e| e.to_string())?),
-            None => None,
+        // On a user's server (url backend) they are also dropped at cleanup.
+        let roles_before = if reference.is_some() || postgres.backend() == Backend::Url {
+            Some(postgres.role_names().await.map_err(|e| e.to_string())?)
+        } else {
+            None
         };
         let outcome = async {
-            let mut outcome =
-                run_races_recorded(target, &plan.pending, &plan.scenario.replicas, recorder)
-                    .await?;
+            let raced =
+                run_races_recorded(target, &plan.pending, &plan.scenario.replicas, recorder).await;
+            // Without a reference run (or when the race failed) nothing
+            // is set aside: the race's roles are claimed as they are.
+            if let Some(before) = &roles_before
+                && (reference.is_none() || raced.is_err())
+            {
+                postgres
+                    .claim_new_roles(before)
+                    .await
+                    .map_err(|e| RehearsalError::Inspect(e.to_string()))?;
+            }
+            let mut outcome = raced?;
             if let (Some(reference), Some(before)) = (reference, &roles_before) {
                 let left = postgres
                     .set_aside_new_roles(before)
@@ -583,8 +595,19 @@ async fn rehearse_clones(
                         left.join(", ")
                     );
                 }
-                outcome.reference =
-                    Some(run_reference(reference, &plan.pending, &plan.scenario.replicas).await?);
+                // What the reference run creates is the run's too: on a
+                // user's server it is dropped at cleanup.
+                let before_reference = postgres
+                    .role_names()
+                    .await
+                    .map_err(|e| RehearsalError::Inspect(e.to_string()))?;
+                let reference_outcome =
+                    run_reference(reference, &plan.pending, &plan.scenario.replicas).await;
+                postgres
+                    .claim_new_roles(&before_reference)
+                    .await
+                    .map_err(|e| RehearsalError::Inspect(e.to_string()))?;
+                outcome.reference = Some(reference_outcome?);
             }
             Ok::<_, RehearsalError>(outcome)
         }
