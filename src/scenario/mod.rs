@@ -8,6 +8,7 @@
 
 mod discover;
 mod error;
+pub mod replicas;
 
 use std::path::{Path, PathBuf};
 
@@ -16,11 +17,11 @@ use serde_spanned::Spanned;
 
 pub use discover::discover;
 pub use error::{ScenarioError, line_column};
+pub use replicas::{FaultConfig, RaceConfig};
 
 use crate::findings::CheckId;
 use crate::migrate::Layout;
 use crate::provision::Backend;
-use crate::rehearsal::RaceConfig;
 
 /// The scenario file as written, before paths are resolved.
 #[derive(Debug, Deserialize)]
