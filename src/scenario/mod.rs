@@ -9,6 +9,7 @@
 mod discover;
 mod error;
 pub mod replicas;
+pub mod rollout;
 
 use std::path::{Path, PathBuf};
 
@@ -46,7 +47,7 @@ struct RawScenario {
     #[serde(default)]
     workloads: std::collections::BTreeMap<String, Spanned<PathBuf>>,
     #[serde(default)]
-    rollout: Option<Spanned<crate::rehearsal::rollout::RolloutConfig>>,
+    rollout: Option<Spanned<rollout::RolloutConfig>>,
     #[serde(default)]
     locks: RawLocks,
     /// Production size for `rehearse forecast`.
@@ -188,7 +189,7 @@ pub struct Scenario {
     /// Each version's workload, loaded.
     pub workloads: Vec<crate::workload::Workload>,
     /// The rollout plan, steps expanded.
-    pub rollout: Option<crate::rehearsal::rollout::RolloutSpec>,
+    pub rollout: Option<rollout::RolloutSpec>,
     /// How the lock sampler watches the rehearsal.
     pub locks: LocksSpec,
     /// `[forecast]`: production's size for `rehearse forecast`.
@@ -408,7 +409,7 @@ impl Scenario {
             })?;
             let keys = keys.replicas.unwrap_or_default();
             let names: Vec<String> = keys.keys().cloned().collect();
-            let migrator = crate::rehearsal::rollout::Migrator::of(replicas.runner);
+            let migrator = rollout::Migrator::of(replicas.runner);
             if let Some((key, message)) = migrator.unused_key(&replicas, &names) {
                 let span = keys.get(&key).map_or(0..0, Spanned::span);
                 return Err(error_at(span, message));
@@ -541,16 +542,10 @@ fn forecast_spec(
 /// against them.
 fn workloads_and_rollout(
     raw: std::collections::BTreeMap<String, Spanned<PathBuf>>,
-    rollout: Option<Spanned<crate::rehearsal::rollout::RolloutConfig>>,
+    rollout: Option<Spanned<rollout::RolloutConfig>>,
     base: &Path,
     error_at: &dyn Fn(std::ops::Range<usize>, String) -> ScenarioError,
-) -> Result<
-    (
-        Vec<crate::workload::Workload>,
-        Option<crate::rehearsal::rollout::RolloutSpec>,
-    ),
-    ScenarioError,
-> {
+) -> Result<(Vec<crate::workload::Workload>, Option<rollout::RolloutSpec>), ScenarioError> {
     let mut workloads = Vec::new();
     for (version, file) in &raw {
         let resolved = base.join(file.get_ref());
@@ -601,7 +596,7 @@ fn workloads_and_rollout(
         Some(i) => error_at(span.clone(), format!("`rollout.steps[{i}]`: {message}")),
         None => error_at(span.clone(), message),
     })?;
-    for version in crate::rehearsal::rollout::versions_of(&steps) {
+    for version in rollout::versions_of(&steps) {
         if !raw.contains_key(&version) {
             return Err(error_at(
                 span.clone(),
@@ -611,7 +606,7 @@ fn workloads_and_rollout(
     }
     Ok((
         workloads,
-        Some(crate::rehearsal::rollout::RolloutSpec {
+        Some(rollout::RolloutSpec {
             config,
             steps,
             migrator: None,
