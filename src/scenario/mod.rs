@@ -8,6 +8,7 @@
 
 mod discover;
 mod error;
+pub mod expect;
 pub mod replicas;
 pub mod rollout;
 
@@ -20,9 +21,9 @@ pub use discover::discover;
 pub use error::{ScenarioError, line_column};
 pub use replicas::{FaultConfig, RaceConfig};
 
-use crate::findings::CheckId;
 use crate::migrate::Layout;
 use crate::provision::Backend;
+pub use expect::{CheckId, LockBudget};
 
 /// The scenario file as written, before paths are resolved.
 #[derive(Debug, Deserialize)]
@@ -162,11 +163,9 @@ pub struct Expectations {
 impl Expectations {
     /// The lock budget this scenario is judged against.
     #[must_use]
-    pub fn lock_budget(&self) -> crate::findings::LockBudget {
+    pub fn lock_budget(&self) -> LockBudget {
         self.lock_budget_ms
-            .map_or_else(crate::findings::LockBudget::default, |ms| {
-                crate::findings::LockBudget::from_ms(ms)
-            })
+            .map_or_else(LockBudget::default, |ms| LockBudget::from_ms(ms))
     }
 }
 
