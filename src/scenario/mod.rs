@@ -9,6 +9,7 @@
 mod discover;
 mod error;
 pub mod expect;
+pub mod lint_rules;
 pub mod replicas;
 pub mod rollout;
 
@@ -24,6 +25,7 @@ pub use replicas::{FaultConfig, RaceConfig};
 use crate::migrate::Layout;
 use crate::provision::Backend;
 pub use expect::{CheckId, LockBudget};
+pub use lint_rules::RuleId;
 
 /// The scenario file as written, before paths are resolved.
 #[derive(Debug, Deserialize)]
@@ -208,7 +210,7 @@ pub struct LocksSpec {
     pub catalog: bool,
     /// Lint rules this scenario accepts: their findings are still
     /// reported, marked suppressed.
-    pub allow: Vec<crate::locks::RuleId>,
+    pub allow: Vec<RuleId>,
 }
 
 impl LocksSpec {
@@ -441,7 +443,7 @@ impl Scenario {
             Some(f) => Some(forecast_spec(f, base, &error_at)?),
         };
         for id in raw.locks.allow {
-            match crate::locks::RuleId::from_id(id.get_ref()) {
+            match RuleId::from_id(id.get_ref()) {
                 Some(rule) => locks.allow.push(rule),
                 None => {
                     return Err(error_at(
@@ -449,9 +451,9 @@ impl Scenario {
                         format!(
                             "`locks.allow` names no lint rule: `{}` (rules: {})",
                             id.get_ref(),
-                            crate::locks::lint::RULES
+                            RuleId::ALL
                                 .iter()
-                                .map(|r| r.id.id())
+                                .map(|r| r.id())
                                 .collect::<Vec<_>>()
                                 .join(", ")
                         ),
@@ -744,7 +746,7 @@ mod tests {
             "name = \"x\"\n[migrations]\ndir = \"src\"\n[locks]\nallow = [\"json-column\"]\n",
         )
         .unwrap();
-        assert_eq!(s.locks.allow, vec![crate::locks::RuleId::JsonColumn]);
+        assert_eq!(s.locks.allow, vec![RuleId::JsonColumn]);
         let err =
             parse("name = \"x\"\n[migrations]\ndir = \"src\"\n[locks]\nallow = [\"no-such\"]\n")
                 .unwrap_err()
