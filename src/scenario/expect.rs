@@ -102,7 +102,8 @@ impl CheckId {
         }
     }
 
-    /// The check reads a rollout (see [`check_rollout`](crate::findings::check_rollout)), not a race.
+    /// The check reads a rollout (see
+    /// [`check_rollout`](crate::findings::check_rollout)), not a race.
     #[must_use]
     pub fn reads_rollout(self) -> bool {
         matches!(

@@ -167,7 +167,7 @@ impl Expectations {
     #[must_use]
     pub fn lock_budget(&self) -> LockBudget {
         self.lock_budget_ms
-            .map_or_else(LockBudget::default, |ms| LockBudget::from_ms(ms))
+            .map_or_else(LockBudget::default, LockBudget::from_ms)
     }
 }
 
