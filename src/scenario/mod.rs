@@ -114,6 +114,9 @@ struct RawMigrations {
     baseline: Option<Spanned<String>>,
 }
 
+/// Largest `scale` a seeds file (or `[seed] scale`) may give.
+pub const MAX_SCALE: f64 = 10_000.0;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSeed {
@@ -348,10 +351,10 @@ impl Scenario {
                             "`seed.scale` must be a positive number".into(),
                         ));
                     }
-                    Some(scale) if *scale.get_ref() > crate::seed::MAX_SCALE => {
+                    Some(scale) if *scale.get_ref() > MAX_SCALE => {
                         return Err(error_at(
                             scale.span(),
-                            format!("`seed.scale` must be at most {}", crate::seed::MAX_SCALE),
+                            format!("`seed.scale` must be at most {}", MAX_SCALE),
                         ));
                     }
                     Some(scale) => *scale.get_ref(),
