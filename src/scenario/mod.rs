@@ -12,6 +12,7 @@ pub mod expect;
 pub mod lint_rules;
 pub mod replicas;
 pub mod rollout;
+pub mod workload;
 
 use std::path::{Path, PathBuf};
 
@@ -191,7 +192,7 @@ pub struct Scenario {
     pub replicas: RaceConfig,
     pub expect: Expectations,
     /// Each version's workload, loaded.
-    pub workloads: Vec<crate::workload::Workload>,
+    pub workloads: Vec<workload::Workload>,
     /// The rollout plan, steps expanded.
     pub rollout: Option<rollout::RolloutSpec>,
     /// How the lock sampler watches the rehearsal.
@@ -549,7 +550,7 @@ fn workloads_and_rollout(
     rollout: Option<Spanned<rollout::RolloutConfig>>,
     base: &Path,
     error_at: &dyn Fn(std::ops::Range<usize>, String) -> ScenarioError,
-) -> Result<(Vec<crate::workload::Workload>, Option<rollout::RolloutSpec>), ScenarioError> {
+) -> Result<(Vec<workload::Workload>, Option<rollout::RolloutSpec>), ScenarioError> {
     let mut workloads = Vec::new();
     for (version, file) in &raw {
         let resolved = base.join(file.get_ref());
@@ -564,25 +565,24 @@ fn workloads_and_rollout(
         }
         // Errors inside the workload file name that file and line; say
         // which scenario key brought it in, and where.
-        let workload =
-            crate::workload::Workload::load(version, &resolved).map_err(|e| match e {
-                ScenarioError::Io { path, message } => error_at(
-                    file.span(),
-                    format!("`workloads.{version}`: {}: {message}", path.display()),
-                ),
-                ScenarioError::At {
-                    path,
-                    line,
-                    column,
-                    message,
-                } => ScenarioError::At {
-                    path,
-                    line,
-                    column,
-                    message: format!("{message} (the workload of `workloads.{version}`)"),
-                },
-                other => other,
-            })?;
+        let workload = workload::Workload::load(version, &resolved).map_err(|e| match e {
+            ScenarioError::Io { path, message } => error_at(
+                file.span(),
+                format!("`workloads.{version}`: {}: {message}", path.display()),
+            ),
+            ScenarioError::At {
+                path,
+                line,
+                column,
+                message,
+            } => ScenarioError::At {
+                path,
+                line,
+                column,
+                message: format!("{message} (the workload of `workloads.{version}`)"),
+            },
+            other => other,
+        })?;
         workloads.push(workload);
     }
     let Some(rollout) = rollout else {
