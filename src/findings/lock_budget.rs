@@ -2,7 +2,8 @@
 //! setting, a scenario fails when a migration held a lock that blocks reads
 //! or writes on a table that existed before it, or an application query
 //! waited on a lock behind the migration, for longer than the lock budget
-//! (default [`DEFAULT_LOCK_BUDGET_MS`]; `docs/verdicts.md`).
+//! (default [`DEFAULT_LOCK_BUDGET_MS`](super::DEFAULT_LOCK_BUDGET_MS);
+//! `docs/verdicts.md`).
 //!
 //! The budget is a plain value judged by [`LockBudget::exceeded`], so that
 //! a figure forecast at production size is held against the same budget as
@@ -10,72 +11,10 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{CheckId, Finding, Severity};
+use super::{BudgetFigure, CheckId, Finding, LockBudget, Severity};
 use crate::locks::{LockMode, LockReport};
-
-/// The default budget: one second. A request that waits one second is
-/// already the slowest a user tolerates from an interactive page, and most
-/// production `lock_timeout`/`statement_timeout` advice starts about there
-/// (a lock held longer than the clients' own timeouts turns into errors).
-/// Holds below it are sampled noise on a small rehearsal machine; holds
-/// above it are what grows with the table (a build, a rewrite, a scan).
-pub const DEFAULT_LOCK_BUDGET_MS: u64 = 1_000;
-
-/// Which figure is held against the budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BudgetFigure {
-    /// A migration held a lock that blocks reads or writes on a table that
-    /// existed before it.
-    BlockingHold,
-    /// An application query waited on a lock behind a migration.
-    AppLockWait,
-}
-
-impl BudgetFigure {
-    fn describe(self) -> &'static str {
-        match self {
-            BudgetFigure::BlockingHold => "lock that blocks reads or writes held",
-            BudgetFigure::AppLockWait => "application lock wait",
-        }
-    }
-}
-
-/// How long a lock may block the application.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockBudget {
-    pub ms: u64,
-}
-
-impl Default for LockBudget {
-    fn default() -> Self {
-        LockBudget {
-            ms: DEFAULT_LOCK_BUDGET_MS,
-        }
-    }
-}
-
-impl LockBudget {
-    #[must_use]
-    pub fn from_ms(ms: u64) -> Self {
-        LockBudget { ms }
-    }
-
-    #[must_use]
-    pub fn duration(self) -> Duration {
-        Duration::from_millis(self.ms)
-    }
-
-    /// Whether `figure` lasting `took` is over the budget. The one place
-    /// the comparison is made: rehearsed and forecast figures alike.
-    #[must_use]
-    pub fn exceeded(self, _figure: BudgetFigure, took: Duration) -> bool {
-        took > self.duration()
-    }
-}
 
 pub(super) fn check(report: &LockReport, budget: LockBudget) -> Vec<Finding> {
     let Some(sampled) = &report.sampled else {

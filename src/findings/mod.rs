@@ -39,172 +39,12 @@ use serde::{Deserialize, Serialize};
 use crate::locks::LockReport;
 use crate::timeline::{Actor, EventKind, ExitStatus, RaceRecord, SqlState, Timeline};
 
+pub use crate::scenario::expect::{BudgetFigure, CheckId, DEFAULT_LOCK_BUDGET_MS, LockBudget};
 pub use fault_recovery::{FaultClass, classify as classify_fault};
-pub use lock_budget::{BudgetFigure, DEFAULT_LOCK_BUDGET_MS, LockBudget};
 pub use schema_drift::diff_schema;
 pub use verdict::{Judgement, judge, judge_with_locks};
 
-/// Every check, by its kebab-case id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CheckId {
-    DoubleApplication,
-    DuplicateData,
-    ReplicaErrors,
-    ReplicaWaits,
-    ReplicaTimeout,
-    SchemaDrift,
-    DataDrift,
-    LeakedAdvisoryLock,
-    InvalidIndex,
-    Bookkeeping,
-    RolloutHalt,
-    FaultRecovery,
-    // Read a rollout's compat/traffic report, see `check_rollout`.
-    OldOnNew,
-    NewOnOld,
-    RollbackUnsafe,
-    DataDependentBreakage,
-    TrafficErrors,
-    TrafficStall,
-    // Lock checks: they run on a lock report, see `check_locks`.
-    LongAccessExclusive,
-    LockQueue,
-    BlockedBackends,
-    TableRewrite,
-    MissingLockTimeout,
-    LockLint,
-    LockBudget,
-}
-
 impl CheckId {
-    /// The registry, in report order.
-    pub const ALL: [CheckId; 25] = [
-        CheckId::DoubleApplication,
-        CheckId::DuplicateData,
-        CheckId::ReplicaErrors,
-        CheckId::ReplicaWaits,
-        CheckId::ReplicaTimeout,
-        CheckId::SchemaDrift,
-        CheckId::DataDrift,
-        CheckId::LeakedAdvisoryLock,
-        CheckId::InvalidIndex,
-        CheckId::Bookkeeping,
-        CheckId::RolloutHalt,
-        CheckId::FaultRecovery,
-        CheckId::OldOnNew,
-        CheckId::NewOnOld,
-        CheckId::RollbackUnsafe,
-        CheckId::DataDependentBreakage,
-        CheckId::TrafficErrors,
-        CheckId::TrafficStall,
-        CheckId::LongAccessExclusive,
-        CheckId::LockQueue,
-        CheckId::BlockedBackends,
-        CheckId::TableRewrite,
-        CheckId::MissingLockTimeout,
-        CheckId::LockLint,
-        CheckId::LockBudget,
-    ];
-
-    /// The kebab-case id used in scenario files and reports.
-    #[must_use]
-    pub fn id(self) -> &'static str {
-        match self {
-            CheckId::DoubleApplication => "double-application",
-            CheckId::DuplicateData => "duplicate-data",
-            CheckId::ReplicaErrors => "replica-errors",
-            CheckId::ReplicaWaits => "replica-waits",
-            CheckId::ReplicaTimeout => "replica-timeout",
-            CheckId::SchemaDrift => "schema-drift",
-            CheckId::DataDrift => "data-drift",
-            CheckId::LeakedAdvisoryLock => "leaked-advisory-lock",
-            CheckId::InvalidIndex => "invalid-index",
-            CheckId::Bookkeeping => "bookkeeping",
-            CheckId::RolloutHalt => "rollout-halt",
-            CheckId::FaultRecovery => "fault-recovery",
-            CheckId::OldOnNew => "old-on-new",
-            CheckId::NewOnOld => "new-on-old",
-            CheckId::RollbackUnsafe => "rollback-unsafe",
-            CheckId::DataDependentBreakage => "data-dependent-breakage",
-            CheckId::TrafficErrors => "traffic-errors",
-            CheckId::TrafficStall => "traffic-stall",
-            CheckId::LongAccessExclusive => "long-access-exclusive",
-            CheckId::LockQueue => "lock-queue",
-            CheckId::BlockedBackends => "blocked-backends",
-            CheckId::TableRewrite => "table-rewrite",
-            CheckId::MissingLockTimeout => "missing-lock-timeout",
-            CheckId::LockLint => "lock-lint",
-            CheckId::LockBudget => "lock-budget",
-        }
-    }
-
-    /// The check reads a rollout (see [`check_rollout`]), not a race.
-    #[must_use]
-    pub fn reads_rollout(self) -> bool {
-        matches!(
-            self,
-            CheckId::OldOnNew
-                | CheckId::NewOnOld
-                | CheckId::RollbackUnsafe
-                | CheckId::DataDependentBreakage
-                | CheckId::TrafficErrors
-                | CheckId::TrafficStall
-        )
-    }
-
-    /// Parses a kebab-case id.
-    #[must_use]
-    pub fn from_id(id: &str) -> Option<CheckId> {
-        CheckId::ALL.into_iter().find(|c| c.id() == id)
-    }
-
-    /// One line on what the check looks for.
-    #[must_use]
-    pub fn summary(self) -> &'static str {
-        match self {
-            CheckId::DoubleApplication => {
-                "a migration version was applied by more than one replica"
-            }
-            CheckId::DuplicateData => {
-                "a data migration inserted rows more than once (vs a serial run)"
-            }
-            CheckId::ReplicaErrors => "replicas failed, grouped by SQLSTATE",
-            CheckId::ReplicaWaits => "replicas waited on the migration lock",
-            CheckId::ReplicaTimeout => "replicas never finished within the timeout",
-            CheckId::SchemaDrift => {
-                "the final schema differs from a serial run of the same migrations"
-            }
-            CheckId::DataDrift => "the final data of touched tables differs from a serial run",
-            CheckId::LeakedAdvisoryLock => "advisory locks still held after the run",
-            CheckId::InvalidIndex => "indexes left INVALID",
-            CheckId::Bookkeeping => "bookkeeping left dirty, missing or incomplete",
-            CheckId::RolloutHalt => "a migration failed: the rollout must halt",
-            CheckId::FaultRecovery => {
-                "state after a killed replica, and whether a re-run converges"
-            }
-            CheckId::OldOnNew => "old code still serving breaks on the migrated schema",
-            CheckId::NewOnOld => "new code deployed before its migration breaks",
-            CheckId::RollbackUnsafe => "rolling back to old code breaks on the later schema",
-            CheckId::DataDependentBreakage => "a query that prepares fails with some data",
-            CheckId::TrafficErrors => "app queries failed on locks, timeouts or deadlocks",
-            CheckId::TrafficStall => "app queries stalled while a migration statement ran",
-            CheckId::LongAccessExclusive => "a migration held ACCESS EXCLUSIVE on a table for long",
-            CheckId::LockQueue => {
-                "application queries queued behind a migration's waiting lock request"
-            }
-            CheckId::BlockedBackends => {
-                "application sessions waited on locks (blocked-backend-seconds)"
-            }
-            CheckId::TableRewrite => "a statement rewrote a whole table",
-            CheckId::MissingLockTimeout => "a strong lock was taken with no lock_timeout",
-            CheckId::LockLint => "dangerous statements, confirmed or not by execution",
-            CheckId::LockBudget => {
-                "a blocking lock on an existing table, or an app lock wait, lasted past the lock budget"
-            }
-        }
-    }
-
     fn run(self, record: &RaceRecord) -> Vec<Finding> {
         match self {
             CheckId::DoubleApplication => double_application::check(record),
@@ -254,12 +94,6 @@ impl CheckId {
             CheckId::LockLint => lock_lint::check(report),
             _ => Vec::new(),
         }
-    }
-}
-
-impl std::fmt::Display for CheckId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.id())
     }
 }
 
@@ -446,20 +280,6 @@ pub(crate) mod fixtures {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_are_kebab_case_unique_and_round_trip() {
-        let mut seen = std::collections::HashSet::new();
-        for c in CheckId::ALL {
-            assert!(seen.insert(c.id()));
-            assert_eq!(CheckId::from_id(c.id()), Some(c));
-            assert_eq!(
-                serde_json::to_string(&c).unwrap(),
-                format!("\"{}\"", c.id())
-            );
-            assert!(!c.summary().is_empty());
-        }
-    }
 
     /// A race recorded against a real Postgres (8 naive replicas, a data
     /// migration), judged without a database.

@@ -8,6 +8,11 @@
 
 mod discover;
 mod error;
+pub mod expect;
+pub mod lint_rules;
+pub mod replicas;
+pub mod rollout;
+pub mod workload;
 
 use std::path::{Path, PathBuf};
 
@@ -16,11 +21,12 @@ use serde_spanned::Spanned;
 
 pub use discover::discover;
 pub use error::{ScenarioError, line_column};
+pub use replicas::{FaultConfig, RaceConfig};
 
-use crate::findings::CheckId;
 use crate::migrate::Layout;
 use crate::provision::Backend;
-use crate::rehearsal::RaceConfig;
+pub use expect::{CheckId, LockBudget};
+pub use lint_rules::RuleId;
 
 /// The scenario file as written, before paths are resolved.
 #[derive(Debug, Deserialize)]
@@ -45,7 +51,7 @@ struct RawScenario {
     #[serde(default)]
     workloads: std::collections::BTreeMap<String, Spanned<PathBuf>>,
     #[serde(default)]
-    rollout: Option<Spanned<crate::rehearsal::rollout::RolloutConfig>>,
+    rollout: Option<Spanned<rollout::RolloutConfig>>,
     #[serde(default)]
     locks: RawLocks,
     /// Production size for `rehearse forecast`.
@@ -109,6 +115,9 @@ struct RawMigrations {
     baseline: Option<Spanned<String>>,
 }
 
+/// Largest `scale` a seeds file (or `[seed] scale`) may give.
+pub const MAX_SCALE: f64 = 10_000.0;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSeed {
@@ -160,11 +169,9 @@ pub struct Expectations {
 impl Expectations {
     /// The lock budget this scenario is judged against.
     #[must_use]
-    pub fn lock_budget(&self) -> crate::findings::LockBudget {
+    pub fn lock_budget(&self) -> LockBudget {
         self.lock_budget_ms
-            .map_or_else(crate::findings::LockBudget::default, |ms| {
-                crate::findings::LockBudget::from_ms(ms)
-            })
+            .map_or_else(LockBudget::default, LockBudget::from_ms)
     }
 }
 
@@ -185,9 +192,9 @@ pub struct Scenario {
     pub replicas: RaceConfig,
     pub expect: Expectations,
     /// Each version's workload, loaded.
-    pub workloads: Vec<crate::workload::Workload>,
+    pub workloads: Vec<workload::Workload>,
     /// The rollout plan, steps expanded.
-    pub rollout: Option<crate::rehearsal::rollout::RolloutSpec>,
+    pub rollout: Option<rollout::RolloutSpec>,
     /// How the lock sampler watches the rehearsal.
     pub locks: LocksSpec,
     /// `[forecast]`: production's size for `rehearse forecast`.
@@ -207,7 +214,7 @@ pub struct LocksSpec {
     pub catalog: bool,
     /// Lint rules this scenario accepts: their findings are still
     /// reported, marked suppressed.
-    pub allow: Vec<crate::locks::RuleId>,
+    pub allow: Vec<RuleId>,
 }
 
 impl LocksSpec {
@@ -345,10 +352,10 @@ impl Scenario {
                             "`seed.scale` must be a positive number".into(),
                         ));
                     }
-                    Some(scale) if *scale.get_ref() > crate::seed::MAX_SCALE => {
+                    Some(scale) if *scale.get_ref() > MAX_SCALE => {
                         return Err(error_at(
                             scale.span(),
-                            format!("`seed.scale` must be at most {}", crate::seed::MAX_SCALE),
+                            format!("`seed.scale` must be at most {}", MAX_SCALE),
                         ));
                     }
                     Some(scale) => *scale.get_ref(),
@@ -407,7 +414,7 @@ impl Scenario {
             })?;
             let keys = keys.replicas.unwrap_or_default();
             let names: Vec<String> = keys.keys().cloned().collect();
-            let migrator = crate::rehearsal::rollout::Migrator::of(replicas.runner);
+            let migrator = rollout::Migrator::of(replicas.runner);
             if let Some((key, message)) = migrator.unused_key(&replicas, &names) {
                 let span = keys.get(&key).map_or(0..0, Spanned::span);
                 return Err(error_at(span, message));
@@ -440,7 +447,7 @@ impl Scenario {
             Some(f) => Some(forecast_spec(f, base, &error_at)?),
         };
         for id in raw.locks.allow {
-            match crate::locks::RuleId::from_id(id.get_ref()) {
+            match RuleId::from_id(id.get_ref()) {
                 Some(rule) => locks.allow.push(rule),
                 None => {
                     return Err(error_at(
@@ -448,9 +455,9 @@ impl Scenario {
                         format!(
                             "`locks.allow` names no lint rule: `{}` (rules: {})",
                             id.get_ref(),
-                            crate::locks::lint::RULES
+                            RuleId::ALL
                                 .iter()
-                                .map(|r| r.id.id())
+                                .map(|r| r.id())
                                 .collect::<Vec<_>>()
                                 .join(", ")
                         ),
@@ -540,16 +547,10 @@ fn forecast_spec(
 /// against them.
 fn workloads_and_rollout(
     raw: std::collections::BTreeMap<String, Spanned<PathBuf>>,
-    rollout: Option<Spanned<crate::rehearsal::rollout::RolloutConfig>>,
+    rollout: Option<Spanned<rollout::RolloutConfig>>,
     base: &Path,
     error_at: &dyn Fn(std::ops::Range<usize>, String) -> ScenarioError,
-) -> Result<
-    (
-        Vec<crate::workload::Workload>,
-        Option<crate::rehearsal::rollout::RolloutSpec>,
-    ),
-    ScenarioError,
-> {
+) -> Result<(Vec<workload::Workload>, Option<rollout::RolloutSpec>), ScenarioError> {
     let mut workloads = Vec::new();
     for (version, file) in &raw {
         let resolved = base.join(file.get_ref());
@@ -564,25 +565,24 @@ fn workloads_and_rollout(
         }
         // Errors inside the workload file name that file and line; say
         // which scenario key brought it in, and where.
-        let workload =
-            crate::workload::Workload::load(version, &resolved).map_err(|e| match e {
-                ScenarioError::Io { path, message } => error_at(
-                    file.span(),
-                    format!("`workloads.{version}`: {}: {message}", path.display()),
-                ),
-                ScenarioError::At {
-                    path,
-                    line,
-                    column,
-                    message,
-                } => ScenarioError::At {
-                    path,
-                    line,
-                    column,
-                    message: format!("{message} (the workload of `workloads.{version}`)"),
-                },
-                other => other,
-            })?;
+        let workload = workload::Workload::load(version, &resolved).map_err(|e| match e {
+            ScenarioError::Io { path, message } => error_at(
+                file.span(),
+                format!("`workloads.{version}`: {}: {message}", path.display()),
+            ),
+            ScenarioError::At {
+                path,
+                line,
+                column,
+                message,
+            } => ScenarioError::At {
+                path,
+                line,
+                column,
+                message: format!("{message} (the workload of `workloads.{version}`)"),
+            },
+            other => other,
+        })?;
         workloads.push(workload);
     }
     let Some(rollout) = rollout else {
@@ -600,7 +600,7 @@ fn workloads_and_rollout(
         Some(i) => error_at(span.clone(), format!("`rollout.steps[{i}]`: {message}")),
         None => error_at(span.clone(), message),
     })?;
-    for version in crate::rehearsal::rollout::versions_of(&steps) {
+    for version in rollout::versions_of(&steps) {
         if !raw.contains_key(&version) {
             return Err(error_at(
                 span.clone(),
@@ -610,7 +610,7 @@ fn workloads_and_rollout(
     }
     Ok((
         workloads,
-        Some(crate::rehearsal::rollout::RolloutSpec {
+        Some(rollout::RolloutSpec {
             config,
             steps,
             migrator: None,
@@ -749,7 +749,7 @@ mod tests {
             "name = \"x\"\n[migrations]\ndir = \"src\"\n[locks]\nallow = [\"json-column\"]\n",
         )
         .unwrap();
-        assert_eq!(s.locks.allow, vec![crate::locks::RuleId::JsonColumn]);
+        assert_eq!(s.locks.allow, vec![RuleId::JsonColumn]);
         let err =
             parse("name = \"x\"\n[migrations]\ndir = \"src\"\n[locks]\nallow = [\"no-such\"]\n")
                 .unwrap_err()

@@ -49,8 +49,7 @@ use serde_spanned::Spanned;
 use super::SeedError;
 use super::error::location;
 
-/// Largest `scale` a seeds file may give.
-pub const MAX_SCALE: f64 = 10_000.0;
+pub use crate::scenario::MAX_SCALE;
 /// Largest row count of one table a seeds file may ask for.
 pub const MAX_ROWS: u64 = 1_000_000_000;
 

@@ -35,32 +35,8 @@ use sqlparser::tokenizer::{Token, Tokenizer};
 use super::mode::LockMode;
 use super::trace::{TraceOutcome, TracedStatement};
 use crate::migrate::Migration;
+pub use crate::scenario::lint_rules::RuleId;
 pub use foreign_key_without_index::IndexedColumns;
-
-/// Every lint rule, by its kebab-case id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RuleId {
-    CreateIndexNotConcurrently,
-    ValidatedConstraint,
-    AddColumnRewrite,
-    AlterColumnType,
-    SetNotNull,
-    AddUniqueConstraint,
-    UnbatchedBackfill,
-    DropOrRename,
-    MissingLockTimeout,
-    DropIndexNotConcurrently,
-    ReindexNotConcurrently,
-    AddNotNullWithoutDefault,
-    JsonColumn,
-    IdentifierTooLong,
-    StatementAfterAccessExclusive,
-    MissingStatementTimeout,
-    BackfillMostRows,
-    UnsafeEnumChange,
-    ForeignKeyWithoutIndex,
-}
 
 /// What executing the statement should show if the rule is right.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,48 +98,10 @@ pub const RULES: [&Rule; 19] = [
 ];
 
 impl RuleId {
-    /// The stable kebab-case id.
-    #[must_use]
-    pub fn id(self) -> &'static str {
-        match self {
-            RuleId::CreateIndexNotConcurrently => "create-index-not-concurrently",
-            RuleId::ValidatedConstraint => "validated-constraint",
-            RuleId::AddColumnRewrite => "add-column-rewrite",
-            RuleId::AlterColumnType => "alter-column-type",
-            RuleId::SetNotNull => "set-not-null",
-            RuleId::AddUniqueConstraint => "add-unique-constraint",
-            RuleId::UnbatchedBackfill => "unbatched-backfill",
-            RuleId::DropOrRename => "drop-or-rename",
-            RuleId::MissingLockTimeout => "missing-lock-timeout",
-            RuleId::DropIndexNotConcurrently => "drop-index-not-concurrently",
-            RuleId::ReindexNotConcurrently => "reindex-not-concurrently",
-            RuleId::AddNotNullWithoutDefault => "add-not-null-without-default",
-            RuleId::JsonColumn => "json-column",
-            RuleId::IdentifierTooLong => "identifier-too-long",
-            RuleId::StatementAfterAccessExclusive => "statement-after-access-exclusive",
-            RuleId::MissingStatementTimeout => "missing-statement-timeout",
-            RuleId::BackfillMostRows => "backfill-most-rows",
-            RuleId::UnsafeEnumChange => "unsafe-enum-change",
-            RuleId::ForeignKeyWithoutIndex => "foreign-key-without-index",
-        }
-    }
-
-    /// The rule with this kebab-case id.
-    #[must_use]
-    pub fn from_id(id: &str) -> Option<RuleId> {
-        RULES.into_iter().map(|r| r.id).find(|r| r.id() == id)
-    }
-
     /// The rule's registry entry.
     #[must_use]
     pub fn rule(self) -> &'static Rule {
         RULES.into_iter().find(|r| r.id == self).unwrap_or(RULES[0])
-    }
-}
-
-impl std::fmt::Display for RuleId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.id())
     }
 }
 
@@ -437,6 +375,12 @@ fn is_zero(setting: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `RuleId::ALL` (what `[locks] allow` lists) is the registry, in order.
+    #[test]
+    fn rule_ids_list_the_registry_in_order() {
+        assert_eq!(RULES.map(|r| r.id), RuleId::ALL);
+    }
 
     #[test]
     fn every_rule_has_fixtures_flags_bad_and_passes_good() {
