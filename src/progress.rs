@@ -82,12 +82,22 @@ pub fn rate(per_second: f64) -> String {
     }
 }
 
+/// One seeded table, as the progress display shows it. Plain figures, so
+/// that this module (which every stage reports to) imports no stage.
+#[derive(Debug, Clone, Copy)]
+pub struct Seeded<'a> {
+    pub table: &'a str,
+    pub rows: u64,
+    pub duration_ms: u64,
+    pub rows_per_sec: f64,
+}
+
 /// The log line of one seeded table.
 #[must_use]
-pub fn seed_line(table: &crate::seed::TableReport) -> String {
+pub fn seed_line(table: Seeded<'_>) -> String {
     format!(
         "seed: {} {} rows in {} ({})",
-        table.name,
+        table.table,
         thousands(table.rows),
         seconds(table.duration_ms),
         rate(table.rows_per_sec)
@@ -191,7 +201,7 @@ impl StageProgress {
     }
 
     /// A table was seeded (logged only; its bar showed the rest).
-    pub fn seeded(&self, table: &crate::seed::TableReport) {
+    pub fn seeded(&self, table: Seeded<'_>) {
         if self.log.is_some() {
             log_line(&seed_line(table));
         }
@@ -224,14 +234,14 @@ mod tests {
 
     #[test]
     fn log_lines_say_rows_time_and_rate() {
-        let table = crate::seed::TableReport {
-            name: "orders".into(),
+        let table = Seeded {
+            table: "orders",
             rows: 1_000_000,
             duration_ms: 1_204,
             rows_per_sec: 830_564.8,
         };
         assert_eq!(
-            seed_line(&table),
+            seed_line(table),
             "seed: orders 1,000,000 rows in 1.2 s (831k rows/s)"
         );
         assert_eq!(thousands(0), "0");

@@ -6,7 +6,7 @@ mod seed_support;
 
 use std::path::Path;
 
-use pg_rehearse::migrate::apply_serial;
+use pg_rehearse::migrate::apply_serial_in;
 use pg_rehearse::provision::cache::{CacheSettings, list};
 use pg_rehearse::provision::{Backend, Postgres, ProvisionOptions};
 use pg_rehearse::rehearsal::{Plan, ServerPool};
@@ -76,6 +76,8 @@ async fn rehearse(plan: &Plan, cache: &CacheSettings) -> Option<(String, Verdict
 /// it exists already).
 async fn template_data(postgres: &Postgres, plan: &Plan, build: bool) -> Vec<(String, String)> {
     let (baseline, runner) = (plan.baseline.clone(), plan.scenario.replicas.runner);
+    // As the rehearsal builds it: the layout's tool's bookkeeping table.
+    let layout = plan.scenario.replicas.layout;
     let spec = plan.seed_spec.clone();
     let seed = plan.scenario.seed.clone().unwrap();
     let template = postgres
@@ -83,7 +85,7 @@ async fn template_data(postgres: &Postgres, plan: &Plan, build: bool) -> Vec<(St
             if !build {
                 return Err("the template should have come from the cache".to_string());
             }
-            apply_serial(&conn, &runner, &baseline)
+            apply_serial_in(&conn, &runner, layout, &baseline)
                 .await
                 .map_err(|e| e.to_string())?;
             let options = SeedOptions {
@@ -106,7 +108,20 @@ async fn template_data(postgres: &Postgres, plan: &Plan, build: bool) -> Vec<(St
     for (table, sum) in &mut data {
         let rows = seed_support::count(&client, table).await;
         assert!(rows > 0 || table.contains("sqlx"), "{table} is empty");
-        *sum = format!("{rows} rows, {sum}");
+        *sum = if table == "_sqlx_migrations" {
+            // sqlx's own table records when and how fast each migration
+            // ran: the same versions, never the same row contents.
+            let versions: Vec<i64> = client
+                .query("SELECT version FROM _sqlx_migrations ORDER BY version", &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            format!("{rows} rows, versions {versions:?}")
+        } else {
+            format!("{rows} rows, {sum}")
+        };
     }
     data
 }

@@ -413,7 +413,12 @@ async fn run_stages(
                     .await
                     .map_err(|e| format!("seeding: {e}"))?;
                 for table in &report.tables {
-                    seed_log.seeded(table);
+                    seed_log.seeded(crate::progress::Seeded {
+                        table: &table.name,
+                        rows: table.rows,
+                        duration_ms: table.duration_ms,
+                        rows_per_sec: table.rows_per_sec,
+                    });
                 }
                 *seeded = Some(report.total_rows);
             }
