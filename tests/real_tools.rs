@@ -199,7 +199,7 @@ async fn dbmate_races_agree_with_the_real_tool() {
             let out = dir.path().join(format!("{example}-{trial}.json"));
             let target = format!("json={}", out.display());
             let output = Command::new(env!("CARGO_BIN_EXE_rehearse"))
-                // The user\'s template cache is not the tests\' to read or fill.
+                // The user's template cache is not the tests' to read or fill.
                 .env("REHEARSE_NO_CACHE", "1")
                 .args(["run", "--backend", "local", "-q", "--report", &target])
                 .arg(&scenario)
@@ -266,7 +266,7 @@ fn dbmate_job_gate_halts_on_a_failing_migration() {
     let out = dir.path().join("report.json");
     let target = format!("json={}", out.display());
     let output = Command::new(env!("CARGO_BIN_EXE_rehearse"))
-        // The user\'s template cache is not the tests\' to read or fill.
+        // The user's template cache is not the tests' to read or fill.
         .env("REHEARSE_NO_CACHE", "1")
         .args(["run", "--backend", "local", "-q", "--report", &target])
         .arg(&scenario)

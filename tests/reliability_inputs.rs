@@ -15,7 +15,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_rehearse");
 /// Runs the binary with a deadline: (code, stdout, stderr).
 fn rehearse(args: &[&str], limit: Duration) -> (i32, String, String) {
     let child = Command::new(BIN)
-        // The user\'s template cache is not the tests\' to read or fill.
+        // The user's template cache is not the tests' to read or fill.
         .env("REHEARSE_NO_CACHE", "1")
         .args(args)
         .env_remove("DATABASE_URL")

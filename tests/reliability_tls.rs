@@ -91,7 +91,7 @@ async fn sslmode_is_honoured_against_a_real_server() {
         "{error}"
     );
     let output = std::process::Command::new(BIN)
-        // The user\'s template cache is not the tests\' to read or fill.
+        // The user's template cache is not the tests' to read or fill.
         .env("REHEARSE_NO_CACHE", "1")
         .args(["provision", "--backend", "url", "--database-url", &require])
         .env_remove("DATABASE_URL")

@@ -37,7 +37,7 @@ async fn leftovers(server: &Postgres) -> Vec<(String, bool)> {
 
 fn spawn_provision(url: &str) -> Child {
     Command::new(BIN)
-        // The user\'s template cache is not the tests\' to read or fill.
+        // The user's template cache is not the tests' to read or fill.
         .env("REHEARSE_NO_CACHE", "1")
         .args(["provision", "--backend", "url", "--database-url", url])
         .env_remove("DATABASE_URL")
@@ -169,7 +169,7 @@ async fn gc_drops_what_a_killed_run_left_and_nothing_else() {
         .unwrap();
 
     let output = Command::new(BIN)
-        // The user\'s template cache is not the tests\' to read or fill.
+        // The user's template cache is not the tests' to read or fill.
         .env("REHEARSE_NO_CACHE", "1")
         .args(["gc", "--database-url", &url])
         .env_remove("DATABASE_URL")
